@@ -1,0 +1,1 @@
+"""L2GNet and the seed systems: torch-only networks."""

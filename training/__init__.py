@@ -1,0 +1,1 @@
+"""Data, losses, metrics, training, evaluation, batch inference and the `l2gnet` CLI (no Qt)."""
