@@ -1,0 +1,13 @@
+"""R50 UNet: the shared body with an identity bottleneck (the papers' UNet row)."""
+
+from __future__ import annotations
+
+from ..config import BodyConfig
+from ..registry import register_model
+from ..blocks.bottleneck import IdentityBottleneck
+from .base import Segmenter, build_segmenter
+
+
+@register_model("unet", BodyConfig, "UNet (R50): identity bottleneck")
+def build_unet(num_classes: int, config: BodyConfig) -> Segmenter:
+    return build_segmenter("unet", num_classes, config, IdentityBottleneck)
