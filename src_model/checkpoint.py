@@ -43,7 +43,9 @@ def default_metadata(num_classes: int) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, metadata: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, model: torch.nn.Module, metadata: dict[str, Any]
+) -> Path:
     """Write ``model``'s weights and ``metadata`` atomically to ``path`` (``.safetensors``).
 
     ``metadata`` must be JSON-serialisable; the model's name, class count and config are added
@@ -124,7 +126,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     meta = read_metadata(path)
     model_meta = meta["model"]
     try:
-        model = build_model(model_meta["name"], int(model_meta["num_classes"]), **model_meta["config"])
+        model = build_model(
+            model_meta["name"], int(model_meta["num_classes"]), **model_meta["config"]
+        )
     except (TypeError, ValueError) as err:
         raise CheckpointError(
             f"{path} describes a model this version cannot build (written by version "

@@ -48,7 +48,9 @@ class BodyConfig:
         if self.pre_channels is not None:
             _positive(self, "pre_channels")
         if not self.decoder_channels or min(self.decoder_channels) < 1:
-            raise ValueError(f"decoder_channels must be positive widths, got {self.decoder_channels}")
+            raise ValueError(
+                f"decoder_channels must be positive widths, got {self.decoder_channels}"
+            )
 
 
 def _positive(cfg: Any, *names: str) -> None:
@@ -72,4 +74,5 @@ def config_from_kwargs(config_cls: type[C], model_name: str, kwargs: dict[str, A
 
 def config_to_dict(config: BodyConfig) -> dict[str, Any]:
     """JSON-ready dict (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    items = dataclasses.asdict(config).items()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}

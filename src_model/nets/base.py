@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..blocks.bottleneck import Bottleneck, IdentityBottleneck
+from ..blocks.bottleneck import Bottleneck
 from ..blocks.conv import DoubleConv
 from ..blocks.decoder import SkipGateFactory, UNetDecoder
 from ..config import BodyConfig

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..blocks.bottleneck import IdentityBottleneck
 from ..config import BodyConfig
 from ..registry import register_model
-from ..blocks.bottleneck import IdentityBottleneck
 from .base import Segmenter, build_segmenter
 
 
