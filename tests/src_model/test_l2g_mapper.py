@@ -129,6 +129,9 @@ def test_gradients_reach_references_anchors_and_input():
                        ("input", z.grad), ("proj", m.proj.weight.grad)]:
         assert grad is not None and torch.isfinite(grad).all(), name
         assert grad.abs().sum() > 0, name
+    m.zero_grad()
+    m(z)[1].pow(2).sum().backward()  # the returned plans themselves are differentiable
+    assert m.references.grad.abs().sum() > 0
 
 
 def test_deterministic():
