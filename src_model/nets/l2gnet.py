@@ -26,7 +26,7 @@ class L2GNetConfig(QuantizerConfig):
         sinkhorn_eps: entropic regularisation epsilon.
         sinkhorn_iters: Sinkhorn iterations (paper: 10).
         pos_sigma: sigma_pos of the positional filter S.
-        pos_mode: ``"1d"`` (token row-major index i/n, as the paper), ``"2d"`` (row x column
+        pos_mode: ``"1d"`` (row-major token index, cell centres (i + 0.5)/n), ``"2d"`` (row x column
             Gaussians) or ``"none"``.
     """
 
