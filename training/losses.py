@@ -1,0 +1,175 @@
+"""Training loss: cross-entropy + soft Dice + quantiser loss + optional spectral term.
+
+``total = ce_weight * CE + dice_weight * (1 - soft Dice) + quant_weight * quant_loss
++ spectral_weight * spectral``
+
+- **CE**: ``F.cross_entropy`` on the logits. For ``num_classes == 2`` the equivalent binary
+  form is used: ``BCE-with-logits(logits[:, 1] - logits[:, 0], target)``. A two-way softmax is
+  the sigmoid of the logit difference, so the value and the gradients are the same as the
+  two-class cross-entropy (up to rounding).
+- **Dice**: soft Dice on softmax probabilities, per foreground class ``1..C-1`` over the whole
+  batch, in TransUNet's ``DiceLoss`` form ``(2 sum(p g) + s) / (sum(p^2) + sum(g^2) + s)``
+  with ``s = 1e-5``; the loss is ``1 - dice`` averaged over the foreground classes.
+- **quant**: the model's ``aux["quant_loss"]`` (``None`` counts as 0).
+- **spectral**: the Spectral Correlation Coefficient objective of SSNet (Gorade et al.,
+  "Harmonized Spatial and Spectral Learning for Robust and Generalized Medical Image
+  Segmentation", arXiv:2401.10373): the spatial masks are moved to the frequency domain with
+  ``torch.fft.fft2`` and the prediction's spectrum is asked to correlate with the truth's.
+  The paper's exact formula was not available to us; the form implemented here is: for each
+  sample ``b`` and foreground class ``c`` present in the truth slice, with
+  ``P = |fft2(softmax(logits)[b, c])|`` and ``G = |fft2(onehot(target)[b, c])|`` (amplitude
+  spectra, all ``H*W`` frequencies), ``rho = pearson(P, G)`` (centred over the frequencies),
+  and ``spectral = mean(1 - rho)`` over those (sample, class) pairs; 0 when no foreground class
+  is present anywhere in the batch. Properties: in ``[0, 2]``; 0 when the probabilities equal
+  the one-hot truth; unchanged by a circular shift of the prediction and by scaling it by a
+  positive constant (both leave the amplitude spectrum correlation unchanged), so it measures
+  shape and scale content rather than position, which CE and Dice already constrain.
+  Classes absent from a sample's truth are skipped (their amplitude spectrum is 0 and the
+  correlation undefined); false positives there are left to CE and Dice.
+
+The loss is computed in float32 whatever the logits' dtype (AMP-safe, and ``fft2`` in half
+precision only takes power-of-two sizes). ``forward`` never synchronises with the device (no
+``.item()``), and does not check target values (CE fails on out-of-range labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LossConfig", "SegmentationLoss", "dice_loss", "spectral_correlation_loss"]
+
+DICE_SMOOTH = 1e-5
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss terms (a zero weight removes the term from the total)."""
+
+    ce_weight: float = 1.0
+    dice_weight: float = 1.0
+    quant_weight: float = 1.0
+    spectral_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("ce_weight", "dice_weight", "quant_weight", "spectral_weight"):
+            value = float(getattr(self, name))
+            if not value >= 0.0:
+                raise ValueError(f"LossConfig.{name} must be >= 0, got {value}")
+            setattr(self, name, value)
+
+
+def dice_loss(
+    probs: torch.Tensor, onehot: torch.Tensor, smooth: float = DICE_SMOOTH
+) -> torch.Tensor:
+    """``1 - soft Dice`` per foreground class over the batch, averaged over classes 1..C-1.
+
+    ``probs`` and ``onehot``: (B, C, H, W) float.
+    """
+    p, g = probs[:, 1:], onehot[:, 1:]
+    dims = (0, 2, 3)
+    inter = (p * g).sum(dims)
+    denom = (p * p).sum(dims) + (g * g).sum(dims)
+    dice = (2.0 * inter + smooth) / (denom + smooth)
+    return (1.0 - dice).mean()
+
+
+def _amplitude(x: torch.Tensor) -> torch.Tensor:
+    spec = torch.fft.fft2(x)
+    # sqrt with a tiny floor: |z| has no gradient at z = 0
+    return torch.sqrt(spec.real.square() + spec.imag.square() + 1e-12)
+
+
+def spectral_correlation_loss(
+    probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """``mean(1 - pearson(|fft2(p)|, |fft2(g)|))`` over (sample, foreground class) pairs whose
+    truth is non-empty (0 if there is none). See the module docstring (arXiv:2401.10373)."""
+    p = probs[:, 1:].float()
+    g = onehot[:, 1:].float()
+    b, c = p.shape[:2]
+    pa = _amplitude(p).reshape(b, c, -1)
+    ga = _amplitude(g).reshape(b, c, -1)
+    pa = pa - pa.mean(-1, keepdim=True)
+    ga = ga - ga.mean(-1, keepdim=True)
+    cov = (pa * ga).sum(-1)
+    rho = cov / (pa.square().sum(-1).sqrt() * ga.square().sum(-1).sqrt() + eps)
+    present = (g.flatten(2).sum(-1) > 0).to(rho.dtype)
+    n = present.sum()
+    return ((1.0 - rho) * present).sum() / n.clamp_min(1.0)
+
+
+class SegmentationLoss(nn.Module):
+    """Weighted sum of CE, soft Dice, quantiser loss and spectral loss (module docstring)."""
+
+    def __init__(self, config: LossConfig | None = None, num_classes: int = 2) -> None:
+        super().__init__()
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.config = config if config is not None else LossConfig()
+        self.num_classes = int(num_classes)
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        quant_loss: torch.Tensor | float | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``logits`` (B, C, H, W), ``target`` (B, H, W) long -> ``(total, parts)``.
+
+        ``parts`` holds detached 0-d float tensors ``ce``, ``dice``, ``quant``, ``spectral``
+        (unweighted) and ``total``; ``spectral`` is only computed when its weight is > 0 and
+        reads 0 otherwise.
+        """
+        if logits.ndim != 4 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"logits must be (B, {self.num_classes}, H, W), got {tuple(logits.shape)}"
+            )
+        if target.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(
+                f"target shape {tuple(target.shape)} does not match logits shape "
+                f"{tuple(logits.shape)} (expected (B, H, W))"
+            )
+        cfg = self.config
+        logits = logits.float()
+        target = target.long()
+        zero = logits.new_zeros(())
+
+        if self.num_classes == 2:
+            ce = F.binary_cross_entropy_with_logits(
+                logits[:, 1] - logits[:, 0], target.to(logits.dtype)
+            )
+        else:
+            ce = F.cross_entropy(logits, target)
+
+        probs = logits.softmax(dim=1)
+        onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+        dice = dice_loss(probs, onehot)
+
+        if quant_loss is None:
+            quant = zero
+        else:
+            quant = torch.as_tensor(quant_loss, device=logits.device).float().reshape(())
+
+        spectral = spectral_correlation_loss(probs, onehot) if cfg.spectral_weight > 0 else zero
+
+        total = zero
+        for weight, term in (
+            (cfg.ce_weight, ce),
+            (cfg.dice_weight, dice),
+            (cfg.quant_weight, quant),
+            (cfg.spectral_weight, spectral),
+        ):
+            if weight > 0:
+                total = total + weight * term
+        parts = {
+            "ce": ce.detach(),
+            "dice": dice.detach(),
+            "quant": quant.detach(),
+            "spectral": spectral.detach(),
+            "total": total.detach(),
+        }
+        return total, parts
