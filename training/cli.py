@@ -1,0 +1,46 @@
+"""``l2gnet``: train, evaluate, predict and make sample data from the shell (no Qt).
+
+Each subcommand lives in ``training/commands/<name>.py`` with ``add_parser`` and ``run``.
+Errors a user can fix (bad paths, unreadable files, checkpoints that do not fit the data) are
+printed as one clear line and exit with status 2; nothing else is hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from src_model import CheckpointError
+
+from .commands import evaluate, predict, sample, train
+
+COMMANDS = (train, evaluate, predict, sample)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l2gnet",
+        description="L2GNet medical image segmentation: train, evaluate, predict, sample data.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("l2gnet: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, FileExistsError, CheckpointError, ValueError,
+            PermissionError) as err:
+        print(f"l2gnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""In-memory volumes and slices, and turning the plugin's arrays into training slices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..normalization import IntensityNormalization, normalize
+
+
+@dataclass
+class Case:
+    """One volume: ``image`` float32 in [0, 1] and ``label`` integer, both (S, H, W)."""
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    spacing: tuple[float, float, float] | None = None  # mm, (S, H, W) order; None: unknown
+
+    def __post_init__(self) -> None:
+        if self.image.shape != self.label.shape:
+            raise ValueError(
+                f"{self.name}: image shape {self.image.shape} and label shape "
+                f"{self.label.shape} differ; they must be on the same grid"
+            )
+        if self.image.ndim != 3:
+            raise ValueError(f"{self.name}: expected a 3-D volume, got shape {self.image.shape}")
+
+
+@dataclass
+class Slice:
+    """One 2-D training pair: ``image`` float32 in [0, 1] and ``label`` uint8, both (H, W)."""
+
+    image: np.ndarray
+    label: np.ndarray
+    source: str = ""
+
+
+def cases_to_slices(cases: Iterable[Case], only_labelled: bool = False) -> list[Slice]:
+    """Every slice of every case (or only those with some foreground)."""
+    out = []
+    for case in cases:
+        for i in range(case.image.shape[0]):
+            if only_labelled and not case.label[i].any():
+                continue
+            out.append(Slice(case.image[i], case.label[i].astype(np.uint8), f"{case.name}:{i}"))
+    return out
+
+
+def slices_from_arrays(
+    volume: np.ndarray,
+    labels: np.ndarray,
+    annotated: Sequence[int] | None,
+    *,
+    axis: int = 0,
+    normalization: IntensityNormalization,
+    num_classes: int | None = None,
+) -> list[Slice]:
+    """What the napari plugin hands over: a raw volume, its labels, the annotated slice indices.
+
+    ``annotated=None`` takes every slice with some foreground. Intensities are normalised with
+    the checkpoint's ``normalization`` so fine-tuning sees what inference will.
+    """
+    volume, labels = np.asarray(volume), np.asarray(labels)
+    if volume.shape != labels.shape:
+        raise ValueError(
+            f"Image shape {volume.shape} and labels shape {labels.shape} differ: pick the labels "
+            "layer that was drawn on this image"
+        )
+    if labels.size and labels.min() < 0:
+        raise ValueError("Labels must be non-negative class indices")
+    if num_classes is not None and labels.size and labels.max() >= num_classes:
+        raise ValueError(
+            f"Labels contain class {int(labels.max())} but the model has {num_classes} classes "
+            f"(0..{num_classes - 1}); relabel or train a model with more classes"
+        )
+    image = np.moveaxis(normalize(volume, normalization), axis, 0)
+    lab = np.moveaxis(labels, axis, 0)
+    if annotated is None:
+        annotated = [i for i in range(lab.shape[0]) if lab[i].any()]
+    bad = [i for i in annotated if not 0 <= i < lab.shape[0]]
+    if bad:
+        raise ValueError(f"Annotated slice indices {bad} are outside 0..{lab.shape[0] - 1}")
+    return [Slice(image[i], lab[i].astype(np.uint8), f"slice {i}") for i in sorted(annotated)]
