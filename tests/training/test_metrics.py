@@ -205,6 +205,8 @@ def test_summarize_on_score_case_output() -> None:
     assert out["per_class"]["b"]["dice"] == pytest.approx(0.5)  # (1 + 0) / 2 under transunet
     clinical = summarize([score_case(pred, truth, 5, "clinical")], ["a", "b", "c", "d"])
     assert clinical["per_class"]["d"]["dice"] is None
-    assert math.isclose(clinical["mean"]["dice"], clinical["per_class"]["a"]["dice"])
+    assert clinical["per_class"]["c"]["dice"] == 0.0  # missed organ
+    expected = (clinical["per_class"]["a"]["dice"] + 0.0) / 2
+    assert math.isclose(clinical["mean"]["dice"], expected)
     with pytest.raises(ValueError, match="class names"):
         summarize(cases, ["a"])

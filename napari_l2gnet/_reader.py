@@ -1,0 +1,120 @@
+"""npe2 reader for NIfTI scans (.nii, .nii.gz): one Image or Labels layer per file.
+
+Layout (see `training.nifti` for the why): the volume is shown as (slices, rows, columns) =
+(superior axis, anterior->posterior, patient right->left), the radiological view and the
+layout of the Synapse/TransUNet training files. For an RAS-stored scan that is
+``data[::-1, ::-1, :].transpose(2, 1, 0)``; for an LPS scan ``data.transpose(2, 1, 0)``.
+Only flips and axis swaps: no resampling, so the writer can undo it exactly.
+
+Placement: the layer gets ``scale`` (voxel sizes in display order) and no ``affine`` or
+``translate``. The full affine (oblique ones too), the header and the axis order go to
+``layer.metadata["nifti"]``; the writer rebuilds the file from there. Keeping the layer
+axis-aligned means that every layer the plugin derives (labels, bottleneck-resolution
+overlays placed with scale/translate) lines up with the scan without carrying a rotation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.nifti import (
+    NiftiVolume,
+    display_orientation,
+    header_to_bytes,
+    is_nifti_path,
+    labels_dtype,
+    load_nifti,
+    spacing_in_display,
+    to_display,
+)
+
+LayerData = tuple[Any, dict[str, Any], str]
+PathLike = str | os.PathLike[str]
+
+LABEL_NAME_HINTS = ("seg", "label", "mask")
+MAX_GUESSED_LABELS = 64  # at most this many distinct values 0..255 -> a label map
+
+
+def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerData]] | None:
+    """Return `read_nifti` when every path is a .nii/.nii.gz file, else None."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths or not all(is_nifti_path(p) for p in paths):
+        return None
+    return read_nifti
+
+
+def read_nifti(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Read one or more NIfTI files into napari layer data tuples."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    return [_layer_data(Path(p)) for p in paths]
+
+
+def layer_name(path: PathLike) -> str:
+    """File name without .nii / .nii.gz."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_label_volume(data: np.ndarray, name: str) -> bool:
+    """Integer (or whole-valued float with a seg/label/mask name) non-negative label map?
+
+    Named ``*seg*``/``*label*``/``*mask*``: any non-negative integers (whole-valued floats too,
+    since some tools store masks as float). Otherwise: an integer volume with values 0..255
+    and at most `MAX_GUESSED_LABELS` distinct values.
+    """
+    if data.size == 0:
+        return False
+    hinted = any(h in name.lower() for h in LABEL_NAME_HINTS)
+    is_int = np.issubdtype(data.dtype, np.integer) or data.dtype == bool
+    if data.dtype == bool:
+        return True
+    if is_int:
+        lo, hi = data.min(), data.max()
+        if lo < 0:
+            return False
+        if hinted:
+            return True
+        return bool(hi <= 255 and np.unique(data).size <= MAX_GUESSED_LABELS)
+    if hinted and np.issubdtype(data.dtype, np.floating):
+        finite = np.isfinite(data).all()
+        return bool(finite and data.min() >= 0 and np.array_equal(data, np.round(data)))
+    return False
+
+
+def nifti_metadata(vol: NiftiVolume, kind: str) -> dict[str, Any]:
+    """What the writer needs to put a layer back on this file's grid, exactly."""
+    orientation = display_orientation(vol.affine)
+    return {
+        "path": str(vol.path) if vol.path is not None else None,
+        "kind": kind,
+        "affine": vol.affine.tolist(),
+        "header": header_to_bytes(vol.header),
+        **orientation.to_metadata(),
+        "shape": [int(n) for n in vol.data.shape],
+        "dtype": str(vol.data.dtype),
+        "spacing": [float(s) for s in vol.spacing],
+    }
+
+
+def _layer_data(path: Path) -> LayerData:
+    vol = load_nifti(path)
+    name = layer_name(path)
+    kind = "labels" if is_label_volume(vol.data, name) else "image"
+    data = vol.data
+    if kind == "labels" and not np.issubdtype(data.dtype, np.integer):
+        data = data.astype(labels_dtype(data))  # bool or whole-valued float mask
+    orientation = display_orientation(vol.affine)
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "scale": spacing_in_display(vol.spacing, orientation),
+        "metadata": {"nifti": nifti_metadata(vol, kind)},
+    }
+    return to_display(data, orientation), kwargs, kind

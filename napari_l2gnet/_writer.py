@@ -1,0 +1,103 @@
+"""npe2 single-layer writers: Labels / Image layer -> NIfTI on the source scan's grid.
+
+With ``layer.metadata["nifti"]`` (set by the reader; the plugin copies it onto every layer it
+derives from a scan) the file gets the source's affine and header byte for byte, and the
+display layout is undone exactly. Without it the file is axis-aligned, built from the layer's
+scale/translate, and a warning says so.
+
+An existing file is replaced: napari's save dialog has already asked. Writing a Labels layer
+over the scan it was derived from is refused, because that would destroy the scan.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.nifti import (
+    DisplayOrientation,
+    affine_from_scale,
+    from_display,
+    header_from_bytes,
+    is_nifti_path,
+    save_nifti,
+)
+
+
+def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write a Labels layer as NIfTI (uint8/uint16) on its source scan's grid."""
+    return [str(_write(path, data, meta, labels=True))]
+
+
+def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write an Image layer as NIfTI (dtype kept) on its source scan's grid."""
+    return [str(_write(path, data, meta, labels=False))]
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
+    out = Path(path) if is_nifti_path(path) else Path(f"{path}.nii.gz")
+    arr = np.asarray(data)
+    name = meta.get("name", "layer")
+    nifti = (meta.get("metadata") or {}).get("nifti")
+    if nifti:
+        source = nifti.get("path")
+        if labels and nifti.get("kind") == "image" and source and _same_file(out, source):
+            raise ValueError(
+                f"refusing to write labels layer {name!r} over the scan it belongs to "
+                f"({source}); choose another file name"
+            )
+        orientation = DisplayOrientation.from_metadata(nifti)
+        if arr.ndim != 3:
+            raise ValueError(f"layer {name!r} has shape {arr.shape}; NIfTI writing needs 3D")
+        voxels = from_display(arr, orientation)
+        expected = tuple(int(n) for n in nifti.get("shape", voxels.shape))
+        if voxels.shape != expected:
+            raise ValueError(
+                f"layer {name!r} has shape {arr.shape} but its source scan "
+                f"{source or ''} has {expected} voxels (in file order); cannot write it "
+                "on that grid"
+            )
+        save_nifti(
+            out,
+            voxels,
+            affine=np.asarray(nifti["affine"], dtype=np.float64),
+            header=header_from_bytes(nifti["header"]),
+            labels=labels,
+            overwrite=True,
+        )
+        return out
+
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise ValueError(f"layer {name!r} has shape {arr.shape}; NIfTI writing needs 2D or 3D")
+    scale = list(meta.get("scale", (1.0, 1.0, 1.0)))
+    translate = list(meta.get("translate", (0.0, 0.0, 0.0)))
+    scale = ([1.0] * 3 + scale)[-3:]
+    translate = ([0.0] * 3 + translate)[-3:]
+    warnings.warn(
+        f"layer {name!r} has no NIfTI source metadata: writing {out.name} axis-aligned from the "
+        f"layer's scale {scale} and translate {translate} (it will not share a scan's "
+        "orientation or origin)",
+        UserWarning,
+        stacklevel=3,
+    )
+    save_nifti(
+        out,
+        arr.transpose(2, 1, 0),
+        affine=affine_from_scale(scale, translate),
+        labels=labels,
+        overwrite=True,
+    )
+    return out
