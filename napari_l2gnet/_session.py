@@ -1,0 +1,52 @@
+"""What the three widgets share for one viewer: the current checkpoint, and layer conventions.
+
+A segmentation layer made by the plugin carries ``metadata["l2gnet"]`` with ``role`` =
+"segmentation", ``source_image`` (the image layer's name), ``checkpoint`` (path), ``axis``,
+``class_names``, ``model_labels`` (a copy of the model's output, kept beside the user's
+corrections) and ``explanation`` (a ``training.inference.Explanation`` or None); plus the
+image's ``metadata["nifti"]`` so saving lands on the scan's grid.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+from psygnal import Signal
+
+RESOURCES = Path(__file__).parent / "resources"
+DEMO_CHECKPOINT = RESOURCES / "demo_l2gnet.safetensors"
+META_KEY = "l2gnet"
+
+
+def default_checkpoint() -> Path | None:
+    """The shipped demo checkpoint, when the package has it."""
+    return DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None
+
+
+class Session:
+    """Per-viewer state: the checkpoint the Segment widget uses (the Fine-tune widget sets it)."""
+
+    checkpoint_changed = Signal(str)
+
+    def __init__(self) -> None:
+        ckpt = default_checkpoint()
+        self.checkpoint: str | None = str(ckpt) if ckpt else None
+
+    def set_checkpoint(self, path: str | Path) -> None:
+        self.checkpoint = str(path)
+        self.checkpoint_changed.emit(self.checkpoint)
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer) -> Session:
+    """The one ``Session`` of ``viewer`` (created on first use)."""
+    if viewer not in _SESSIONS:
+        _SESSIONS[viewer] = Session()
+    return _SESSIONS[viewer]
+
+
+def is_segmentation(layer) -> bool:
+    return layer.metadata.get(META_KEY, {}).get("role") == "segmentation"

@@ -1,0 +1,140 @@
+"""``make demo``: the whole loop on the shipped sample, offline.
+
+Opens napari with the generated abdominal CT, docks the Segment, Explain and Fine-tune
+widgets, segments the scan with the shipped L2GNet checkpoint (through the Segment widget,
+as a user would), and shows the transport-plan overlays. With ``--headless`` (what ``make
+demo`` passes when there is no display; it runs under Xvfb) it also saves a screenshot and
+the segmentation, prints Dice per organ against the phantom's truth, and exits.
+
+    python -m napari_l2gnet.demo [--headless] [--out-dir .] [--checkpoint C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context; see there)
+
+
+def _wait(app, condition, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("the demo's segmentation did not finish in time")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def dice_report(pred: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, float]:
+    """Dice per organ (the papers' protocol) and their mean."""
+    from training.metrics import score_case
+
+    rows = score_case(pred, truth, len(class_names), protocol="transunet")
+    out = {class_names[r["class"]]: float(r["dice"]) for r in rows}
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+def most_focused_bucket(plans_r: np.ndarray) -> int:
+    """The bucket whose transport mass is least spread over the tokens (lowest entropy)."""
+    t = plans_r.shape[-1]
+    p = plans_r.reshape(-1, t).astype(np.float64)
+    p = p / np.maximum(p.sum(0, keepdims=True), 1e-12)
+    entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(0)
+    return int(entropy.argmin())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m napari_l2gnet.demo",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--headless", action="store_true",
+                        help="save demo.png and demo_labels.nii.gz, print Dice, exit")
+    parser.add_argument("--out-dir", default=".", help="where headless outputs go")
+    parser.add_argument("--checkpoint", help="default: the shipped demo checkpoint")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from ._sample import sample_abdomen_ct
+    from ._session import default_checkpoint
+    from ._writer import write_labels
+    from .widgets.explain import ExplainWidget
+    from .widgets.segment import SegmentWidget
+
+    checkpoint = args.checkpoint or default_checkpoint()
+    if checkpoint is None or not Path(checkpoint).is_file():
+        print("The demo checkpoint napari_l2gnet/resources/demo_l2gnet.safetensors is missing; "
+              "reinstall the package or pass --checkpoint", file=sys.stderr)
+        return 2
+
+    t0 = time.perf_counter()
+    viewer = napari.Viewer(title="napari-l2gnet demo", show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    layers = {}
+    for data, kwargs, kind in sample_abdomen_ct():
+        layers[kind] = getattr(viewer, f"add_{kind}")(data, **kwargs)
+    image, truth = layers["image"], layers["labels"]
+
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment", area="right")
+    explain = ExplainWidget(viewer)
+    explain_dock = viewer.window.add_dock_widget(explain, name="Explain", area="right")
+    try:
+        from .widgets.finetune import FinetuneWidget
+
+        finetune = FinetuneWidget(viewer)
+        viewer.window.add_dock_widget(finetune, name="Fine-tune", area="right", tabify=True)
+    except ImportError as err:  # the demo still shows segmentation and explanations
+        print(f"(Fine-tune widget unavailable: {err})", file=sys.stderr)
+
+    app = QApplication.instance()
+    segment.set_checkpoint(checkpoint)
+    segment.run()
+    _wait(app, lambda: segment.worker is None, timeout=240)
+    seg_layer = segment.last_layer
+    if seg_layer is None:
+        print(f"Segmentation failed: {segment.status.text()}", file=sys.stderr)
+        return 1
+
+    # Show the transport plan of reference 0 for its most focused bucket, mid-volume.
+    explain.seg_combo.refresh()
+    exp = seg_layer.metadata["l2gnet"]["explanation"]
+    if exp is not None and exp.plans is not None:
+        explain.ref_spin.setValue(0)
+        explain.bucket_spin.setValue(most_focused_bucket(exp.plans[:, 0]))
+        explain.show_layers()
+        explain_dock.raise_()
+    mid = image.data.shape[0] * 0.6
+    viewer.dims.set_point(0, mid * image.scale[0])
+    viewer.layers.selection.active = seg_layer
+    report = dice_report(np.asarray(seg_layer.data), np.asarray(truth.data),
+                         list(seg_layer.metadata["l2gnet"]["class_names"]))
+    print("Dice against the phantom's truth (TransUNet protocol):")
+    for name, value in report.items():
+        print(f"  {name:<14} {value:.4f}")
+    print(f"segmented on {segment.status.text()}")
+
+    if not args.headless:
+        napari.run()
+        return 0
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    app.processEvents()
+    viewer.screenshot(str(out / "demo.png"), canvas_only=False)
+    labels_path = out / "demo_labels.nii.gz"
+    write_labels(str(labels_path), np.asarray(seg_layer.data),
+                 {"metadata": seg_layer.metadata, "scale": seg_layer.scale,
+                  "translate": seg_layer.translate, "name": seg_layer.name})
+    print(f"wrote {out / 'demo.png'} and {labels_path} in {time.perf_counter() - t0:.1f} s")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

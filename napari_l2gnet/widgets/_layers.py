@@ -1,0 +1,73 @@
+"""Small pieces the widgets share: layer choosers, label colours, placement of derived layers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox
+
+
+class LayerCombo(QComboBox):
+    """A combo box of the viewer's layers that pass ``accept``, kept in sync with the viewer."""
+
+    def __init__(self, viewer, accept: Callable[[object], bool], parent=None):
+        super().__init__(parent)
+        self._viewer = viewer
+        self._accept = accept
+        viewer.layers.events.inserted.connect(self.refresh)
+        viewer.layers.events.removed.connect(self.refresh)
+        viewer.layers.events.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        current = self.currentText()
+        names = [layer.name for layer in self._viewer.layers if self._accept(layer)]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        elif names:
+            self.setCurrentIndex(len(names) - 1)  # the newest layer
+        self.blockSignals(False)
+        self.currentTextChanged.emit(self.currentText())
+
+    def layer(self):
+        name = self.currentText()
+        return self._viewer.layers[name] if name in self._viewer.layers else None
+
+
+def label_colormap(colors: Sequence[Sequence[float]] | None, num_classes: int):
+    """napari colormap from the checkpoint's class colours (napari's default when absent)."""
+    from napari.utils.colormaps import DirectLabelColormap
+    from napari.utils.colormaps import label_colormap as default_cmap
+
+    if not colors:
+        return default_cmap(max(num_classes, 2))
+    mapping = {i: (*[float(c) for c in rgb[:3]], 1.0) for i, rgb in enumerate(colors) if i}
+    mapping[0] = (0.0, 0.0, 0.0, 0.0)
+    mapping[None] = (0.0, 0.0, 0.0, 0.0)
+    return DirectLabelColormap(color_dict=mapping)
+
+
+def class_features(class_names: Sequence[str]):
+    """A features table so napari's status bar names the class under the cursor."""
+    import pandas as pd
+
+    return pd.DataFrame({"index": np.arange(len(class_names)), "class": list(class_names)})
+
+
+def grid_placement(image_layer, axis: int, grid_scale: tuple[float, float]):
+    """scale and translate that put a bottleneck-resolution map over the image exactly.
+
+    A bottleneck cell covers ``grid_scale`` pixels of the slice; its centre sits at pixel
+    ``c * g + (g - 1) / 2``. Nothing is upsampled: napari does the placement.
+    """
+    scale = np.asarray(image_layer.scale, dtype=float).copy()
+    translate = np.asarray(image_layer.translate, dtype=float).copy()
+    in_plane = [d for d in range(3) if d != axis]
+    for d, g in zip(in_plane, grid_scale, strict=True):
+        translate[d] += (g - 1.0) / 2.0 * scale[d]
+        scale[d] *= g
+    return tuple(scale), tuple(translate)

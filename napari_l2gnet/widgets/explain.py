@@ -1,0 +1,199 @@
+"""Explain widget: the transport plans, bucket assignments and VQ codes behind a segmentation.
+
+Everything shown was computed once during segmentation and cached in the segmentation
+layer's metadata at bottleneck resolution; the layers are placed over the scan with napari's
+scale/translate (never upsampled into memory), so choosing another reference or bucket only
+swaps an array view. A table gives each bucket's transport mass and the classes it overlaps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._session import META_KEY
+from ._layers import LayerCombo, grid_placement
+
+
+def _has_explanation(layer) -> bool:
+    meta = layer.metadata.get(META_KEY, {})
+    return meta.get("role") == "segmentation" and meta.get("explanation") is not None
+
+
+def bucket_table(plans_r: np.ndarray, buckets_r: np.ndarray, labels_on_grid: np.ndarray,
+                 class_names: list[str]) -> list[tuple[int, float, str]]:
+    """Per bucket j: its share of the transport mass, and the classes its tokens fall on.
+
+    ``plans_r`` (S, h, w, t), ``buckets_r`` (S, h, w) argmax over t, ``labels_on_grid``
+    (S, h, w) the segmentation sampled at the cell centres. Returns (j, mass share, text).
+    """
+    t = plans_r.shape[-1]
+    mass = plans_r.reshape(-1, t).astype(np.float64).sum(0)
+    mass /= max(mass.sum(), 1e-12)
+    rows = []
+    for j in range(t):
+        cls = labels_on_grid[buckets_r == j]
+        if cls.size == 0:
+            rows.append((j, float(mass[j]), "no token"))
+            continue
+        counts = np.bincount(cls.ravel().astype(np.int64), minlength=len(class_names))
+        top = np.argsort(counts)[::-1][:2]
+        text = ", ".join(
+            f"{class_names[c] if c < len(class_names) else c} {counts[c] / cls.size:.0%}"
+            for c in top if counts[c]
+        )
+        rows.append((j, float(mass[j]), text))
+    return rows
+
+
+def labels_at_cells(labels: np.ndarray, axis: int, grid_shape: tuple[int, int],
+                    grid_scale: tuple[float, float]) -> np.ndarray:
+    """The label at each bottleneck cell's centre pixel: (S, h, w), slices first."""
+    vol = np.moveaxis(labels, axis, 0)
+    h, w = grid_shape
+    ys = np.clip(((np.arange(h) + 0.5) * grid_scale[0]).astype(int), 0, vol.shape[1] - 1)
+    xs = np.clip(((np.arange(w) + 0.5) * grid_scale[1]).astype(int), 0, vol.shape[2] - 1)
+    return vol[:, ys][:, :, xs]
+
+
+class ExplainWidget(QWidget):
+    """Choose reference r (of q) and bucket j (of t); show plan, buckets and codes layers."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.seg_combo = LayerCombo(napari_viewer, _has_explanation)
+        self.ref_spin = QSpinBox()
+        self.bucket_spin = QSpinBox()
+        self.show_button = QPushButton("Show explanation layers")
+        self.info = QLabel("Segment an image with 'keep transport plans' ticked.")
+        self.info.setWordWrap(True)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["bucket", "mass", "classes it covers"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(220)
+        form = QFormLayout()
+        form.addRow("Segmentation", self.seg_combo)
+        form.addRow("Reference r", self.ref_spin)
+        form.addRow("Bucket j", self.bucket_spin)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.show_button)
+        layout.addWidget(self.info)
+        layout.addWidget(self.table)
+        self.seg_combo.currentTextChanged.connect(self._on_segmentation)
+        self.show_button.clicked.connect(self.show_layers)
+        self.ref_spin.valueChanged.connect(self._on_choice)
+        self.bucket_spin.valueChanged.connect(self._on_choice)
+        self._on_segmentation()
+
+    # ------------------------------------------------------------------ state
+    def _context(self):
+        seg = self.seg_combo.layer()
+        if seg is None:
+            return None
+        meta = seg.metadata[META_KEY]
+        return seg, meta, meta["explanation"]
+
+    def _on_segmentation(self, *_args) -> None:
+        ctx = self._context()
+        if ctx is None:
+            self.ref_spin.setRange(0, 0)
+            self.bucket_spin.setRange(0, 0)
+            return
+        _, meta, exp = ctx
+        if exp.plans is not None:
+            _, q, h, w, t = exp.plans.shape
+            self.ref_spin.setRange(0, q - 1)
+            self.bucket_spin.setRange(0, t - 1)
+            self.info.setText(f"q = {q} references x t = {t} buckets on a {h} x {w} grid per "
+                              f"slice; one cell = {exp.grid_scale[0]:.1f} x "
+                              f"{exp.grid_scale[1]:.1f} pixels.")
+        else:
+            self.info.setText("This model has no transport plans (codes only).")
+        self._fill_table()
+
+    def _on_choice(self, *_args) -> None:
+        if self._layer_names() and self._layer_names()[0] in self.viewer.layers:
+            self.show_layers(select=False)
+        self._fill_table()
+
+    def _layer_names(self) -> tuple[str, str, str] | tuple[()]:
+        ctx = self._context()
+        if ctx is None:
+            return ()
+        name = ctx[0].name
+        return f"{name} plan", f"{name} buckets", f"{name} codes"
+
+    # ------------------------------------------------------------------ layers
+    def show_layers(self, select: bool = True) -> list:
+        """Create (or update in place) the plan, bucket and code layers; returns them."""
+        ctx = self._context()
+        if ctx is None:
+            show_error("No segmentation with an explanation: run Segment with 'keep transport "
+                       "plans and codes' ticked.")
+            return []
+        seg, meta, exp = ctx
+        axis = int(meta.get("axis", 0))
+        scale, translate = grid_placement(seg, axis, exp.grid_scale)
+        r, j = self.ref_spin.value(), self.bucket_spin.value()
+        plan_name, bucket_name, code_name = self._layer_names()
+        made = []
+        if exp.plans is not None:
+            plan = np.moveaxis(exp.plans[:, r, :, :, j], 0, axis).astype(np.float32)  # no resize
+            made.append(self._upsert(plan_name, plan, "image", scale, translate, dict(
+                colormap="inferno", blending="additive", opacity=0.7,
+                contrast_limits=(0.0, float(max(plan.max(), 1e-6)))),
+                f"T[:, r={r}, :, j={j}]"))
+            buckets = np.moveaxis(exp.buckets[:, r], 0, axis)
+            made.append(self._upsert(bucket_name, buckets, "labels", scale, translate,
+                                     dict(opacity=0.4, visible=False),
+                                     f"argmax over buckets, r={r}"))
+        if exp.codes is not None:
+            codes = np.moveaxis(exp.codes, 0, axis)
+            made.append(self._upsert(code_name, codes, "labels", scale, translate,
+                                     dict(opacity=0.4, visible=False), "VQ code index"))
+        if select and made:
+            self.viewer.layers.selection.active = made[0]
+        return made
+
+    def _upsert(self, name, data, kind, scale, translate, style, what):
+        meta = {META_KEY: {"role": "explanation", "what": what}}
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            layer.metadata = meta
+            if kind == "image" and "contrast_limits" in style:
+                layer.contrast_limits = style["contrast_limits"]
+            return layer
+        add = self.viewer.add_image if kind == "image" else self.viewer.add_labels
+        return add(data, name=name, scale=scale, translate=translate, metadata=meta, **style)
+
+    def _fill_table(self) -> None:
+        ctx = self._context()
+        self.table.setRowCount(0)
+        if ctx is None or ctx[2].plans is None:
+            return
+        seg, meta, exp = ctx
+        r = self.ref_spin.value()
+        grid = labels_at_cells(np.asarray(seg.data), int(meta.get("axis", 0)),
+                               exp.plans.shape[2:4], exp.grid_scale)
+        rows = bucket_table(exp.plans[:, r], exp.buckets[:, r], grid,
+                            list(meta.get("class_names") or []))
+        self.table.setRowCount(len(rows))
+        for i, (j, mass, text) in enumerate(rows):
+            for col, value in enumerate((str(j), f"{mass:.1%}", text)):
+                self.table.setItem(i, col, QTableWidgetItem(value))
+        self.table.resizeColumnsToContents()
+        self.table.selectRow(self.bucket_spin.value())

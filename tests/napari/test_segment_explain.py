@@ -1,0 +1,162 @@
+"""Segment and Explain widgets end to end on a small volume with a tiny model (under Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_l2gnet._session import session_for
+from napari_l2gnet.widgets.explain import ExplainWidget, bucket_table
+from napari_l2gnet.widgets.segment import SegmentWidget
+
+TIMEOUT_MS = 60_000
+
+
+def _segment(qtbot, viewer, checkpoint, **choices) -> SegmentWidget:
+    widget = SegmentWidget(viewer)
+    widget.set_checkpoint(checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.batch_spin.setValue(choices.get("batch", 2))
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    return widget
+
+
+def test_segment_adds_aligned_labels_layer(make_napari_viewer, qtbot, tiny_checkpoint, scan):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(scan, name="scan", scale=(3.0, 0.7, 0.8), translate=(5, -2, 1),
+                             metadata={"nifti": {"kind": "image", "path": "/x/scan.nii.gz"}})
+    widget = _segment(qtbot, viewer, tiny_checkpoint)
+
+    layer = widget.last_layer
+    assert layer is not None and layer.name == "scan [tiny]"
+    assert layer.data.shape == scan.shape and layer.data.dtype == np.uint8
+    np.testing.assert_allclose(layer.scale, image.scale)
+    np.testing.assert_allclose(layer.translate, image.translate)
+    meta = layer.metadata["l2gnet"]
+    assert meta["class_names"] == ["background", "organ a", "organ b"]
+    np.testing.assert_array_equal(meta["model_labels"], layer.data)
+    assert meta["model_labels"] is not layer.data  # the model's output is kept apart
+    assert layer.metadata["nifti"]["path"] == "/x/scan.nii.gz"  # saving lands on the scan grid
+    assert layer.features["class"].tolist()[1] == "organ a"
+    assert "Done on cpu" in widget.status.text()
+
+
+def test_rerun_replaces_only_the_plugins_unedited_layer(make_napari_viewer, qtbot,
+                                                        tiny_checkpoint, scan):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan, name="scan")
+    widget = _segment(qtbot, viewer, tiny_checkpoint)
+    first = widget.last_layer
+    n_layers = len(viewer.layers)
+
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.last_layer is first and len(viewer.layers) == n_layers
+
+    first.paint((2, 10, 10), 1)  # the user corrects it: it is theirs now
+    assert first.metadata["l2gnet"]["edited"]
+    corrected = first.data.copy()
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.last_layer is not first and len(viewer.layers) == n_layers + 1
+    np.testing.assert_array_equal(first.data, corrected)
+
+
+def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
+                                                      tiny_checkpoint):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).random((60, 32, 32), dtype=np.float32))
+    widget = SegmentWidget(viewer)
+    widget.set_checkpoint(tiny_checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.batch_spin.setValue(1)
+    batches = []
+    widget.run()
+    widget.worker.yielded.connect(lambda value: (batches.append(value), widget.cancel()))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.last_layer is None and len(viewer.layers) == 1
+    assert "Cancelled" in widget.status.text()
+    assert 1 <= len(batches) <= 2  # stopped at the next batch, far from the 60 slices
+    assert widget.run_button.isEnabled()
+
+
+def test_viewer_event_loop_runs_during_segmentation(make_napari_viewer, qtbot,
+                                                    tiny_checkpoint):
+    """The GUI thread keeps serving events while the model runs (one batch per yield)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(2).random((24, 32, 32), dtype=np.float32))
+    ticks: list[int] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(5)
+    widget = _segment(qtbot, viewer, tiny_checkpoint, batch=2)
+    timer.stop()
+    assert widget.last_layer is not None
+    assert len(ticks) >= 12  # at least one event-loop turn per batch of 2 slices
+
+
+def test_segment_follows_the_session_checkpoint(make_napari_viewer, tiny_checkpoint):
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    session_for(viewer).set_checkpoint(tiny_checkpoint)
+    assert widget.checkpoint_edit.text() == str(tiny_checkpoint)
+    assert "l2gnet" in widget.model_info.text() and "3 classes" in widget.model_info.text()
+
+
+def test_bad_checkpoint_is_reported_not_run(make_napari_viewer, tmp_path, scan):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    widget = SegmentWidget(viewer)
+    widget.set_checkpoint(bad)
+    assert "not a readable" in widget.model_info.text()
+    widget.set_checkpoint(tmp_path / "missing.safetensors")
+    widget.run()
+    assert widget.worker is None and len(viewer.layers) == 1
+
+
+def test_explain_layers_align_and_switch_without_rerun(make_napari_viewer, qtbot,
+                                                       tiny_checkpoint, scan):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(scan, name="scan", scale=(2.0, 0.5, 0.5))
+    segment = _segment(qtbot, viewer, tiny_checkpoint)
+    exp = segment.last_layer.metadata["l2gnet"]["explanation"]
+    s, q, h, w, t = exp.plans.shape
+    assert (s, h, w) == (6, 2, 2) and (q, t) == (2, 4)  # 32x32 input, stride 16, tiny config
+
+    explain = ExplainWidget(viewer)
+    assert explain.seg_combo.currentText() == "scan [tiny]"
+    assert explain.ref_spin.maximum() == q - 1 and explain.bucket_spin.maximum() == t - 1
+    plan, buckets, codes = explain.show_layers()
+    assert plan.data.shape == (6, 2, 2) and buckets.data.shape == (6, 2, 2)
+    assert codes.data.shape == (6, 2, 2)
+    assert not buckets.visible and not codes.visible  # hidden until asked for
+    # One cell covers 40/2 x 36/2 pixels: the grid spans exactly the image's extent.
+    np.testing.assert_allclose(plan.scale, (2.0, 0.5 * 20, 0.5 * 18))
+    np.testing.assert_allclose(plan.translate, (0.0, 0.5 * 9.5, 0.5 * 8.5))
+    grid_lo = plan.translate[1:] - plan.scale[1:] / 2
+    image_lo = np.asarray(image.translate[1:]) - np.asarray(image.scale[1:]) / 2
+    np.testing.assert_allclose(grid_lo, image_lo)
+
+    explain.ref_spin.setValue(1)
+    explain.bucket_spin.setValue(3)
+    assert segment.worker is None  # nothing re-ran
+    np.testing.assert_allclose(plan.data, exp.plans[:, 1, :, :, 3].astype(np.float32))
+    names = [lyr.name for lyr in viewer.layers]
+    assert len([n for n in names if n.startswith("scan [tiny] ")]) == 3
+    assert explain.table.rowCount() == t
+
+
+def test_bucket_table_masses_and_classes():
+    plans = np.zeros((1, 2, 2, 2), np.float32)  # (S, h, w, t)
+    plans[0, 0, :, 0] = 0.3
+    plans[0, 1, :, 1] = 0.2
+    buckets = plans.argmax(-1)
+    grid = np.array([[[1, 1], [2, 0]]])
+    rows = bucket_table(plans, buckets, grid, ["background", "liver", "spleen"])
+    assert rows[0][1] == pytest.approx(0.6) and rows[1][1] == pytest.approx(0.4)
+    assert rows[0][2] == "liver 100%"
+    assert "spleen 50%" in rows[1][2] and "background 50%" in rows[1][2]
