@@ -37,7 +37,7 @@ test: install
 	$(XRUN) $(PY) -m pytest -q -p no:cacheprovider
 
 demo: install
-	$(XRUN) $(PY) -m napari_l2gnet.demo
+	$(XRUN) $(PY) -m napari_l2gnet.demo $(if $(DISPLAY),,--headless)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
