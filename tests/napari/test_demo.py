@@ -1,0 +1,87 @@
+"""The embedded default: the sample scan, the shipped checkpoint, and `make demo`'s job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_l2gnet._reader import read_nifti
+from napari_l2gnet._sample import SAMPLE_SEED, sample_abdomen_ct
+from napari_l2gnet._session import DEMO_CHECKPOINT
+from src_model import load_checkpoint, read_metadata
+from training.cli import main as cli_main
+from training.data.specs import parse_seeds
+from training.inference import predict_volume
+from training.metrics import score_case
+from training.nifti import load_nifti
+from training.phantom import SYNAPSE_CLASSES, make_phantom
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_checkpoint_is_small_and_says_what_it_is():
+    assert DEMO_CHECKPOINT.is_file(), "the package must ship its demo checkpoint"
+    assert DEMO_CHECKPOINT.stat().st_size <= 20 * 2**20
+    meta = read_metadata(DEMO_CHECKPOINT)
+    assert meta["model"]["name"] == "l2gnet"
+    assert meta["class_names"] == list(SYNAPSE_CLASSES)
+    assert meta["normalization"] == {"kind": "ct_window", "low": -125.0, "high": 275.0}
+    train = meta["training"]
+    assert train["command"].startswith("l2gnet train")
+    assert train["data"].startswith("phantom:")
+    assert SAMPLE_SEED not in parse_seeds(train["data"].removeprefix("phantom:"))
+    assert SAMPLE_SEED not in parse_seeds(train["val"].removeprefix("phantom:"))
+
+
+def test_shipped_checkpoint_segments_the_sample():
+    """Mean Dice >= 0.85 on the sample scan (seed 0), which it was not trained on."""
+    model, meta = load_checkpoint(DEMO_CHECKPOINT)
+    sample = make_phantom(0)
+    pred = predict_volume(sample.image, model, metadata=meta, device="cpu")
+    rows = score_case(pred.labels, sample.labels, len(SYNAPSE_CLASSES))
+    dice = {SYNAPSE_CLASSES[r["class"]]: r["dice"] for r in rows}
+    assert np.mean(list(dice.values())) >= 0.85, dice
+    assert min(dice.values()) >= 0.6, dice  # no organ is simply missed
+
+
+def test_sample_contribution_matches_the_cli_sample_on_disk(tmp_path):
+    """File > Open Sample and `l2gnet sample` + File > Open give the same layers."""
+    assert cli_main(["sample", str(tmp_path)]) == 0
+    (image, image_kw, image_kind), (truth, truth_kw, truth_kind) = sample_abdomen_ct()
+    read_image = read_nifti(tmp_path / "abdomen_ct.nii.gz")[0]
+    read_truth = read_nifti(tmp_path / "abdomen_ct_truth.nii.gz")[0]
+    assert (image_kind, truth_kind) == ("image", "labels")
+    assert read_image[2] == "image" and read_truth[2] == "labels"
+    np.testing.assert_array_equal(read_image[0], image)
+    np.testing.assert_array_equal(read_truth[0], truth)
+    np.testing.assert_allclose(read_image[1]["scale"], image_kw["scale"])
+    np.testing.assert_allclose(read_image[1]["metadata"]["nifti"]["affine"],
+                               image_kw["metadata"]["nifti"]["affine"])
+    assert image.dtype == np.int16 and truth.max() == len(SYNAPSE_CLASSES) - 1
+
+
+@pytest.mark.slow
+def test_demo_headless_runs_the_whole_loop(tmp_path):
+    """What `make demo` runs without a display: screenshot, labels file, Dice, exit 0."""
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs a display (make test runs pytest under xvfb-run)")
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_l2gnet.demo", "--headless", "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mean" in out.stdout and "liver" in out.stdout
+    mean = float(next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("mean"))
+                 .split()[-1])
+    assert mean >= 0.85
+    png = tmp_path / "demo.png"
+    assert png.is_file() and png.stat().st_size > 50_000
+    labels = load_nifti(tmp_path / "demo_labels.nii.gz")
+    sample = make_phantom(0)
+    np.testing.assert_allclose(labels.affine, sample.affine)
+    assert labels.data.shape == sample.to_nifti_order(sample.labels).shape
