@@ -1,0 +1,258 @@
+"""Fine-tune widget: annotated slices from paint events, a real run in a separate process,
+Stop, the overwrite guard, clear errors, and the "how much you changed" table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_l2gnet._session import META_KEY, session_for
+from napari_l2gnet.widgets.finetune import (
+    NON_EMPTY,
+    FinetuneWidget,
+    change_scores,
+    copy_atomically,
+    default_output_path,
+    painted_slices,
+)
+
+CLASSES = ["background", "liver", "kidney"]
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    from src_model import build_model, save_checkpoint
+    from src_model.testing import tiny_config
+
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
+    meta = {"class_names": CLASSES, "input_size": [32, 32], "normalization": {"kind": "none"}}
+    return save_checkpoint(tmp_path / "tiny.safetensors", model, meta)
+
+
+def _model_labels() -> np.ndarray:
+    lab = np.zeros((4, 32, 32), np.uint8)
+    lab[:, 4:14, 4:14] = 1
+    lab[:, 18:28, 18:28] = 2
+    return lab
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, checkpoint):
+    viewer = make_napari_viewer()
+    session_for(viewer).set_checkpoint(checkpoint)
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((4, 32, 32), dtype=np.float32), name="scan")
+    model = _model_labels()
+    labels = viewer.add_labels(
+        model.copy(), name="scan [tiny]", scale=(3.0, 0.5, 0.5),
+        metadata={META_KEY: {"role": "segmentation", "source_image": "scan",
+                             "checkpoint": str(checkpoint), "axis": 0,
+                             "class_names": CLASSES, "model_labels": model.copy(),
+                             "explanation": None}},
+    )
+    widget = FinetuneWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.epochs_spin.setValue(2)
+    yield viewer, widget, labels
+    widget.shutdown()
+
+
+def _paint(labels, coord, value) -> None:
+    labels.brush_size = 3
+    labels.paint(coord, value)
+
+
+def _wait_done(qtbot, widget, timeout=60000) -> None:
+    qtbot.waitUntil(lambda: not widget.is_running(), timeout=timeout)
+
+
+# ----------------------------------------------------------------------- helpers, no viewer
+
+
+def test_painted_slices_reads_both_history_formats() -> None:
+    class Atom:  # napari >= 0.6 mask atom
+        def __init__(self, key, mask):
+            self.slice_key, self.mask = key, mask
+
+    mask = np.zeros((3, 2, 2), bool)
+    mask[0, 0, 0] = mask[2, 1, 1] = True
+    atoms = [Atom((slice(5, 8), slice(0, 2), slice(0, 2)), mask),
+             Atom((slice(10, 11), slice(0, 4), slice(0, 4)), None),
+             ((np.array([1, 1, 3]), np.array([0, 1, 2]), np.array([0, 0, 0])), 0, 1)]
+    assert painted_slices(atoms, 0) == {5, 7, 10, 1, 3}
+    assert painted_slices(atoms[2:], 2) == {0}
+
+
+def test_default_output_path_is_unique_and_next_to_input(tmp_path) -> None:
+    src = tmp_path / "model.safetensors"
+    src.write_bytes(b"x")
+    first = default_output_path(src)
+    assert first == tmp_path / "model_finetuned.safetensors"
+    first.write_bytes(b"x")
+    assert default_output_path(src) == tmp_path / "model_finetuned_2.safetensors"
+    # fine-tuning a fine-tuned checkpoint does not pile up suffixes
+    assert default_output_path(first).name == "model_finetuned_2.safetensors"
+    out = copy_atomically(src, tmp_path / "sub" / "copy.safetensors")
+    assert out.read_bytes() == b"x" and not list(out.parent.glob("*.tmp"))
+
+
+def test_change_scores() -> None:
+    model = _model_labels()
+    edited = model.copy()
+    edited[1, 4:14, 4:9] = 0  # shrink the liver on one slice
+    rows = change_scores(model, edited, CLASSES, spacing=(3.0, 0.5, 0.5))
+    assert [r["name"] for r in rows] == ["liver", "kidney"]
+    assert rows[0]["dice"] < 1 and rows[0]["hd95"] > 0 and rows[0]["changed"] == 50
+    assert rows[1]["dice"] == 1.0 and rows[1]["changed"] == 0
+    added = model.copy()
+    added[0, 0:3, 0:3] = 3  # a class the model did not draw at all; no class 4 anywhere
+    rows = change_scores(model, added, CLASSES + ["spleen", "stomach"])
+    assert rows[2]["name"] == "spleen" and rows[2]["dice"] == 0.0 and rows[2]["hd95"] is None
+    assert rows[3]["name"] == "stomach" and rows[3]["dice"] is None and not rows[3]["present"]
+    with pytest.raises(ValueError, match="different shapes"):
+        change_scores(model, edited[:2], CLASSES)
+
+
+# ----------------------------------------------------------------------- the widget
+
+
+def test_widget_defaults(setup, checkpoint) -> None:
+    viewer, widget, labels = setup
+    assert widget.image_combo.currentText() == "scan"
+    assert widget.labels_combo.currentText() == "scan [tiny]"
+    assert widget.epochs_spin.value() == 2 and widget.lr_spin.value() == pytest.approx(1e-3)
+    assert widget.input_edit.text() == str(checkpoint)
+    assert widget.output_edit.text() == str(checkpoint.with_name("tiny_finetuned.safetensors"))
+    assert widget.annotated_slices() == []
+    assert "No annotated slices" in widget.count_label.text()
+    widget.slices_combo.setCurrentText(NON_EMPTY)
+    assert widget.annotated_slices() == [0, 1, 2, 3]
+    assert "4 annotated slices" in widget.count_label.text()
+
+
+def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
+    viewer, widget, labels = setup
+    # untouched: every present class scores Dice 1
+    assert [r["dice"] for r in widget.change_rows] == [1.0, 1.0]
+    _paint(labels, (1, 8, 8), 2)  # paint kidney into the liver on slice 1
+    _paint(labels, (3, 20, 20), 0)  # erase part of the kidney on slice 3
+    assert widget.annotated_slices() == [1, 3]
+    assert "2 annotated slices: 1, 3" in widget.count_label.text()
+    qtbot.waitUntil(lambda: widget.change_rows and widget.change_rows[0]["dice"] < 1,
+                    timeout=5000)
+    liver, kidney = widget.change_rows
+    assert liver["dice"] < 1 and kidney["dice"] < 1
+    assert widget.change_table.rowCount() == 2
+    assert widget.change_table.item(0, 0).text() == "liver"
+    assert float(widget.change_table.item(0, 1).text()) < 1
+    # an untouched class: paint only the liver on another slice (liver grows into background)
+    labels.data = _model_labels()
+    widget.forget_painted()
+    _paint(labels, (2, 15, 3), 1)
+    widget.refresh_changes()
+    liver, kidney = widget.change_rows
+    assert liver["dice"] < 1 and kidney["dice"] == 1.0
+    assert widget.change_table.item(1, 1).text() == "1.000"
+    assert widget.annotated_slices() == [2]
+
+
+def test_paint_events_mark_slices_without_model_labels(setup, qtbot) -> None:
+    viewer, widget, labels = setup
+    mine = viewer.add_labels(np.zeros((32, 32, 4), np.uint8), name="mine",
+                             metadata={META_KEY: {"axis": 2}})
+    widget.labels_combo.setCurrentText("mine")
+    assert widget.annotated_slices() == []
+    mine.brush_size = 1  # the brush paints the displayed plane (axes 1, 2): one voxel
+    mine.paint((10, 10, 3), 1)
+    mine.data_setitem((np.array([1, 2]), np.array([1, 2]), np.array([0, 0])), 2)
+    assert widget.annotated_slices() == [0, 3]
+    assert "keeps no model output" in widget.change_label.text()
+    assert widget.image_combo.currentText() == "scan"
+    widget.forget_painted()
+    assert widget.annotated_slices() == []
+    widget.close()  # disconnects from the viewer and the session
+    _paint(mine, (10, 10, 1), 1)
+    session_for(viewer).set_checkpoint("elsewhere.safetensors")
+    assert widget.input_edit.text() != "elsewhere.safetensors"
+
+
+def test_finetune_run_sets_session_checkpoint(setup, qtbot, checkpoint) -> None:
+    from src_model import load_checkpoint
+
+    viewer, widget, labels = setup
+    _paint(labels, (1, 8, 8), 2)
+    _paint(labels, (2, 8, 8), 2)
+    out = Path(widget.output_edit.text())
+    assert widget.start(), widget.status.text()
+    assert widget.is_running() and not widget.start_button.isEnabled()
+    _wait_done(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert out.is_file() and out != checkpoint
+    model, meta = load_checkpoint(out)
+    assert model.num_classes == 3
+    assert meta["finetuned_from"] == str(checkpoint)
+    assert meta["finetune"]["slices"] == [1, 2]
+    assert session_for(viewer).checkpoint == str(out)
+    assert "Segment now uses it" in widget.status.text()
+    assert len(widget._losses) >= 2 and len(widget._dice) == 2  # plotted loss and Dice
+    assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
+    # the input follows the session; the next default output does not overwrite this one
+    assert widget.input_edit.text() == str(out)
+    assert widget.output_edit.text() != str(out)
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_stop_keeps_a_valid_checkpoint(setup, qtbot, checkpoint) -> None:
+    from src_model import load_checkpoint
+
+    viewer, widget, labels = setup
+    widget.slices_combo.setCurrentText(NON_EMPTY)
+    widget.epochs_spin.setValue(500)
+    widget.batch_spin.setValue(1)
+    out = Path(widget.output_edit.text())
+    assert widget.start(), widget.status.text()
+    qtbot.waitUntil(lambda: len(widget._losses) >= 1, timeout=60000)
+    widget.stop()
+    assert "Stopping" in widget.status.text()
+    _wait_done(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert "Stopped early" in widget.status.text()
+    assert widget._run["step"] < 500 * 4
+    load_checkpoint(out)
+    assert session_for(viewer).checkpoint == str(out)
+
+
+def test_refuses_to_overwrite_input(setup, checkpoint) -> None:
+    viewer, widget, labels = setup
+    _paint(labels, (1, 8, 8), 2)
+    before = checkpoint.read_bytes()
+    widget.output_edit.setText(str(checkpoint))
+    assert not widget.start()
+    assert "overwrite the input checkpoint" in widget.status.text()
+    assert not widget.is_running()
+    assert checkpoint.read_bytes() == before
+    widget.overwrite_check.setChecked(True)
+    assert widget.start()
+    widget.shutdown()
+
+
+def test_clear_errors(setup, make_napari_viewer) -> None:
+    viewer, widget, labels = setup
+    assert not widget.start()  # nothing painted yet
+    assert "No annotated slices" in widget.status.text()
+    labels.data = np.where(labels.data == 2, 7, labels.data).astype(np.uint8)
+    widget.slices_combo.setCurrentText(NON_EMPTY)
+    assert not widget.start()
+    assert "label 7" in widget.status.text() and "3 classes" in widget.status.text()
+    viewer.layers.remove(labels)
+    assert widget.labels_combo.layer() is None
+    assert not widget.start()
+    assert "Choose a labels layer" in widget.status.text()
+    assert "no labels layer" in widget.change_label.text().lower()
+    widget.input_edit.setText("/nonexistent/model.safetensors")
+    viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="mine")
+    assert not widget.start()
+    assert "does not exist" in widget.status.text()
+    assert "keeps no model output" in widget.change_label.text()
