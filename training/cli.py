@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what was asked, for the checkpoint's record (not pytest's sys.argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

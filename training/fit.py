@@ -68,7 +68,11 @@ class TrainConfig:
 
 @dataclass
 class TrainEvent:
-    """What ``fit`` reports: ``kind`` is "step", "epoch", "done" or "stopped"."""
+    """What ``fit`` reports: ``kind`` is "step", "epoch", "done" or "stopped".
+
+    ``epoch`` is the 0-based epoch running for "step" events and the number of epochs
+    completed for the others.
+    """
 
     kind: str
     epoch: int
@@ -231,7 +235,7 @@ def fit(
 
     t0 = time.perf_counter()
     stopped = False
-    epoch = start_epoch
+    epoch = epochs_done = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)
         for x, y in loader:
@@ -274,6 +278,7 @@ def fit(
             best = val["mean"]
             saved_best = checkpoint(best_path, epoch + 1, val)
         checkpoint(last_path, epoch + 1, val)
+        epochs_done = epoch + 1
         save_optimizer(_optimizer_path(last_path), optimizer,
                        {"step": step, "epoch": epoch + 1, "best": best, "history": history})
         emit(TrainEvent("epoch", epoch + 1, step, total_steps, None, {}, None, val,
@@ -286,7 +291,7 @@ def fit(
         save_optimizer(_optimizer_path(last_path), optimizer,
                        {"step": step, "epoch": epoch, "best": best, "history": history})
     kind = "stopped" if stopped else "done"
-    emit(TrainEvent(kind, epoch, step, total_steps, checkpoint=str(last_path),
+    emit(TrainEvent(kind, epochs_done, step, total_steps, checkpoint=str(last_path),
                     seconds=time.perf_counter() - t0))
     return FitResult(str(last_path), str(best_path) if best_path.is_file() else None, history,
                      stopped)

@@ -123,7 +123,8 @@ def iter_predict_volume(
         raise ValueError(f"resize_back must be 'logits' or 'nearest', got {resize_back!r}")
     model, meta = load_for_inference(model_or_checkpoint, metadata)
     vol = np.asarray(volume)
-    if vol.ndim == 2:
+    single = vol.ndim == 2
+    if single:
         vol = vol[None]
         axis = 0
     if vol.ndim != 3:
@@ -195,9 +196,14 @@ def iter_predict_volume(
     explanation = None
     if explain:
         explanation = Explanation(plans, buckets, codes, (height / h, width / w))
+    if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
+        labels, probs = labels[0], None if probs is None else probs[:, 0]
+    else:
+        labels = np.moveaxis(labels, 0, axis)
+        probs = None if probs is None else np.moveaxis(probs, 1, axis + 1)
     return VolumePrediction(
-        labels=np.moveaxis(labels, 0, axis),
-        probabilities=None if probs is None else np.moveaxis(probs, 1, axis + 1),
+        labels=labels,
+        probabilities=probs,
         explanation=explanation,
         device=str(dev),
         batch_size=bs,

@@ -29,4 +29,4 @@ class TrainProgress:
             self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.lr:.2g}")
         elif event.kind == "epoch" and event.val_dice:
             dice = ", ".join(f"{k} {v:.3f}" for k, v in event.val_dice.items())
-            self.bar.write(f"epoch {event.epoch}: val Dice {dice}")
+            self.bar.write(f"epoch {event.epoch}: val Dice {dice}", file=sys.stderr)

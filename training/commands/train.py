@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         model = args.from_checkpoint
         num_classes = metadata["model"]["num_classes"]
     else:
-        num_classes = args.num_classes or max_label(slices) + 1
+        num_classes = args.num_classes or (
+            len(SYNAPSE_CLASSES) if phantom else max_label(slices) + 1)
         config = tiny_config(model_name) if args.tiny else {}
         config.update(parse_set(args.set))
         model = build_model(model_name, num_classes, **config)
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         encoder_weights=getattr(getattr(model, "encoder", None), "weights_source",
                                 metadata.get("encoder_weights", "random")),
     )
-    metadata["training"] = {"command": "l2gnet " + shlex.join(sys.argv[1:]),
+    argv = getattr(args, "argv", None) or sys.argv[1:]  # cli.main sets args.argv
+    metadata["training"] = {"command": "l2gnet " + shlex.join(argv),
                             "data": args.data, "val": args.val, "preset": args.model}
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,

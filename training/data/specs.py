@@ -84,4 +84,6 @@ def load_slices(spec: str, normalization: IntensityNormalization,
 
 
 def max_label(slices: list[Slice]) -> int:
+    if not slices:
+        raise ValueError("No labelled training slices: every label image is empty")
     return int(max(int(np.max(s.label)) for s in slices))
