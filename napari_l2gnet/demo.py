@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.window.add_dock_widget(segment, name="Segment", area="right")
     explain = ExplainWidget(viewer)
     explain_dock = viewer.window.add_dock_widget(explain, name="Explain", area="right")
+    finetune = None
     try:
         from .widgets.finetune import FinetuneWidget
 
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Segmentation failed: {segment.status.text()}", file=sys.stderr)
         return 1
 
+    if finetune is not None:  # ready to fine-tune on corrections of this segmentation
+        finetune.labels_combo.setCurrentText(seg_layer.name)
     # Show the transport plan of reference 0 for its most focused bucket, mid-volume.
     explain.seg_combo.refresh()
     exp = seg_layer.metadata["l2gnet"]["explanation"]

@@ -79,11 +79,18 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={_META_KEY: meta_json})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
