@@ -40,13 +40,12 @@ def dice_report(pred: np.ndarray, truth: np.ndarray, class_names: list[str]) -> 
     return out
 
 
-def most_focused_bucket(plans_r: np.ndarray) -> int:
-    """The bucket whose transport mass is least spread over the tokens (lowest entropy)."""
+def organ_bucket(plans_r: np.ndarray, labels_on_grid: np.ndarray) -> int:
+    """The bucket whose transport mass falls most on organs (not background) tokens."""
     t = plans_r.shape[-1]
     p = plans_r.reshape(-1, t).astype(np.float64)
-    p = p / np.maximum(p.sum(0, keepdims=True), 1e-12)
-    entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(0)
-    return int(entropy.argmin())
+    on_organs = (labels_on_grid.reshape(-1) > 0)[:, None]
+    return int(((p * on_organs).sum(0) / np.maximum(p.sum(0), 1e-12)).argmax())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._sample import sample_abdomen_ct
     from ._session import default_checkpoint
     from ._writer import write_labels
-    from .widgets.explain import ExplainWidget
+    from .widgets.explain import ExplainWidget, labels_at_cells
     from .widgets.segment import SegmentWidget
 
     checkpoint = args.checkpoint or default_checkpoint()
@@ -105,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if finetune is not None:  # ready to fine-tune on corrections of this segmentation
         finetune.labels_combo.setCurrentText(seg_layer.name)
-    # Show the transport plan of reference 0 for its most focused bucket, mid-volume.
+    # Show the transport plan of reference 0 for the bucket that gathers the organs.
     explain.seg_combo.refresh()
     exp = seg_layer.metadata["l2gnet"]["explanation"]
     if exp is not None and exp.plans is not None:
+        grid = labels_at_cells(np.asarray(seg_layer.data), 0, exp.plans.shape[2:4],
+                               exp.grid_scale)
         explain.ref_spin.setValue(0)
-        explain.bucket_spin.setValue(most_focused_bucket(exp.plans[:, 0]))
+        explain.bucket_spin.setValue(organ_bucket(exp.plans[:, 0], grid))
         explain.show_layers()
         explain_dock.raise_()
     mid = image.data.shape[0] * 0.6

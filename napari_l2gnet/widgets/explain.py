@@ -153,7 +153,7 @@ class ExplainWidget(QWidget):
         if exp.plans is not None:
             plan = np.moveaxis(exp.plans[:, r, :, :, j], 0, axis).astype(np.float32)  # no resize
             made.append(self._upsert(plan_name, plan, "image", scale, translate, dict(
-                colormap="inferno", blending="additive", opacity=0.7,
+                colormap="inferno", blending="additive", opacity=0.5,
                 contrast_limits=(0.0, float(max(plan.max(), 1e-6)))),
                 f"T[:, r={r}, :, j={j}]"))
             buckets = np.moveaxis(exp.buckets[:, r], 0, axis)
