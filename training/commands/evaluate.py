@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import batch_size_arg
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -21,7 +23,8 @@ def add_parser(sub) -> None:
                    "cases reported")
     p.add_argument("--out", help="JSON report path")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--batch-size", default="auto", type=batch_size_arg,
+                   help="slices per batch, or auto (from free GPU memory)")
     p.set_defaults(run=run)
 
 
@@ -37,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
     meta = read_metadata(args.checkpoint)
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
     cases = load_cases(args.data, norm)
-    batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
     with tqdm(total=len(cases), unit="volume", file=sys.stderr) as bar:
         report = evaluate(args.checkpoint, cases, protocol=args.protocol, device=args.device,
-                          batch_size=batch, on_case=lambda name, rows: bar.update(1))
+                          batch_size=args.batch_size, on_case=lambda name, rows: bar.update(1))
     report["checkpoint"] = str(args.checkpoint)
     report["data"] = args.data
     print(format_table(report))

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import batch_size_arg
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -19,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help=".safetensors checkpoint")
     p.add_argument("--out", required=True, help="output file (one input) or folder")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--batch-size", default="auto", type=batch_size_arg,
+                   help="slices per batch, or auto (from free GPU memory)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
 
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if many:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / f.name if many else out for f in files]
+    if len(set(targets)) != len(targets):
+        dup = next(t for t in targets if targets.count(t) > 1)
+        raise ValueError(f"Two inputs would both be written to {dup}: give inputs with distinct "
+                         "file names, or run them separately")
     if not args.overwrite:
         existing = [str(t) for t in targets if t.exists()]
         if existing:
@@ -68,14 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
                          "only grey scans (1 channel, repeated if needed) are supported")
-    batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
     for src, dst in zip(files, targets, strict=True):
         vol = load_nifti(src)
         orient = display_orientation(vol.affine)
         shown = to_display(vol.data, orient)
         with tqdm(total=shown.shape[0], unit="slice", desc=src.name, file=sys.stderr) as bar:
             pred = predict_volume(shown, model, metadata=meta, axis=0, device=args.device,
-                                  batch_size=batch,
+                                  batch_size=args.batch_size,
                                   progress=lambda done, total: bar.update(done - bar.n))
         save_nifti(dst, from_display(pred.labels, orient), like=vol, labels=True,
                    overwrite=args.overwrite)
