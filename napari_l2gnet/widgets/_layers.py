@@ -15,9 +15,15 @@ class LayerCombo(QComboBox):
         super().__init__(parent)
         self._viewer = viewer
         self._accept = accept
-        viewer.layers.events.inserted.connect(self.refresh)
+        viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.refresh)
         viewer.layers.events.changed.connect(self.refresh)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)  # follow renames too
+        self.refresh()
+
+    def _on_inserted(self, event) -> None:
+        event.value.events.name.connect(self.refresh)
         self.refresh()
 
     def refresh(self, *_args) -> None:

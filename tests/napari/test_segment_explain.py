@@ -160,3 +160,13 @@ def test_bucket_table_masses_and_classes():
     assert rows[0][1] == pytest.approx(0.6) and rows[1][1] == pytest.approx(0.4)
     assert rows[0][2] == "liver 100%"
     assert "spleen 50%" in rows[1][2] and "background 50%" in rows[1][2]
+
+
+def test_layer_choosers_follow_renames(make_napari_viewer, scan):
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    layer = viewer.add_image(scan, name="scan")
+    assert widget.image_combo.currentText() == "scan"
+    layer.name = "renamed scan"
+    assert widget.image_combo.currentText() == "renamed scan"
+    assert widget.image_combo.layer() is layer
