@@ -14,6 +14,7 @@ import numpy as np
 from training.nifti import NiftiVolume
 from training.phantom import make_phantom
 
+from ._colormaps import label_colormap
 from ._reader import nifti_metadata
 
 SAMPLE_SEED = 0
@@ -31,9 +32,6 @@ def sample_abdomen_ct(seed: int = SAMPLE_SEED) -> list[tuple[Any, dict[str, Any]
     nifti_spacing = tuple(reversed(ph.spacing))  # (i, j, k) order
     image_vol = _volume(ph.to_nifti_order(ph.image), ph.affine, nifti_spacing)
     truth_vol = _volume(ph.to_nifti_order(ph.labels), ph.affine, nifti_spacing)
-    colors = {i: (*c, 1.0) for i, c in enumerate(ph.class_colors) if i}
-    colors[0] = (0.0, 0.0, 0.0, 0.0)
-    colors[None] = (0.0, 0.0, 0.0, 0.0)
     return [
         (ph.image, {"name": "abdomen_ct", "scale": ph.spacing, "colormap": "gray",
                     "contrast_limits": (-125, 275),
@@ -41,16 +39,8 @@ def sample_abdomen_ct(seed: int = SAMPLE_SEED) -> list[tuple[Any, dict[str, Any]
                                  "class_names": list(ph.class_names)}}, "image"),
         (ph.labels, {"name": "abdomen_ct truth", "scale": ph.spacing, "opacity": 0.5,
                      "visible": False,
-                     "colormap": _label_colormap(ph.class_colors),
+                     "colormap": label_colormap(ph.class_colors, len(ph.class_names)),
                      "metadata": {"nifti": nifti_metadata(truth_vol, "labels"),
                                   "class_names": list(ph.class_names)}}, "labels"),
     ]
 
-
-def _label_colormap(colors):
-    from napari.utils.colormaps import DirectLabelColormap
-
-    mapping = {i: (*c, 1.0) for i, c in enumerate(colors) if i}
-    mapping[0] = (0.0, 0.0, 0.0, 0.0)
-    mapping[None] = (0.0, 0.0, 0.0, 0.0)
-    return DirectLabelColormap(color_dict=mapping)

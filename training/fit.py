@@ -224,7 +224,7 @@ def fit(
         meta["training"] = {
             **dict(base_meta.get("training") or {}),
             "epochs_done": epoch, "steps": step, "val_dice": val, "best_val_dice": best,
-            "config": _jsonable(asdict(cfg)), "train_slices": len(train_slices),
+            "config": asdict(cfg), "train_slices": len(train_slices),
         }
         save_checkpoint(path, model, meta)
         return str(path)
@@ -300,10 +300,3 @@ def fit(
 def _poly_lr(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr * (1.0 - step / max(total, 1)) ** cfg.poly_power
 
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj

@@ -1,4 +1,4 @@
-"""Small pieces the widgets share: layer choosers, label colours, placement of derived layers."""
+"""Small pieces the widgets share: layer choosers, class features, placement of derived layers."""
 
 from __future__ import annotations
 
@@ -42,19 +42,6 @@ class LayerCombo(QComboBox):
     def layer(self):
         name = self.currentText()
         return self._viewer.layers[name] if name in self._viewer.layers else None
-
-
-def label_colormap(colors: Sequence[Sequence[float]] | None, num_classes: int):
-    """napari colormap from the checkpoint's class colours (napari's default when absent)."""
-    from napari.utils.colormaps import DirectLabelColormap
-    from napari.utils.colormaps import label_colormap as default_cmap
-
-    if not colors:
-        return default_cmap(max(num_classes, 2))
-    mapping = {i: (*[float(c) for c in rgb[:3]], 1.0) for i, rgb in enumerate(colors) if i}
-    mapping[0] = (0.0, 0.0, 0.0, 0.0)
-    mapping[None] = (0.0, 0.0, 0.0, 0.0)
-    return DirectLabelColormap(color_dict=mapping)
 
 
 def class_features(class_names: Sequence[str]):

@@ -31,8 +31,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._colormaps import label_colormap
 from .._session import META_KEY, is_segmentation, session_for
-from ._layers import LayerCombo, class_features, label_colormap
+from ._layers import LayerCombo, class_features
 
 
 def _is_image(layer) -> bool:

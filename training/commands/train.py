@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 
-from ..normalization import IntensityNormalization
+from ..normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION
 
 
 def parse_set(items: list[str]) -> dict:
@@ -85,9 +85,8 @@ def run(args: argparse.Namespace) -> int:
         metadata = read_metadata(args.from_checkpoint)
     norm_kind = args.normalization or metadata.get("normalization", {}).get("kind") or (
         "ct_window" if phantom or not args.data.endswith(("slices", "npz")) else "none")
-    norm = {"ct_window": IntensityNormalization("ct_window", -125, 275),
-            "percentile": IntensityNormalization("percentile", 0.5, 99.5),
-            "none": IntensityNormalization("none", 0, 1)}[norm_kind]
+    norm = {"ct_window": CT_WINDOW, "percentile": MRI_PERCENTILE,
+            "none": NO_NORMALIZATION}[norm_kind]
     pk = {"shape": tuple(args.phantom_shape)} if args.phantom_shape else {}
     slices = load_slices(args.data, norm, **pk)
     val = load_cases(args.val, norm, **pk) if args.val else []
