@@ -9,7 +9,6 @@ steps, always leaving a valid checkpoint. Fine-tuning is the same call from a ch
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from src_model import load_checkpoint, save_checkpoint
+from src_model.atomic import atomic_write_path
 
 from .data import Case, Slice, SliceDataset
 from .data.transforms import AUGMENTATIONS
@@ -118,9 +118,8 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer, progress: dict)
                for pid, entry in state["state"].items() for name, value in entry.items()
                if isinstance(value, torch.Tensor)}
     meta = {"param_groups": json.dumps(state["param_groups"]), "progress": json.dumps(progress)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_write_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:

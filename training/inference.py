@@ -71,7 +71,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def auto_batch_size(device: torch.device, input_size: tuple[int, int], num_classes: int) -> int:
+def auto_batch_size(device: torch.device, input_size: tuple[int, int]) -> int:
     """A batch size that fits: from free GPU memory on CUDA (a rough per-slice cost), 4 on CPU."""
     if device.type != "cuda":
         return 4
@@ -142,7 +142,7 @@ def iter_predict_volume(
     size = _fit_to_stride(size, stride)
     num_classes = model.num_classes
     dev = resolve_device(device)
-    bs = auto_batch_size(dev, size, num_classes) if batch_size == "auto" else int(batch_size)
+    bs = auto_batch_size(dev, size) if batch_size == "auto" else int(batch_size)
     if bs < 1:
         raise ValueError(f"batch_size must be >= 1 or 'auto', got {batch_size}")
     model.to(dev)

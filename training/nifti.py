@@ -28,7 +28,6 @@ Choices, in one place:
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from nibabel import orientations as ornt
+
+from src_model.atomic import atomic_write_path
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -196,12 +197,6 @@ def _set_affine_keep_codes(header: nib.Nifti1Header, affine: np.ndarray) -> None
         header.set_qform(affine, code=qform_code)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_nifti(
     path: str | os.PathLike[str],
     data: np.ndarray,
@@ -281,20 +276,8 @@ def save_nifti(
 
     image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
     img = image_class(data, affine, header)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_write_path(path, suffix=suffix, overwrite=overwrite) as tmp:
         img.to_filename(str(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        if not overwrite and path.exists():
-            raise FileExistsError(
-                f"{path} appeared while writing; not overwriting it. Pass overwrite=True."
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -8,6 +8,19 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox
 
 
+def is_scan_image(layer) -> bool:
+    """A grey-level 2-D or 3-D Image layer, what Segment and Fine-tune take (not RGB, not 4-D)."""
+    from napari.layers import Image
+
+    return isinstance(layer, Image) and layer.ndim in (2, 3) and not layer.rgb
+
+
+def is_labels(layer) -> bool:
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels)
+
+
 class LayerCombo(QComboBox):
     """A combo box of the viewer's layers that pass ``accept``, kept in sync with the viewer."""
 

@@ -45,21 +45,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from src_model.atomic import atomic_write_path
+
 from .._session import META_KEY, session_for
-from ._layers import LayerCombo
+from ._layers import LayerCombo, is_labels, is_scan_image
 
 PAINTED = "slices I painted"
 NON_EMPTY = "all non-empty slices"
 POLL_MS = 200
 _SUFFIX = re.compile(r"_finetuned(_\d+)?$")
-
-
-def _is_image(layer) -> bool:
-    return layer.__class__.__name__ == "Image" and not getattr(layer, "rgb", False)
-
-
-def _is_labels(layer) -> bool:
-    return layer.__class__.__name__ == "Labels"
 
 
 def _l2g(layer) -> dict[str, Any]:
@@ -125,15 +119,8 @@ def default_output_path(input_path: str | os.PathLike) -> Path:
 def copy_atomically(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy to a temporary name beside ``dst`` and rename: never a partial file at ``dst``."""
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
+    with atomic_write_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dst
 
 
@@ -203,8 +190,8 @@ class FinetuneWidget(QWidget):
         self.change_rows: list[dict[str, Any]] = []
 
         # ---------------------------------------------------------------- data
-        self.image_combo = LayerCombo(napari_viewer, _is_image)
-        self.labels_combo = LayerCombo(napari_viewer, _is_labels)
+        self.image_combo = LayerCombo(napari_viewer, is_scan_image)
+        self.labels_combo = LayerCombo(napari_viewer, is_labels)
         self.slices_combo = QComboBox()
         self.slices_combo.addItems([PAINTED, NON_EMPTY])
         self.slices_combo.setToolTip(
@@ -350,7 +337,7 @@ class FinetuneWidget(QWidget):
         self._painted.pop(id(layer), None)
 
     def _hook(self, layer) -> None:
-        if not _is_labels(layer) or id(layer) in self._paint_hooks:
+        if not is_labels(layer) or id(layer) in self._paint_hooks:
             return
 
         def on_paint(event, layer=layer) -> None:
@@ -381,7 +368,7 @@ class FinetuneWidget(QWidget):
     def _on_labels_changed(self, *_args) -> None:
         layer = self.labels_combo.layer()
         source = _l2g(layer).get("source_image")
-        if source and source in self.viewer.layers and _is_image(self.viewer.layers[source]):
+        if source and source in self.viewer.layers and is_scan_image(self.viewer.layers[source]):
             self.image_combo.setCurrentText(source)
         self.update_count()
         self.refresh_changes()

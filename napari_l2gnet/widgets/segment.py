@@ -33,13 +33,7 @@ from qtpy.QtWidgets import (
 
 from .._colormaps import label_colormap
 from .._session import META_KEY, is_segmentation, session_for
-from ._layers import LayerCombo, class_features
-
-
-def _is_image(layer) -> bool:
-    from napari.layers import Image
-
-    return isinstance(layer, Image) and layer.ndim in (2, 3) and not layer.rgb
+from ._layers import LayerCombo, class_features, is_scan_image
 
 
 def cuda_available() -> bool:
@@ -60,7 +54,7 @@ class SegmentWidget(QWidget):
         self._models: dict[tuple, tuple[Any, dict]] = {}
         self.last_layer = None
 
-        self.image_combo = LayerCombo(napari_viewer, _is_image)
+        self.image_combo = LayerCombo(napari_viewer, is_scan_image)
         self.checkpoint_edit = QLineEdit(self.session.checkpoint or "")
         self.checkpoint_edit.setPlaceholderText("model .safetensors checkpoint")
         browse = QPushButton("Browse…")

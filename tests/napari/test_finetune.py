@@ -256,3 +256,18 @@ def test_clear_errors(setup, make_napari_viewer) -> None:
     assert not widget.start()
     assert "does not exist" in widget.status.text()
     assert "keeps no model output" in widget.change_label.text()
+
+
+def test_both_widgets_offer_only_grey_2d_or_3d_images(setup) -> None:
+    from napari_l2gnet.widgets.segment import SegmentWidget
+
+    viewer, widget, _ = setup
+    viewer.add_image(np.zeros((2, 4, 16, 16), np.float32), name="4-D series")
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
+    viewer.add_image(np.zeros((16, 16), np.float32), name="one slice")
+    segment = SegmentWidget(viewer)
+    for combo in (widget.image_combo, segment.image_combo):
+        offered = [combo.itemText(i) for i in range(combo.count())]
+        assert offered == ["scan", "one slice"]
+    assert [widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())] == [
+        "scan [tiny]"]
