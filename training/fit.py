@@ -139,7 +139,6 @@ def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
 def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequence[str],
              input_size: tuple[int, int], device: torch.device, batch_size: int) -> dict:
     """Mean Dice per foreground class over ``cases`` (volumes, already in [0, 1])."""
-    was_training = model.training
     scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
     for case in cases:
         pred = predict_volume(case.image, model, input_size=input_size, device=device,
@@ -148,7 +147,6 @@ def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequenc
             truth = case.label == c
             if truth.any() or (pred.labels == c).any():
                 scores[name].append(dice(pred.labels == c, truth))
-    model.train(was_training)
     out = {name: float(np.mean(v)) if v else float("nan") for name, v in scores.items()}
     valid = [v for v in out.values() if not np.isnan(v)]
     out["mean"] = float(np.mean(valid)) if valid else float("nan")

@@ -118,98 +118,107 @@ def iter_predict_volume(
     the next batch. ``resize_back="logits"`` resizes logits bilinearly, then argmax (smoother);
     ``"nearest"`` takes the argmax at input size and resizes labels with nearest (TransUNet's
     test protocol, used for the papers' tables).
+
+    A model passed in (not a checkpoint path) is left on the device used (moving it back
+    would cost a copy per call) and in the train/eval mode it had.
     """
     if resize_back not in ("logits", "nearest"):
         raise ValueError(f"resize_back must be 'logits' or 'nearest', got {resize_back!r}")
+    was_training = getattr(model_or_checkpoint, "training", False)
     model, meta = load_for_inference(model_or_checkpoint, metadata)
-    vol = np.asarray(volume)
-    single = vol.ndim == 2
-    if single:
-        vol = vol[None]
-        axis = 0
-    if vol.ndim != 3:
-        raise ValueError(f"Expected a 3-D volume (or one 2-D slice), got shape {vol.shape}")
-    if not -3 <= axis < 3:
-        raise ValueError(f"axis must be 0, 1 or 2 for a 3-D volume, got {axis}")
-    axis %= 3
-    if min(vol.shape) == 0:
-        raise ValueError(f"The volume is empty (shape {vol.shape})")
-    norm = normalization or IntensityNormalization.from_metadata(meta.get("normalization"))
-    slices = np.moveaxis(normalize(vol, norm), axis, 0)
-    n, height, width = slices.shape
-    stride = getattr(model, "output_stride", 16)
-    size = tuple(input_size or meta.get("input_size") or (height, width))
-    size = _fit_to_stride(size, stride)
-    num_classes = model.num_classes
-    dev = resolve_device(device)
-    bs = auto_batch_size(dev, size) if batch_size == "auto" else int(batch_size)
-    if bs < 1:
-        raise ValueError(f"batch_size must be >= 1 or 'auto', got {batch_size}")
-    model.to(dev)
+    try:
+        vol = np.asarray(volume)
+        single = vol.ndim == 2
+        if single:
+            vol = vol[None]
+            axis = 0
+        if vol.ndim != 3:
+            raise ValueError(f"Expected a 3-D volume (or one 2-D slice), got shape {vol.shape}")
+        if not -3 <= axis < 3:
+            raise ValueError(f"axis must be 0, 1 or 2 for a 3-D volume, got {axis}")
+        axis %= 3
+        if min(vol.shape) == 0:
+            raise ValueError(f"The volume is empty (shape {vol.shape})")
+        norm = normalization or IntensityNormalization.from_metadata(meta.get("normalization"))
+        slices = np.moveaxis(normalize(vol, norm), axis, 0)
+        n, height, width = slices.shape
+        stride = getattr(model, "output_stride", 16)
+        size = tuple(input_size or meta.get("input_size") or (height, width))
+        size = _fit_to_stride(size, stride)
+        num_classes = model.num_classes
+        dev = resolve_device(device)
+        bs = auto_batch_size(dev, size) if batch_size == "auto" else int(batch_size)
+        if bs < 1:
+            raise ValueError(f"batch_size must be >= 1 or 'auto', got {batch_size}")
+        model.to(dev)
 
-    label_dtype = np.uint8 if num_classes <= 256 else np.uint16
-    labels = np.zeros((n, height, width), dtype=label_dtype)
-    probs = np.zeros((num_classes, n, height, width), np.float16) if return_probabilities else None
-    h, w = size[0] // stride, size[1] // stride
-    plans = buckets = codes = None
+        label_dtype = np.uint8 if num_classes <= 256 else np.uint16
+        labels = np.zeros((n, height, width), dtype=label_dtype)
+        probs = (np.zeros((num_classes, n, height, width), np.float16)
+                 if return_probabilities else None)
+        h, w = size[0] // stride, size[1] // stride
+        plans = buckets = codes = None
 
-    start = 0
-    while start < n:
-        if cancel is not None and cancel():
-            raise PredictionCancelled(f"Prediction cancelled after {start} of {n} slices")
-        stop = min(n, start + bs)
-        try:
-            out = _predict_batch(model, slices[start:stop], size, (height, width), dev, amp,
-                                 resize_back, return_probabilities)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            if bs > 1:
-                bs //= 2
-                warnings.warn(f"CUDA out of memory: retrying with batch size {bs}", stacklevel=2)
-            else:
-                warnings.warn("CUDA out of memory even at batch size 1: continuing on the CPU "
-                              "(slower)", stacklevel=2)
-                dev = torch.device("cpu")
-                model.to(dev)
-            continue
-        labels[start:stop] = out["labels"]
-        if probs is not None:
-            probs[:, start:stop] = out["probabilities"]
-        aux = out["aux"]
+        start = 0
+        while start < n:
+            if cancel is not None and cancel():
+                raise PredictionCancelled(f"Prediction cancelled after {start} of {n} slices")
+            stop = min(n, start + bs)
+            try:
+                out = _predict_batch(model, slices[start:stop], size, (height, width), dev, amp,
+                                     resize_back, return_probabilities)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if bs > 1:
+                    bs //= 2
+                    warnings.warn(f"CUDA out of memory: retrying with batch size {bs}",
+                                  stacklevel=2)
+                else:
+                    warnings.warn("CUDA out of memory even at batch size 1: continuing on the CPU "
+                                  "(slower)", stacklevel=2)
+                    dev = torch.device("cpu")
+                    model.to(dev)
+                continue
+            labels[start:stop] = out["labels"]
+            if probs is not None:
+                probs[:, start:stop] = out["probabilities"]
+            aux = out["aux"]
+            if explain:
+                if "codes" in aux:
+                    if codes is None:
+                        codes = np.zeros((n, h, w), np.int32)
+                    codes[start:stop] = aux["codes"].reshape(-1, h, w).cpu().numpy()
+                if "plans" in aux:
+                    p = aux["plans"].float()  # (B, q, n_tok, t)
+                    b, q, _, t = p.shape
+                    p = p.reshape(b, q, h, w, t)
+                    if plans is None:
+                        plans = np.zeros((n, q, h, w, t), np.float16)
+                        buckets = np.zeros((n, q, h, w), np.uint8 if t <= 256 else np.uint16)
+                    plans[start:stop] = p.cpu().numpy().astype(np.float16)
+                    buckets[start:stop] = p.argmax(-1).cpu().numpy()
+            start = stop
+            yield start, n
+
+        explanation = None
         if explain:
-            if "codes" in aux:
-                if codes is None:
-                    codes = np.zeros((n, h, w), np.int32)
-                codes[start:stop] = aux["codes"].reshape(-1, h, w).cpu().numpy()
-            if "plans" in aux:
-                p = aux["plans"].float()  # (B, q, n_tok, t)
-                b, q, _, t = p.shape
-                p = p.reshape(b, q, h, w, t)
-                if plans is None:
-                    plans = np.zeros((n, q, h, w, t), np.float16)
-                    buckets = np.zeros((n, q, h, w), np.uint8 if t <= 256 else np.uint16)
-                plans[start:stop] = p.cpu().numpy().astype(np.float16)
-                buckets[start:stop] = p.argmax(-1).cpu().numpy()
-        start = stop
-        yield start, n
-
-    explanation = None
-    if explain:
-        explanation = Explanation(plans, buckets, codes, (height / h, width / w))
-    if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
-        labels, probs = labels[0], None if probs is None else probs[:, 0]
-    else:
-        labels = np.moveaxis(labels, 0, axis)
-        probs = None if probs is None else np.moveaxis(probs, 1, axis + 1)
-    return VolumePrediction(
-        labels=labels,
-        probabilities=probs,
-        explanation=explanation,
-        device=str(dev),
-        batch_size=bs,
-        axis=axis,
-        metadata=meta,
-    )
+            explanation = Explanation(plans, buckets, codes, (height / h, width / w))
+        if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
+            labels, probs = labels[0], None if probs is None else probs[:, 0]
+        else:
+            labels = np.moveaxis(labels, 0, axis)
+            probs = None if probs is None else np.moveaxis(probs, 1, axis + 1)
+        return VolumePrediction(
+            labels=labels,
+            probabilities=probs,
+            explanation=explanation,
+            device=str(dev),
+            batch_size=bs,
+            axis=axis,
+            metadata=meta,
+        )
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

@@ -223,3 +223,14 @@ def test_model_without_plans_gives_codes_only():
     assert pred.labels.shape == vol.shape
     ex = pred.explanation
     assert ex is not None and ex.plans is None and ex.buckets is None and ex.codes is None
+
+
+def test_a_model_passed_in_keeps_its_train_mode():
+    model = build_model("l2gnet", NUM_CLASSES, **tiny_config("l2gnet")).train()
+    predict_volume(np.zeros((2, 32, 32), np.float32), model, device="cpu", batch_size=2,
+                   metadata={"normalization": {"kind": "none"}})
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    predict_volume(np.zeros((2, 32, 32), np.float32), model, device="cpu", batch_size=2,
+                   metadata={"normalization": {"kind": "none"}})
+    assert not model.training
