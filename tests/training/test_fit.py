@@ -147,6 +147,19 @@ def test_max_steps_caps_the_run(tmp_path):
     assert events[-1].kind == "done" and events[-1].total_steps == 3
 
 
+def test_loader_workers_give_the_same_run(tmp_path):
+    """Augmentation is seeded per (seed, epoch, index): worker processes change nothing."""
+    runs = []
+    for workers in (0, 2):
+        events: list[TrainEvent] = []
+        fit(_tiny(), _small_slices(), [],
+            _config(tmp_path / str(workers), epochs=2, input_size=(32, 32), augment="transunet",
+                    num_workers=workers), callback=events.append)
+        runs.append([e.loss for e in events if e.kind == "step"])
+    assert len(runs[0]) == 4
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-5)
+
+
 def test_resume_continues_the_step_counter(tmp_path):
     slices = _small_slices()  # 2 steps per epoch at batch 4
     first: list[TrainEvent] = []
@@ -206,6 +219,7 @@ def test_labels_beyond_num_classes_raise(tmp_path):
         (dict(batch_size=0), "epochs and batch_size must be >= 1"),
         (dict(lr=0.0), "lr > 0"),
         (dict(augment="elastic"), "augment must be one of"),
+        (dict(num_workers=-1), "num_workers must be >= 0"),
     ],
 )
 def test_train_config_validation(kw, match):

@@ -60,6 +60,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--resume", action="store_true", help="continue OUT_DIR/last.safetensors")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="data-loading processes (augmentation runs there; 4-8 keep a GPU busy)")
     p.add_argument("--phantom-shape", type=int, nargs=3, metavar=("S", "H", "W"),
                    help="volume shape for phantom:SEEDS data")
     p.set_defaults(run=run)
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         input_size=tuple(args.input_size), augment=args.augment, amp=not args.no_amp,
         seed=args.seed, device=args.device, max_steps=args.max_steps, loss=loss,
-        out_dir=args.out_dir, resume=args.resume,
+        out_dir=args.out_dir, resume=args.resume, num_workers=args.num_workers,
     )
     print(f"training {args.model} ({model_name}, {num_classes} classes) on {len(slices)} "
           f"slices, validating on {len(val)} volumes -> {args.out_dir}", file=sys.stderr)
