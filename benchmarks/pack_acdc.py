@@ -7,8 +7,8 @@ before the resize) and the validation volumes at their own size, all as 8-bit im
 compressed ``.npz`` (about 50 MB). ``unpack`` writes the ACDC HDF5 layout the readers take:
 images in [0, 1] (8-bit steps of 1/255, well below MRI noise), labels unchanged.
 
-    python benchmarks/pack_acdc.py pack ../shared/data/acdc .devdata/acdc.npz     # here
-    python3 benchmarks/pack_acdc.py unpack .devdata/acdc.npz /tmp/acdc             # there
+    python benchmarks/pack_acdc.py pack ../shared/data/acdc .devdata/acdc.npz   # here
+    PYTHONPATH=. python3 benchmarks/pack_acdc.py unpack .devdata/acdc.npz /tmp/acdc  # there
 """
 
 from __future__ import annotations
@@ -18,36 +18,30 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from scipy import ndimage
+
+from training.data.readers import read_acdc_slices, read_h5_volumes
+from training.data.transforms import resize_pair
 
 
 def _to_u8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def _resize(image: np.ndarray, size: int, order: int) -> np.ndarray:
-    zoom = (size / image.shape[0], size / image.shape[1])
-    return ndimage.zoom(image, zoom, order=order)
-
-
 def pack(acdc: Path, dest: Path, size: int) -> None:
-    arrays: dict[str, np.ndarray] = {}
-    slices = sorted((acdc / "train_slices").glob("*.h5"))
+    slices = read_acdc_slices(acdc / "train_slices")
+    volumes = read_h5_volumes(acdc / "val_volumes")
     if not slices:
         raise SystemExit(f"{acdc}/train_slices has no .h5 slices")
-    images, labels = [], []
-    for path in slices:
-        with h5py.File(path, "r") as f:
-            images.append(_to_u8(_resize(np.asarray(f["image"], np.float32), size, 3)))
-            labels.append(_resize(np.asarray(f["label"], np.uint8), size, 0))
-    arrays["train_names"] = np.array([p.stem for p in slices])
-    arrays["train_images"], arrays["train_labels"] = np.stack(images), np.stack(labels)
-    volumes = sorted((acdc / "val_volumes").glob("*.h5"))
-    arrays["val_names"] = np.array([p.stem for p in volumes])
-    for i, path in enumerate(volumes):
-        with h5py.File(path, "r") as f:
-            arrays[f"val_image_{i}"] = _to_u8(np.asarray(f["image"], np.float32))
-            arrays[f"val_label_{i}"] = np.asarray(f["label"], np.uint8)
+    resized = [resize_pair(s.image, s.label, (size, size)) for s in slices]  # as training does
+    arrays: dict[str, np.ndarray] = {
+        "train_names": np.array([s.source for s in slices]),
+        "train_images": np.stack([_to_u8(image) for image, _ in resized]),
+        "train_labels": np.stack([label for _, label in resized]),
+        "val_names": np.array([c.name for c in volumes]),
+    }
+    for i, case in enumerate(volumes):
+        arrays[f"val_image_{i}"] = _to_u8(case.image)
+        arrays[f"val_label_{i}"] = case.label
     dest.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(dest, **arrays)
     print(f"{dest}: {len(slices)} slices at {size}x{size}, {len(volumes)} volumes, "
