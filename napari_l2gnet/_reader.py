@@ -1,6 +1,6 @@
 """npe2 reader for NIfTI scans (.nii, .nii.gz): one Image or Labels layer per file.
 
-Layout (see `training.nifti` for the why): the volume is shown as (slices, rows, columns) =
+Layout (see `scan_io.nifti` for the why): the volume is shown as (slices, rows, columns) =
 (superior axis, anterior->posterior, patient right->left), the radiological view and the
 layout of the Synapse/TransUNet training files. For an RAS-stored scan that is
 ``data[::-1, ::-1, :].transpose(2, 1, 0)``; for an LPS scan ``data.transpose(2, 1, 0)``.
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from training.nifti import (
+from scan_io.nifti import (
     NiftiVolume,
     display_orientation,
     header_to_bytes,

@@ -11,7 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from training.nifti import NiftiVolume
+from scan_io.nifti import NiftiVolume
 from training.phantom import make_phantom
 
 from ._colormaps import label_colormap

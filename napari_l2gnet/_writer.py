@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from training.nifti import (
+from scan_io.nifti import (
     DisplayOrientation,
     affine_from_scale,
     from_display,

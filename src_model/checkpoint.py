@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_write_path
+from scan_io.atomic import atomic_write_path
 from .config import config_to_dict
 from .registry import build_model
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from src_model import load_checkpoint, save_checkpoint
-from src_model.atomic import atomic_write_path
+from scan_io.atomic import atomic_write_path
 
 from .data import Case, Slice, SliceDataset
 from .data.transforms import AUGMENTATIONS

@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from src_model.atomic import atomic_write_path
+from scan_io.atomic import atomic_write_path
 
 from .._session import META_KEY, session_for
 from ._layers import LayerCombo, is_labels, is_scan_image

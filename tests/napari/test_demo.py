@@ -18,7 +18,7 @@ from training.cli import main as cli_main
 from training.data.specs import parse_seeds
 from training.inference import predict_volume
 from training.metrics import score_case
-from training.nifti import load_nifti
+from scan_io.nifti import load_nifti
 from training.phantom import SYNAPSE_CLASSES, make_phantom
 
 REPO = Path(__file__).resolve().parents[2]

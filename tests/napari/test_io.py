@@ -11,7 +11,7 @@ import pytest
 
 from napari_l2gnet._reader import get_reader, is_label_volume, read_nifti
 from napari_l2gnet._writer import write_image, write_labels
-from training.nifti import display_orientation, load_nifti, to_display
+from scan_io.nifti import display_orientation, load_nifti, to_display
 
 PLUGIN = "napari-l2gnet"
 

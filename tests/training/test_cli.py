@@ -130,7 +130,7 @@ def test_fine_tune_from_a_checkpoint(checkpoint, tmp_path):
 
 
 def test_train_on_unlabelled_data_is_a_user_error(tmp_path, capsys):
-    from training.nifti import save_nifti
+    from scan_io.nifti import save_nifti
 
     root = tmp_path / "ds"
     (root / "imagesTr").mkdir(parents=True)
@@ -182,7 +182,7 @@ def test_evaluate_writes_json_and_prints_a_table(checkpoint, tmp_path, capsys):
 
 
 def test_evaluate_clinical_on_a_nifti_folder(checkpoint, tmp_path, capsys):
-    from training.nifti import save_nifti
+    from scan_io.nifti import save_nifti
     from training.phantom import make_phantom
 
     root = tmp_path / "ds"
@@ -290,7 +290,7 @@ def test_predict_one_file_keeps_the_grid(checkpoint, tmp_path, capsys):
 def test_predict_matches_the_python_api(checkpoint, tmp_path):
     """The CLI's labels are predict_volume's on the displayed volume, put back in (i, j, k)."""
     from training.inference import predict_volume
-    from training.nifti import display_orientation, from_display, load_nifti, to_display
+    from scan_io.nifti import display_orientation, from_display, load_nifti, to_display
 
     _oblique_nifti(tmp_path / "scan.nii", shape=(30, 36, 5))
     assert main(["predict", str(tmp_path / "scan.nii"), "--checkpoint", str(checkpoint),

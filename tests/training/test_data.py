@@ -30,7 +30,7 @@ from training.data.transforms import (
     random_rotate,
     resize_pair,
 )
-from training.nifti import save_nifti
+from scan_io.nifti import save_nifti
 from training.normalization import (
     CT_WINDOW,
     MRI_PERCENTILE,

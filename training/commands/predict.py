@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def _inputs(items: list[str]) -> list[Path]:
-    from ..nifti import is_nifti_path
+    from scan_io.nifti import is_nifti_path
 
     files: list[Path] = []
     for item in items:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from src_model import load_checkpoint
 
     from ..inference import predict_volume
-    from ..nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
+    from scan_io.nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
 
     files = _inputs(args.inputs)
     out = Path(args.out)

@@ -84,7 +84,7 @@ def read_nifti_pairs(
     root: str | Path, normalization: IntensityNormalization, slice_axis: int = 2
 ) -> list[Case]:
     """``root/imagesTr`` + ``root/labelsTr`` (nnU-Net names); slices along voxel axis k."""
-    from ..nifti import load_nifti
+    from scan_io.nifti import load_nifti
 
     root = Path(root)
     images = _files(root / "imagesTr", "*.nii*", None)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from src_model.atomic import atomic_write_path
+from scan_io.atomic import atomic_write_path
 
 
 def test_success_replaces_target_with_usual_permissions(tmp_path):

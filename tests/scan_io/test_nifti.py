@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from training.nifti import (
+from scan_io.nifti import (
     DisplayOrientation,
     NiftiVolume,
     affine_from_scale,

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from nibabel import orientations as ornt
 
-from src_model.atomic import atomic_write_path
+from scan_io.atomic import atomic_write_path
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
