@@ -10,6 +10,12 @@ For the n = h*w discrete tokens z_dis of an image (DESIGN.md "L2GMapper"):
 
 Then (our choice, not the paper's) the t pooled buckets go back to the token grid through the
 same plan, ``transport_back``, and a 1x1 convolution projects q*k -> out_dim channels.
+
+The choices the paper leaves open are switches here (defaults = the paper-literal reading, what
+every checkpoint before them was trained with; docs/design_plans.md): the cost (raw dot
+product, or a scale-free cosine over a temperature), where S enters (before Sinkhorn too, or
+only after), whether rows are renormalised after S, and the column marginal (uniform 1/t, or
+learned per reference).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from ..layers.sinkhorn import sinkhorn_log
 __all__ = ["L2GMapper", "transport_back"]
 
 POS_MODES = ("1d", "2d", "none")
+COSTS = ("dot", "cosine")
+COLUMN_MARGINALS = ("uniform", "learned")
+PLAN_OVERRIDES = (None, "uniform", "uniform_content")
 
 
 def transport_back(plans: Tensor, phi: Tensor) -> Tensor:
@@ -64,10 +73,20 @@ class L2GMapper(nn.Module):
         pool_scale: ``"paper"`` = (sqrt(t), 1/sqrt(q)) for (bucket scale, head scale) as paper
             eq. 3; ``"none"`` = (1, 1) as OTKE; or an explicit (bucket_scale, head_scale) pair.
         out_dim: channels of the dense output (default ``dim``, for the residual add).
+        cost: ``"dot"`` (M = -<psi_i, ref_j>, the paper) or ``"cosine"`` (M = -cos(psi_i,
+            ref_j) / cost_temperature: scale-free, so eps and the temperature alone set the
+            sharpness rather than the learned norms of psi and the references).
+        cost_temperature: tau of the cosine cost (ignored for ``"dot"``).
+        renormalize_rows: after the positional weighting, rescale each row of the plan back to
+            1/n, so n*T is row-stochastic again (default False, as the paper).
+        column_marginal: ``"uniform"`` (1/t: every bucket holds the same mass, the paper) or
+            ``"learned"`` (softmax of a learnable vector per reference: buckets for small
+            structures may hold little mass).
 
-    The plan is not renormalised after the positional weighting (paper eq. 3 and OTKE do not):
-    its sums are then at most 1/n per row and 1/t per column, shrunk where S is small, and the
-    returned ``plans`` are exactly the weighted plans used for pooling and transport back.
+    By default the plan is not renormalised after the positional weighting (paper eq. 3 and
+    OTKE do not): its sums are then at most 1/n per row and 1/t per column, shrunk where S is
+    small (``renormalize_rows`` restores the rows). The returned ``plans`` are exactly the
+    weighted plans used for pooling and transport back.
     """
 
     def __init__(
@@ -85,6 +104,10 @@ class L2GMapper(nn.Module):
         out_dim: int | None = None,
         *,
         pos_before_sinkhorn: bool = True,
+        cost: str = "dot",
+        cost_temperature: float = 0.05,
+        renormalize_rows: bool = False,
+        column_marginal: str = "uniform",
     ):
         super().__init__()
         if min(dim, num_refs, ref_size, num_anchors, sinkhorn_iters) < 1:
@@ -96,6 +119,13 @@ class L2GMapper(nn.Module):
                              f"{pos_sigma}")
         if pos_mode not in POS_MODES:
             raise ValueError(f"pos_mode must be one of {POS_MODES}, got {pos_mode!r}")
+        if cost not in COSTS:
+            raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+        if cost_temperature <= 0:
+            raise ValueError(f"cost_temperature must be > 0, got {cost_temperature}")
+        if column_marginal not in COLUMN_MARGINALS:
+            raise ValueError(f"column_marginal must be one of {COLUMN_MARGINALS}, "
+                             f"got {column_marginal!r}")
         if pos_mode == "2d" and math.isqrt(ref_size) ** 2 != ref_size:
             raise ValueError(f"pos_mode='2d' needs a square ref_size (t = s*s), got {ref_size}")
         self.dim = dim
@@ -107,11 +137,20 @@ class L2GMapper(nn.Module):
         self.pos_sigma = pos_sigma
         self.pos_mode = pos_mode
         self.pos_before_sinkhorn = pos_before_sinkhorn
+        self.cost = cost
+        self.cost_temperature = cost_temperature
+        self.renormalize_rows = renormalize_rows
+        self.column_marginal = column_marginal
+        # Diagnostics only (benchmarks/plan_diagnostics.py), never saved: "uniform" replaces the
+        # final plan by 1/(n t); "uniform_content" replaces the Sinkhorn plan before S.
+        self.plan_override: str | None = None
         self.out_dim = out_dim or dim
         self.bucket_scale, self.head_scale = self._scales(pool_scale, ref_size, num_refs)
 
         self.embed = NystromEmbedding(dim, num_anchors, kernel_sigma)
         self.references = nn.Parameter(torch.empty(num_refs, ref_size, num_anchors))
+        self.column_logits = (nn.Parameter(torch.zeros(num_refs, ref_size))
+                              if column_marginal == "learned" else None)
         self.proj = nn.Conv2d(num_refs * num_anchors, self.out_dim, kernel_size=1)
         self.reset_parameters()
 
@@ -141,6 +180,34 @@ class L2GMapper(nn.Module):
             return positional_filter_2d(h, w, self.ref_size, self.pos_sigma, device=device)
         return None
 
+    def similarities(self, psi: Tensor) -> Tensor:
+        """(B, n, k) embeddings -> (B, q, n, t) similarities, the negated transport cost."""
+        refs = self.references.to(psi.dtype)
+        if self.cost == "cosine":
+            psi = nn.functional.normalize(psi, dim=-1)
+            refs = nn.functional.normalize(refs, dim=-1)
+        sim = psi.unsqueeze(1) @ refs.transpose(-1, -2).unsqueeze(0)
+        return sim / self.cost_temperature if self.cost == "cosine" else sim
+
+    def column_mass(self) -> Tensor | None:
+        """(q, t) column marginals (rows sum to 1), or None for the uniform 1/t."""
+        if self.column_logits is None:
+            return None
+        return torch.softmax(self.column_logits.float(), dim=-1)
+
+    def raw_plans(self, z_dis: Tensor) -> Tensor:
+        """The Sinkhorn plans (B, q, n, t) before the positional weighting (diagnostics)."""
+        _, _, h, w = z_dis.shape
+        psi = self.embed(z_dis.flatten(2).transpose(1, 2))
+        return self._sinkhorn(psi, self.positional_filter(h, w, z_dis.device))
+
+    def _sinkhorn(self, psi: Tensor, pos: Tensor | None) -> Tensor:
+        sim = self.similarities(psi)  # (B, q, n, t)
+        if pos is not None and self.pos_before_sinkhorn:
+            sim = sim * pos
+        b = self.column_mass()
+        return sinkhorn_log(-sim, self.sinkhorn_eps, self.sinkhorn_iters, b=b)  # eq. 2
+
     def plans_and_buckets(self, z_dis: Tensor) -> tuple[Tensor, Tensor]:
         """Eq. 1-3: weighted plans (B, q, n, t) and scaled pooled buckets phi (B, q, t, k).
 
@@ -150,14 +217,17 @@ class L2GMapper(nn.Module):
             raise ValueError(f"L2GMapper expects (B, {self.dim}, h, w), got {tuple(z_dis.shape)}")
         _, _, h, w = z_dis.shape
         psi = self.embed(z_dis.flatten(2).transpose(1, 2))  # (B, n, k), eq. 1
-        refs = self.references.to(psi.dtype).transpose(-1, -2)
-        sim = psi.unsqueeze(1) @ refs.unsqueeze(0)  # (B, q, n, t)
+        n = psi.shape[1]
         pos = self.positional_filter(h, w, z_dis.device)
-        if pos is not None and self.pos_before_sinkhorn:
-            sim = sim * pos
-        plans = sinkhorn_log(-sim, self.sinkhorn_eps, self.sinkhorn_iters)  # eq. 2
+        plans = self._sinkhorn(psi, pos)
+        if self.plan_override == "uniform_content":
+            plans = torch.full_like(plans, 1.0 / (n * self.ref_size))
         if pos is not None:
             plans = plans * pos  # eq. 3
+        if self.renormalize_rows:
+            plans = plans / (n * plans.sum(-1, keepdim=True).clamp_min(1e-30))
+        if self.plan_override == "uniform":
+            plans = torch.full_like(plans, 1.0 / (n * self.ref_size))
         phi = plans.transpose(-1, -2).to(psi.dtype) @ psi.unsqueeze(1)  # (B, q, t, k)
         return plans, phi * (self.bucket_scale * self.head_scale)
 
@@ -176,6 +246,9 @@ class L2GMapper(nn.Module):
         return (f"dim={self.dim}, q={self.num_refs}, t={self.ref_size}, k={self.num_anchors}, "
                 f"eps={self.sinkhorn_eps}, iters={self.sinkhorn_iters}, "
                 f"pos_mode={self.pos_mode!r}, pos_sigma={self.pos_sigma}, "
-                f"pos_before_sinkhorn={self.pos_before_sinkhorn}, "
+                f"pos_before_sinkhorn={self.pos_before_sinkhorn}, cost={self.cost!r}, "
+                f"cost_temperature={self.cost_temperature}, "
+                f"renormalize_rows={self.renormalize_rows}, "
+                f"column_marginal={self.column_marginal!r}, "
                 f"bucket_scale={self.bucket_scale:.4g}, head_scale={self.head_scale:.4g}, "
                 f"out_dim={self.out_dim}")

@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-from ..blocks.l2g_mapper import L2GMapper
+from ..blocks.l2g_mapper import COLUMN_MARGINALS, COSTS, POS_MODES, L2GMapper
 from ..blocks.quantized import QuantizedBottleneck, QuantizerConfig
 from ..config import _positive
 from ..registry import register_model
 from .base import Segmenter, build_segmenter
+
+PLAN_RETURNS = ("residual", "replace", "gate")
 
 
 @dataclass
@@ -28,6 +31,17 @@ class L2GNetConfig(QuantizerConfig):
         pos_sigma: sigma_pos of the positional filter S.
         pos_mode: ``"1d"`` (row-major token index, cell centres (i + 0.5)/n), ``"2d"`` (row x column
             Gaussians) or ``"none"``.
+        pos_before_sinkhorn: also weight the similarities by S before Sinkhorn (OTKE).
+        cost: ``"dot"`` (raw dot product, the paper) or ``"cosine"`` (cosine / cost_temperature).
+        cost_temperature: tau of the cosine cost.
+        renormalize_rows: rescale the plan's rows back to 1/n after the positional weighting.
+        column_marginal: ``"uniform"`` (1/t per bucket) or ``"learned"`` (per reference).
+        plan_return: how the mapper's map meets the continuous map z_con: ``"residual"``
+            (z_con + mapper), ``"replace"`` (the mapper's map alone) or ``"gate"`` (a learned
+            per-pixel, per-channel sigmoid mix of the two).
+
+    Every field added after the first release defaults to that release's behaviour, so a
+    checkpoint whose metadata lacks it loads unchanged (docs/design_plans.md).
     """
 
     num_refs: int = 4
@@ -38,17 +52,32 @@ class L2GNetConfig(QuantizerConfig):
     sinkhorn_iters: int = 10
     pos_sigma: float = 0.5
     pos_mode: str = "1d"
+    pos_before_sinkhorn: bool = True
+    cost: str = "dot"
+    cost_temperature: float = 0.05
+    renormalize_rows: bool = False
+    column_marginal: str = "uniform"
+    plan_return: str = "residual"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive(self, "num_refs", "ref_size", "num_anchors", "kernel_sigma", "sinkhorn_eps",
-                  "sinkhorn_iters", "pos_sigma")
-        if self.pos_mode not in ("1d", "2d", "none"):
-            raise ValueError(f"pos_mode must be '1d', '2d' or 'none', got {self.pos_mode!r}")
+                  "sinkhorn_iters", "pos_sigma", "cost_temperature")
+        for name, accepted in (("pos_mode", POS_MODES), ("cost", COSTS),
+                               ("column_marginal", COLUMN_MARGINALS),
+                               ("plan_return", PLAN_RETURNS)):
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"{name} must be one of {accepted}, "
+                                 f"got {getattr(self, name)!r}")
 
 
 class L2GBottleneck(QuantizedBottleneck):
-    """z_con -> VQ -> L2GMapper(z_dis) -> back on the token grid, added to z_con (residual)."""
+    """z_con -> VQ -> L2GMapper(z_dis) -> back on the token grid, combined with z_con.
+
+    ``plan_return`` picks the combination: residual add (the decoder can bypass the mapper),
+    replace (it cannot, through this path), or a learned gate g = sigmoid(conv1x1([z_con,
+    mapper])) giving (1 - g) * z_con + g * mapper.
+    """
 
     def __init__(self, config: L2GNetConfig):
         super().__init__(config)
@@ -63,12 +92,26 @@ class L2GBottleneck(QuantizedBottleneck):
             pos_sigma=config.pos_sigma,
             pos_mode=config.pos_mode,
             out_dim=config.code_dim,
+            pos_before_sinkhorn=config.pos_before_sinkhorn,
+            cost=config.cost,
+            cost_temperature=config.cost_temperature,
+            renormalize_rows=config.renormalize_rows,
+            column_marginal=config.column_marginal,
         )
+        self.plan_return = config.plan_return
+        self.gate = (nn.Conv2d(2 * config.code_dim, config.code_dim, kernel_size=1)
+                     if config.plan_return == "gate" else None)
 
     def forward(self, z_con: Tensor) -> tuple[Tensor, dict[str, Any]]:
         z_dis, aux = self.quantize(z_con)
         dense, plans = self.mapper(z_dis)
         aux["plans"] = plans
+        if self.plan_return == "replace":
+            return dense, aux
+        if self.gate is not None:
+            g = torch.sigmoid(self.gate(torch.cat([z_con, dense.to(z_con.dtype)], dim=1)))
+            aux["gate"] = g
+            return (1 - g) * z_con + g * dense, aux
         return z_con + dense, aux
 
 
