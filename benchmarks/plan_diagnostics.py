@@ -15,7 +15,10 @@ folder, NIfTI imagesTr+labelsTr). One JSON line per reference r of the mapper, w
   (what the Explain widget draws) against its class (the majority label of its cell), as
   homogeneity I(class; bucket)/H(class) and NMI, beside the same for a position-only
   predictor (each position's most frequent bucket), and I(class; bucket | position) beside
-  the same with the buckets shuffled within each position.
+  the same with the buckets shuffled within each position;
+- ``code_homogeneity`` / ``code_homogeneity_position``: the same homogeneity for the
+  quantiser's code of each token (what the mapper is fed), and the gain over position: an upper
+  reference for how anatomical content-driven buckets could be.
 
 The maths is ``training.plan_metrics`` (docs/design_plans.md). Targets (issue 11): row entropy
 <= 0.6, homogeneity gain >= 0.15 for the best reference, uniform plans cost >= 0.02 Dice.
@@ -94,7 +97,7 @@ def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
     if not cases:
         raise SystemExit(f"plan_diagnostics: {data} holds no volumes")
 
-    raw, weighted, grids = [], [], []
+    raw, weighted, grids, tokens = [], [], [], []
 
     def grab(mod, args, out):
         z_dis = args[0]
@@ -102,6 +105,7 @@ def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
             raw.append(mod.raw_plans(z_dis).float().cpu().numpy())
         weighted.append(out[1].float().cpu().numpy())
         grids.extend([tuple(z_dis.shape[-2:])] * z_dis.shape[0])
+        tokens.append(z_dis.flatten(2).transpose(1, 2).float().cpu().numpy())  # (B, n, dim)
 
     t0 = time.perf_counter()
     capture: dict[str, list] = {"labels": []}
@@ -130,6 +134,10 @@ def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
                        for vol in capture["labels"] for s in vol])  # (slices, n)
     positions = np.broadcast_to(np.arange(labels.shape[1]), labels.shape)
     fg = labels > 0
+    toks = np.concatenate(tokens)
+    codes = np.unique(toks.reshape(-1, toks.shape[-1]), axis=0,
+                      return_inverse=True)[1].reshape(labels.shape)
+    code_scores = anatomy_scores(labels, codes, positions)
     lines = []
     for r in range(plans.shape[1]):
         buckets = plans[:, r].argmax(-1)  # (slices, n)
@@ -142,6 +150,9 @@ def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
             "dice": dice, **deltas,
             **anatomy_scores(labels, buckets, positions).to_dict("all_"),
             **anatomy_scores(labels[fg], buckets[fg], positions[fg]).to_dict("fg_"),
+            "code_homogeneity": code_scores.homogeneity,
+            "code_homogeneity_position": code_scores.homogeneity_position,
+            "code_nmi": code_scores.nmi,
             "seconds": round(time.perf_counter() - t0, 1),
         }
         lines.append(line)
