@@ -48,7 +48,7 @@ def test_lower_temperature_gives_sharper_plans():
     def entropy(tau: float) -> float:
         p = _mapper(cost="cosine", cost_temperature=tau, sinkhorn_eps=1.0,
                     pos_mode="none").raw_plans(z) * 16
-        return float(-(p * p.clamp_min(1e-30).log()).sum(-1).mean())
+        return float(-(p * p.clamp_min(1e-30).log()).sum(-1).mean().detach())
 
     assert entropy(0.02) < entropy(0.5) < entropy(10.0)
 
@@ -129,3 +129,13 @@ def test_replace_uses_only_the_mapper():
 def test_bad_switches_name_the_field(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         build_model("l2gnet", 3, **{**tiny_config("l2gnet"), **bad})
+
+
+def test_paper_preset_is_the_default_and_presets_build():
+    from src_model.nets.l2gnet import PLAN_PRESETS
+
+    cfg = L2GNetConfig()
+    assert all(getattr(cfg, k) == v for k, v in PLAN_PRESETS["paper"].items())
+    for overrides in PLAN_PRESETS.values():
+        model = build_model("l2gnet", 3, **{**tiny_config("l2gnet"), **overrides})
+        assert model(torch.randn(1, 3, 32, 32)).logits.shape == (1, 3, 32, 32)
