@@ -73,15 +73,35 @@ def _no_sync(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward is the all-reduce (sum) of the gradients: each rank's
+    input gets d(global loss)/d(global sum) from every rank (as nnU-Net's AllGatherGrad)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd API
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd API
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 def _sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
     """``x`` summed over the process group, with gradients (each rank's backward gets its
     share; with DDP's averaging the result is the global batch's gradient)."""
     import torch.distributed as dist
-    from torch.distributed.nn.functional import all_reduce
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    return all_reduce(x, op=dist.ReduceOp.SUM)
+    return _SumOverRanks.apply(x)
 
 
 def dice_loss(

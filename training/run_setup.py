@@ -21,7 +21,7 @@ from .data import Case, Slice
 from .distributed import DistContext
 from .normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION, IntensityNormalization
 from .run_state import check_run_folder
-from .trainer import TrainConfig, Trainer, TrainEvent, check_training_data
+from .trainer import TrainConfig, Trainer, TrainEvent, check_training_data, seed_everything
 
 if TYPE_CHECKING:
     import torch
@@ -140,6 +140,7 @@ def prepare_run(
     else:
         model_name, _ = resolve_preset(model)
         n_classes = num_classes or (len(SYNAPSE_CLASSES) if phantom else max_label(slices) + 1)
+        seed_everything(config.seed)  # the same initial weights on every rank and every run
         built = build_model(model_name, n_classes, **dict(model_config or {}))
     if class_names is not None:
         names = [str(n) for n in class_names]
