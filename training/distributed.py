@@ -68,6 +68,14 @@ class DistContext:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out / self.world_size
 
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank if ``flag`` is true on any rank (e.g. one got SIGTERM)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def agree(self, check: Callable[[], T]) -> T:
         """Run ``check`` on rank 0 only and give its result, or raise its error, everywhere.
 

@@ -212,7 +212,8 @@ class Trainer:
 
     ``model_or_checkpoint``: a model, or a checkpoint to fine-tune (its metadata is
     inherited, ``metadata`` entries override it). ``callback`` gets every ``TrainEvent`` (rank 0
-    only); ``should_stop`` is asked before each step (then a valid ``last`` is written).
+    only); ``should_stop`` is asked before each step (then a valid ``last`` and run state are
+    written; under DDP pass it on every rank or on none).
     """
 
     def __init__(
@@ -339,9 +340,10 @@ class Trainer:
                     module.eval()
 
     def _stop_requested(self) -> bool:
+        """``should_stop()``; under DDP every rank asks its own and all stop if one does."""
         if self.should_stop is None:
             return False
-        return bool(self.dist.broadcast(self.should_stop() if self.dist.is_main else None))
+        return self.dist.any(bool(self.should_stop()), self.device)
 
     def lr_at(self, step: int) -> float:
         """Poly decay: ``lr * (1 - step / total) ** power`` (TransUNet)."""

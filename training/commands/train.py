@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import json
 import shlex
+import signal
 import sys
+import threading
 
 
 def parse_set(items: list[str]) -> dict:
@@ -21,6 +23,38 @@ def parse_set(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+class StopOnSignals:
+    """SIGTERM (what Slurm and ``torchrun`` send before a kill) and SIGINT (Ctrl-C) ask the
+    run to stop after the current step, writing ``last`` and the run state, so that
+    ``--resume`` continues exactly; a second signal acts as it normally would."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def _handle(self, signum: int, frame) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __call__(self) -> bool:
+        return self.received is not None
 
 
 def add_parser(sub) -> None:
@@ -120,12 +154,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"training {args.model} ({setup.model_name}, {setup.num_classes} classes) on "
                   f"{len(setup.slices)} slices, validating on {len(setup.val_cases)} volumes"
                   f"{ranks} -> {args.out_dir}", file=sys.stderr)
-        with TrainProgress() if say else contextlib.nullcontext() as progress:
-            result = setup.trainer(callback=progress, dist=dist).fit()
+        with (TrainProgress() if say else contextlib.nullcontext() as progress,
+              StopOnSignals() as stop):
+            result = setup.trainer(callback=progress, should_stop=stop, dist=dist).fit()
     if say:
         for record in result.history:
             print(json.dumps(record))
         print(f"last checkpoint: {result.last_checkpoint}", file=sys.stderr)
         if result.best_checkpoint:
             print(f"best checkpoint: {result.best_checkpoint}", file=sys.stderr)
-    return 0
+    if not result.stopped:
+        return 0
+    signum = stop.received or signal.SIGTERM  # a rank stopped because another was signalled
+    if say:
+        print(f"l2gnet train: stopped by {signal.Signals(signum).name}; continue with "
+              f"--out-dir {args.out_dir} --resume", file=sys.stderr)
+    return 128 + signum
