@@ -22,16 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.display import choose_display_window
 from scan_io.nifti import (
     NiftiVolume,
     display_orientation,
     header_to_bytes,
     is_nifti_path,
-    labels_dtype,
     load_nifti,
-    spacing_in_display,
-    to_display,
 )
+from scan_io.volume import ScanVolume, volume_from_nifti
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | os.PathLike[str]
@@ -108,13 +107,19 @@ def _layer_data(path: Path) -> LayerData:
     vol = load_nifti(path)
     name = layer_name(path)
     kind = "labels" if is_label_volume(vol.data, name) else "image"
-    data = vol.data
-    if kind == "labels" and not np.issubdtype(data.dtype, np.integer):
-        data = data.astype(labels_dtype(data))  # bool or whole-valued float mask
-    orientation = display_orientation(vol.affine)
-    kwargs: dict[str, Any] = {
-        "name": name,
-        "scale": spacing_in_display(vol.spacing, orientation),
-        "metadata": {"nifti": nifti_metadata(vol, kind)},
-    }
-    return to_display(data, orientation), kwargs, kind
+    scan = volume_from_nifti(vol, labels=kind == "labels")
+    return scan_layer_data(scan, name, kind, {"nifti": nifti_metadata(scan.nifti, kind)})
+
+
+def scan_layer_data(scan: ScanVolume, name: str, kind: str,
+                    metadata: dict[str, Any]) -> LayerData:
+    """Layer data tuple of a scan in display layout: voxel size as ``scale``; an image gets
+    the contrast of `scan_io.display.choose_display_window` (CT soft-tissue window or MRI
+    percentiles), recorded in ``metadata["display"]``."""
+    kwargs: dict[str, Any] = {"name": name, "scale": scan.spacing, "metadata": dict(metadata)}
+    if kind == "image":
+        window = choose_display_window(scan.data)
+        kwargs["contrast_limits"] = window.contrast_limits
+        kwargs["colormap"] = "gray"
+        kwargs["metadata"]["display"] = window.to_metadata()
+    return scan.data, kwargs, kind

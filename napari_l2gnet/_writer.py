@@ -5,8 +5,10 @@ derives from a scan) the file gets the source's affine and header byte for byte,
 display layout is undone exactly. Without it the file is axis-aligned, built from the layer's
 scale/translate, and a warning says so.
 
-An existing file is replaced: napari's save dialog has already asked. Writing a Labels layer
-over the scan it was derived from is refused, because that would destroy the scan.
+An existing label file is replaced: napari's save dialog has already asked. Writing a Labels
+layer over a scan is refused, because that would destroy the scan: over the scan the layer was
+derived from, and over any existing file that holds an image rather than a label map (read
+back and judged by `napari_l2gnet._reader.is_label_volume`), or a DICOM image.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.labels import check_labels
 from scan_io.nifti import (
     DisplayOrientation,
     affine_from_scale,
     from_display,
     header_from_bytes,
     is_nifti_path,
+    load_nifti,
     save_nifti,
 )
+
+from ._reader import is_label_volume
 
 
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -45,18 +51,37 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _refuse_writing_over_a_scan(out: Path, name: str, nifti: dict[str, Any] | None) -> None:
+    """A Labels layer never replaces a scan: its own source, or any existing image file."""
+    source = (nifti or {}).get("path")
+    if source and (nifti or {}).get("kind") == "image" and _same_file(out, source):
+        raise ValueError(
+            f"refusing to write labels layer {name!r} over the scan it belongs to "
+            f"({source}); choose another file name"
+        )
+    if not out.exists():
+        return
+    try:
+        existing = load_nifti(out)
+    except (OSError, ValueError):
+        return  # not a readable NIfTI: napari's dialog asked; nothing of ours to protect
+    if not is_label_volume(existing.data, out.name):
+        raise ValueError(
+            f"refusing to write labels layer {name!r} over {out}: that file holds a scan "
+            "(an image, not a label map); choose another file name"
+        )
+
+
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     out = Path(path) if is_nifti_path(path) else Path(f"{path}.nii.gz")
     arr = np.asarray(data)
     name = meta.get("name", "layer")
     nifti = (meta.get("metadata") or {}).get("nifti")
+    if labels:
+        arr = check_labels(arr, f"labels layer {name!r}")
+        _refuse_writing_over_a_scan(out, name, nifti)
     if nifti:
         source = nifti.get("path")
-        if labels and nifti.get("kind") == "image" and source and _same_file(out, source):
-            raise ValueError(
-                f"refusing to write labels layer {name!r} over the scan it belongs to "
-                f"({source}); choose another file name"
-            )
         orientation = DisplayOrientation.from_metadata(nifti)
         if arr.ndim != 3:
             raise ValueError(f"layer {name!r} has shape {arr.shape}; NIfTI writing needs 3D")
