@@ -5,10 +5,13 @@ derives from a scan) the file gets the source's affine and header byte for byte,
 display layout is undone exactly. Without it the file is axis-aligned, built from the layer's
 scale/translate, and a warning says so.
 
+DICOM: `write_labels_seg` saves a Labels layer made on a DICOM series as DICOM SEG
+(`scan_io.dicom_seg`); NIfTI export works for the same layer.
+
 An existing label file is replaced: napari's save dialog has already asked. Writing a Labels
 layer over a scan is refused, because that would destroy the scan: over the scan the layer was
 derived from, and over any existing file that holds an image rather than a label map (read
-back and judged by `napari_l2gnet._reader.is_label_volume`), or a DICOM image.
+back and judged by `napari_l2gnet._reader.is_label_volume`), or over a DICOM image file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,46 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     return [str(_write(path, data, meta, labels=True))]
 
 
+def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write a Labels layer made on a DICOM series as DICOM SEG referencing that series.
+
+    The source series comes from ``metadata["dicom"]["files"]`` (set by the reader) or, for
+    layers that carry only the scan's ``metadata["nifti"]``, from its DICOM path; its grid
+    must match the layer's. Segment names come from the plugin's class names.
+    """
+    from scan_io.dicom import series_headers
+    from scan_io.dicom_seg import AlgorithmInfo, write_seg_voxels
+
+    out = Path(path) if path.lower().endswith(".dcm") else Path(f"{path}.dcm")
+    name = meta.get("name", "layer")
+    metadata = meta.get("metadata") or {}
+    nifti = metadata.get("nifti")
+    files = (metadata.get("dicom") or {}).get("files")
+    if not files and nifti and nifti.get("path"):
+        from scan_io.dicom import read_headers
+
+        source = Path(nifti["path"])
+        if source.exists() and not is_nifti_path(source):
+            files = [str(f) for f, _ in read_headers(source)]
+    if not nifti or not files:
+        raise ValueError(f"layer {name!r} was not made on a DICOM series; DICOM SEG needs "
+                         "one. Save it as NIfTI (.nii.gz) instead")
+    arr = check_labels(np.asarray(data), f"labels layer {name!r}")
+    _refuse_writing_over_a_scan(out, name, nifti)
+    headers, affine = series_headers(files)
+    if not np.allclose(affine, np.asarray(nifti["affine"]), atol=1e-3):
+        raise ValueError(f"the DICOM files of layer {name!r} no longer match its grid; "
+                         "reopen the series")
+    voxels = from_display(arr, DisplayOrientation.from_metadata(nifti))
+    l2g = metadata.get("l2gnet") or {}
+    class_names = l2g.get("class_names") or metadata.get("class_names")
+    checkpoint = Path(l2g["checkpoint"]).name if l2g.get("checkpoint") else ""
+    info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
+    write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
+                     overwrite=True)
+    return [str(out)]
+
+
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write an Image layer as NIfTI (dtype kept) on its source scan's grid."""
     return [str(_write(path, data, meta, labels=False))]
@@ -61,6 +104,9 @@ def _refuse_writing_over_a_scan(out: Path, name: str, nifti: dict[str, Any] | No
         )
     if not out.exists():
         return
+    if _is_dicom_image(out):
+        raise ValueError(f"refusing to write labels layer {name!r} over {out}: that file is "
+                         "a DICOM image of a scan; choose another file name")
     try:
         existing = load_nifti(out)
     except (OSError, ValueError):
@@ -70,6 +116,20 @@ def _refuse_writing_over_a_scan(out: Path, name: str, nifti: dict[str, Any] | No
             f"refusing to write labels layer {name!r} over {out}: that file holds a scan "
             "(an image, not a label map); choose another file name"
         )
+
+
+def _is_dicom_image(path: Path) -> bool:
+    from ._reader import _has_preamble
+
+    if not _has_preamble(path):
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # unreadable: not a scan we could protect
+        return False
+    return str(ds.get("Modality", "")).upper() != "SEG" and "Rows" in ds
 
 
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
