@@ -16,8 +16,10 @@ back and judged by `napari_l2gnet._reader.is_label_volume`), or over a DICOM ima
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,32 @@ from scan_io.nifti import (
 from ._reader import is_label_volume
 
 
+class LayerWriteError(RuntimeError):
+    """A refused save, with the one-line reason.
+
+    Not a ValueError on purpose: napari turns a writer's ValueError into "plugin is not a
+    valid writer", hiding the reason; any other error reaches the user's notification.
+    """
+
+
+def _reported(func: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    @functools.wraps(func)
+    def wrapper(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+        try:
+            return func(path, data, meta)
+        except (ValueError, TypeError) as err:
+            raise LayerWriteError(str(err)) from err
+
+    return wrapper
+
+
+@_reported
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a Labels layer as NIfTI (uint8/uint16) on its source scan's grid."""
     return [str(_write(path, data, meta, labels=True))]
 
 
+@_reported
 def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a Labels layer made on a DICOM series as DICOM SEG referencing that series.
 
@@ -58,11 +81,11 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     nifti = metadata.get("nifti")
     files = (metadata.get("dicom") or {}).get("files")
     if not files and nifti and nifti.get("path"):
-        from scan_io.dicom import read_headers
+        from scan_io.dicom import series_files
 
         source = Path(nifti["path"])
         if source.exists() and not is_nifti_path(source):
-            files = [str(f) for f, _ in read_headers(source)]
+            files = [str(f) for f in series_files(source)]
     if not nifti or not files:
         raise ValueError(f"layer {name!r} was not made on a DICOM series; DICOM SEG needs "
                          "one. Save it as NIfTI (.nii.gz) instead")
@@ -82,6 +105,7 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     return [str(out)]
 
 
+@_reported
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write an Image layer as NIfTI (dtype kept) on its source scan's grid."""
     return [str(_write(path, data, meta, labels=False))]

@@ -48,7 +48,7 @@ from scan_io.checks import check_volume_size
 from scan_io.nifti import NiftiVolume
 
 __all__ = ["DicomSeries", "DicomIdentifiers", "DicomSeriesWarning", "load_dicom_series",
-           "read_headers", "series_headers", "NON_IMAGE_MODALITIES"]
+           "read_headers", "series_files", "series_headers", "NON_IMAGE_MODALITIES"]
 
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD",
                                   "PR", "KO", "REG", "FID", "DOC", "PLAN", "AU", "ECG"})
@@ -377,6 +377,12 @@ def _select(path: Path) -> tuple[list[tuple[Path, Dataset]], tuple[str, ...], np
     label = f"{path} (series {items[0][1].get('SeriesInstanceUID', '?')})"
     items, affine_lps = _geometry(items, label)
     return items, others, affine_lps, label
+
+
+def series_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of the series `load_dicom_series` would open at ``path``, in slice order."""
+    items, _, _, _ = _select(Path(path))
+    return [f for f, _ in items]
 
 
 def series_headers(files: Sequence[str | os.PathLike[str]]) -> tuple[list[Dataset], np.ndarray]:
