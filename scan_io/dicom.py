@@ -324,26 +324,36 @@ def _pixels(file: Path, label: str) -> tuple[np.ndarray, Dataset]:
 
 def _to_values(slices: list[np.ndarray], slopes: Sequence[float], intercepts: Sequence[float]
                ) -> np.ndarray:
-    """Stack (column, row, slice) and apply slope/intercept; integer type when all whole."""
-    identity = all(s == 1 for s in slopes) and all(b == 0 for b in intercepts)
-    stacked = np.stack([s.T for s in slices], axis=-1)
-    if identity:
+    """Apply slope/intercept per slice and return (column, row, slice); an integer type when
+    every value is whole.
+
+    Whole-number slopes and intercepts (CT: 1 and -1024) are applied in integer arithmetic,
+    others in float64 (kept as int16/int32 when every result is whole, else float32). The
+    work is done slice-major (contiguous) and the result is a transposed view of it.
+    """
+    stacked = np.stack(slices)  # (slice, row, column)
+    if all(s == 1 for s in slopes) and all(b == 0 for b in intercepts):
         values = stacked
     else:
-        values = np.empty(stacked.shape, np.float64)
+        whole = all(float(v).is_integer() for v in (*slopes, *intercepts))
+        work = np.int32 if whole and stacked.dtype.itemsize <= 2 else (
+            np.int64 if whole else np.float64)
+        values = np.empty(stacked.shape, work)
         for k, (slope, inter) in enumerate(zip(slopes, intercepts, strict=True)):
-            values[..., k] = stacked[..., k] * slope + inter
-    if np.issubdtype(values.dtype, np.integer):
-        lo, hi = int(values.min()), int(values.max())
-    elif np.array_equal(values, np.round(values)):
-        lo, hi = float(values.min()), float(values.max())
-    else:
-        return values.astype(np.float32)
-    for cand in (np.int16, np.int32):
-        info = np.iinfo(cand)
-        if info.min <= lo and hi <= info.max:
-            return values.astype(cand)
-    return values.astype(np.float32)
+            if whole:
+                np.multiply(stacked[k], int(slope), out=values[k], casting="unsafe")
+                values[k] += int(inter)
+            else:
+                np.multiply(stacked[k], slope, out=values[k])
+                values[k] += inter
+        if not whole and not np.array_equal(values, np.round(values)):
+            return values.astype(np.float32).transpose(2, 1, 0)
+    lo, hi = values.min(), values.max()
+    fits = [c for c in (np.int16, np.int32)
+            if np.iinfo(c).min <= lo and hi <= np.iinfo(c).max]
+    out = values.astype(fits[0], copy=values.dtype != fits[0]) if fits else values.astype(
+        np.float32)
+    return out.transpose(2, 1, 0)
 
 
 def _header(affine_ras: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> nib.Nifti1Header:

@@ -44,9 +44,10 @@ class DisplayWindow:
 
 
 def _sample(data: np.ndarray) -> np.ndarray:
-    flat = np.asarray(data).reshape(-1)
-    step = max(1, flat.size // _SAMPLE)
-    sample = flat[::step]
+    """About `_SAMPLE` voxels on a regular grid (no copy of the whole volume first)."""
+    data = np.asarray(data)
+    step = max(1, int(np.ceil((data.size / _SAMPLE) ** (1 / max(data.ndim, 1)))))
+    sample = data[(slice(None, None, step),) * data.ndim].reshape(-1)
     if np.issubdtype(sample.dtype, np.floating):
         sample = sample[np.isfinite(sample)]
     return sample
