@@ -43,7 +43,8 @@ from scan_io.nifti import (
 if TYPE_CHECKING:
     from scan_io.dicom import DicomSeries
 
-__all__ = ["ScanVolume", "load_scan", "save_labels_like", "is_scan_path", "scan_name"]
+__all__ = ["ScanVolume", "load_scan", "save_labels_like", "find_scans", "is_scan_path",
+           "scan_name"]
 
 PathLike = str | os.PathLike[str]
 
@@ -102,6 +103,54 @@ def scan_name(path: PathLike) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _holds_dicom_files(folder: Path) -> bool:
+    for file in folder.iterdir():
+        if file.is_file() and not file.name.startswith("."):
+            if file.suffix.lower() == ".dcm":
+                return True
+            try:
+                with open(file, "rb") as fh:
+                    if fh.read(132)[128:132] == b"DICM":
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+def find_scans(path: PathLike) -> list[Path]:
+    """The scans at ``path``, each a path `load_scan` opens, in name order.
+
+    A NIfTI or DICOM file: itself. A folder that holds DICOM files: the folder (one series).
+    Any other folder: its ``.nii``/``.nii.gz`` files and, searched recursively, every
+    subfolder that holds DICOM files (a study folder of series folders). Hidden files and
+    folders (the atomic writer's ``.name.tmp`` temporaries among them) are never scans.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_file():
+        if not is_scan_path(path):
+            raise ValueError(f"{path}: not a scan (a .nii/.nii.gz file or a DICOM file)")
+        return [path]
+    if _holds_dicom_files(path):
+        return [path]
+    found: list[Path] = []
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file() and is_nifti_path(entry):
+            found.append(entry)
+        elif entry.is_dir():
+            found += find_scans(entry) if _has_scans(entry) else []
+    return found
+
+
+def _has_scans(folder: Path) -> bool:
+    return _holds_dicom_files(folder) or any(
+        not e.name.startswith(".") and (is_nifti_path(e) or e.is_dir())
+        for e in folder.iterdir())
 
 
 def volume_from_nifti(vol: NiftiVolume, *, labels: bool = False,

@@ -289,3 +289,20 @@ def test_segment_codes():
     assert segment_code("Myo")[1].value == "49848007"
     assert segment_code("tumour")[1].meaning == "Tissue"
     assert AlgorithmInfo().name == "L2GNet"
+
+
+def test_find_scans_in_a_study_folder(series, twin, tmp_path):
+    from scan_io.volume import find_scans
+
+    study = tmp_path / "study"
+    shutil.copytree(series, study / "ct" / "series1")
+    write_dicom_series(study / "ct" / "series2", twin.data[:4], display_affine_lps(twin.nifti))
+    shutil.copy(twin.path, study / "a.nii.gz")
+    (study / ".a.nii.gz.tmp").write_bytes(b"partial")  # a leftover temporary: never a scan
+    (study / "notes.txt").write_text("x")
+    assert find_scans(study) == [study / "a.nii.gz", study / "ct" / "series1",
+                                 study / "ct" / "series2"]
+    assert find_scans(study / "ct" / "series1") == [study / "ct" / "series1"]
+    assert find_scans(study / "a.nii.gz") == [study / "a.nii.gz"]
+    with pytest.raises(ValueError, match="not a scan"):
+        find_scans(study / "notes.txt")
