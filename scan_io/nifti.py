@@ -168,7 +168,7 @@ def _check_before_reading(img: nib.Nifti1Image, path: Path) -> None:
             f"{path}: a colour (RGB/RGBA) NIfTI; scans must be greyscale. Convert it to one "
             "channel first (e.g. keep one channel, or average them)"
         )
-    in_memory = img.dataobj.dtype if hasattr(img.dataobj, "dtype") else on_disk
+    in_memory = np.dtype(np.float64) if _has_scaling(img.header) else on_disk  # nibabel's
     file_bytes = None
     if path.name.lower().endswith(".nii"):  # uncompressed: the file must hold every voxel
         file_bytes = max(0, path.stat().st_size - int(img.header.get_data_offset()))
