@@ -6,7 +6,7 @@ j = row, k = slice) order with the RAS affine nibabel would give the same scan c
 NIfTI (dcm2niix's convention). The display layout, the checks and the writers are therefore
 the NIfTI ones, and a DICOM series opens exactly as its NIfTI twin does.
 
-How the volume is built (docs/design.md, "DICOM"):
+How the volume is built (docs/design.md, "Orientation and exact round trips"):
 
 * **Series.** Files are grouped by SeriesInstanceUID; with several image series in a folder
   the one with the most slices opens and the others are listed (``other_series``) and

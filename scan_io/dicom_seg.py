@@ -1,13 +1,13 @@
 """Label maps out as DICOM SEG (highdicom), referencing the series they were made on.
 
-What the SEG holds (docs/design.md, "DICOM"): the patient, study and frame-of-reference
-identification copied from the source series (what the standard requires, nothing more);
-one frame per source slice that has any label, each referencing its source instance; one
+What the SEG holds (docs/design.md, "The napari plugin"): the patient, study and frame-of-
+reference identification copied from the source series (what the standard requires, nothing
+more); one frame per source slice that has any label, each referencing its source instance; one
 segment per class present in the labels, numbered 1..n in class order, labelled with the
 checkpoint's class name and coded with SNOMED CT concepts where the class is an organ of the
 abdominal (Synapse) or cardiac (ACDC) models, else a generic "Tissue"; and the algorithm
-(L2GNet, the checkpoint's name, the package version) in each segment's algorithm
-identification. Written atomically; an existing file is kept unless ``overwrite=True``.
+(L2GNet, the checkpoint's name, the package version) in each segment's algorithm identification.
+Written atomically; an existing file is kept unless ``overwrite=True``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ layout every path of the project uses: slices along the superior axis, rows ante
 posterior, columns patient right to left (``scan_io.nifti.display_orientation``; only flips
 and axis swaps). The napari reader, ``l2gnet predict``, and the training/evaluation readers
 of ``imagesTr``/``labelsTr`` folders all call it, so a model sees a scan the same way up
-whichever way it arrives (docs/design.md, "Display orientation").
+whichever way it arrives (docs/design.md, "Orientation and exact round trips").
 
 It also applies the checks every scan gets: the size and colour refusals of the NIfTI reader,
 non-finite voxels replaced with a warning (`scan_io.checks`), and, for label maps, the label

@@ -91,8 +91,8 @@ def read_nifti_pairs(root: str | Path, normalization: IntensityNormalization) ->
 
     Both files go through `scan_io.load_scan`, the function the napari reader and
     ``l2gnet predict`` use, so training and evaluation slice a scan exactly as inference
-    does (axial slices, anterior up, patient right on the left; docs/design.md, "Display
-    orientation"), whatever the voxel order on disk.
+    does (axial slices, anterior up, patient right on the left; docs/design.md, "Orientation
+    and exact round trips"), whatever the voxel order on disk.
     """
     from scan_io.volume import load_scan
 
