@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from src_model.checkpoint_meta import class_names_or_default
+
 from .data import Case
 from .inference import load_for_inference, predict_volume
 from .metrics import score_case, summarize
@@ -30,7 +32,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score every case; returns ``{"summary": ..., "cases": {name: rows}, "class_names"}``."""
     model, meta = load_for_inference(model_or_checkpoint)
-    names = list(meta.get("class_names") or [f"class {i}" for i in range(model.num_classes)])
+    names = list(class_names_or_default(meta, model.num_classes))
     results: dict[str, list[dict]] = {}
     for case in cases:
         if case.label.size and int(case.label.max()) >= model.num_classes:
