@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.atomic import atomic_write_path
 from src_model.checkpoint_meta import class_names_or_default
 
 from .data import Case
 from .inference import load_for_inference, predict_volume
+from .label_checks import check_label_values
 from .metrics import score_case, summarize
 
 
@@ -35,11 +37,7 @@ def evaluate(
     names = list(class_names_or_default(meta, model.num_classes))
     results: dict[str, list[dict]] = {}
     for case in cases:
-        if case.label.size and int(case.label.max()) >= model.num_classes:
-            raise ValueError(
-                f"{case.name} has label {int(case.label.max())} but the checkpoint's model has "
-                f"{model.num_classes} classes: this checkpoint was not trained for this data"
-            )
+        check_label_values(case.label, model.num_classes, case.name)
         pred = predict_volume(
             case.image, model, metadata={**meta, "normalization": {"kind": "none"}},
             device=device, batch_size=batch_size,
@@ -76,8 +74,11 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], path: str | Path) -> Path:
+def write_report(report: dict[str, Any], path: str | Path, *, overwrite: bool = True) -> Path:
+    """Write the report as JSON, atomically (an interrupted write leaves no partial file)."""
     path = Path(path)
+    text = json.dumps(report, indent=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    with atomic_write_path(path, suffix=".json", overwrite=overwrite) as tmp:
+        tmp.write_text(text)
     return path

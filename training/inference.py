@@ -60,14 +60,29 @@ class VolumePrediction:
     metadata: dict[str, Any]
 
 
+class DeviceError(ValueError, RuntimeError):
+    """An unknown device name, or one this machine does not have (one line, with the fix)."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; asking for CUDA without one is an error."""
-    if str(device) == "auto":
+    """``auto`` -> CUDA when present, else CPU; a device this machine lacks is an error."""
+    text = str(device)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but this machine has no usable CUDA GPU; "
-                           "use device='cpu' or 'auto'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device={text!r} was asked for but this machine has no usable "
+                              "CUDA GPU; use device='cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device={text!r} does not exist: this machine has "
+                              f"{torch.cuda.device_count()} CUDA GPU(s), cuda:0.."
+                              f"cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {text!r} is not supported: use auto, cpu, cuda or cuda:N")
     return dev
 
 
