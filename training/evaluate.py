@@ -18,7 +18,7 @@ from scan_io.atomic import atomic_write_path
 from src_model.checkpoint_meta import class_names_or_default
 
 from .data import Case
-from .inference import load_for_inference, predict_volume
+from .inference import InferenceSettings, SliceInferer, load_for_inference
 from .label_checks import check_label_values
 from .metrics import score_case, summarize
 
@@ -35,14 +35,15 @@ def evaluate(
     """Score every case; returns ``{"summary": ..., "cases": {name: rows}, "class_names"}``."""
     model, meta = load_for_inference(model_or_checkpoint)
     names = list(class_names_or_default(meta, model.num_classes))
+    # The volumes are already normalised by their reader; slices go through as they are.
+    inferer = SliceInferer(model, {**meta, "normalization": {"kind": "none"}},
+                           InferenceSettings(device=device, batch_size=batch_size,
+                                             resize_back="nearest" if protocol == "transunet"
+                                             else "logits"))
     results: dict[str, list[dict]] = {}
     for case in cases:
         check_label_values(case.label, model.num_classes, case.name)
-        pred = predict_volume(
-            case.image, model, metadata={**meta, "normalization": {"kind": "none"}},
-            device=device, batch_size=batch_size,
-            resize_back="nearest" if protocol == "transunet" else "logits",
-        )
+        pred = inferer(case.image)
         rows = score_case(pred.labels, case.label, model.num_classes, protocol=protocol,
                           spacing=case.spacing)
         results[case.name] = rows

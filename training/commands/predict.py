@@ -111,23 +111,18 @@ def plan(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
-def segment_file(job: Job, model, meta, *, device: str, batch_size, overwrite: bool,
-                 show_progress: bool = True) -> Path:
+def segment_file(job: Job, inferer, *, overwrite: bool, show_progress: bool = True) -> Path:
     """Read one scan, segment it in display orientation, write labels on its grid."""
     from tqdm import tqdm
 
     from scan_io.nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
-
-    from ..inference import predict_volume
 
     vol = load_nifti(job.source)
     orient = display_orientation(vol.affine)
     shown = to_display(vol.data, orient)
     with tqdm(total=shown.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
-        pred = predict_volume(shown, model, metadata=meta, axis=0, device=device,
-                              batch_size=batch_size,
-                              progress=lambda done, total: bar.update(done - bar.n))
+        pred = inferer(shown, progress=lambda done, total: bar.update(done - bar.n))
     header = vol.header.copy()
     header["descrip"] = OUTPUT_MARK
     return save_nifti(job.target, from_display(pred.labels, orient), like=vol, header=header,
@@ -147,7 +142,7 @@ def _message(err: BaseException) -> str:
 def _prepare(args: argparse.Namespace, device: str):
     from src_model import load_checkpoint
 
-    from ..inference import resolve_device
+    from ..inference import InferenceSettings, SliceInferer, resolve_device
 
     resolve_device(device)  # an unknown or absent device is refused before any work
     jobs = plan(args)
@@ -155,7 +150,8 @@ def _prepare(args: argparse.Namespace, device: str):
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
                          "only grey scans (1 channel, repeated if needed) are supported")
-    return jobs, model, meta
+    settings = InferenceSettings(axis=0, device=device, batch_size=args.batch_size)
+    return jobs, SliceInferer(model, meta, settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,12 +168,12 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
     device = shards.device(args.device)
     single = shards.world_size == 1
     try:
-        jobs, model, meta = _prepare(args, device)
+        jobs, inferer = _prepare(args, device)
         setup_error = None
     except Exception as err:
         if single:
             raise
-        jobs, model, meta, setup_error = [], None, None, _message(err)
+        jobs, inferer, setup_error = [], None, _message(err)
     if not single:  # every rank stops if any rank could not start (no rank waits forever)
         errors = [e for e in shards.gather(setup_error) if e is not None]
         if errors:
@@ -187,16 +183,14 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
     for folder in sorted({j.target.parent for j in jobs}):
         folder.mkdir(parents=True, exist_ok=True)
     if single and len(jobs) == 1 and not Path(args.inputs[0]).is_dir():
-        print(segment_file(jobs[0], model, meta, device=device, batch_size=args.batch_size,
-                           overwrite=args.overwrite))
+        print(segment_file(jobs[0], inferer, overwrite=args.overwrite))
         return 0
 
     written: list[str] = []
     failures: list[str] = []
     for job in shards.take(jobs):
         try:
-            segment_file(job, model, meta, device=device, batch_size=args.batch_size,
-                         overwrite=args.overwrite, show_progress=shards.is_main)
+            segment_file(job, inferer, overwrite=args.overwrite, show_progress=shards.is_main)
             written.append(str(job.target))
         except Exception as err:  # one bad scan must not stop the batch; reported below
             failures.append(f"{job.source}: {_message(err)}")
