@@ -186,21 +186,23 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
         print(segment_file(jobs[0], inferer, overwrite=args.overwrite))
         return 0
 
-    written: list[str] = []
-    failures: list[str] = []
+    order = {job: i for i, job in enumerate(jobs)}
+    written: list[tuple[int, str]] = []
+    failures: list[tuple[int, str]] = []
     for job in shards.take(jobs):
         try:
             segment_file(job, inferer, overwrite=args.overwrite, show_progress=shards.is_main)
-            written.append(str(job.target))
+            written.append((order[job], str(job.target)))
         except Exception as err:  # one bad scan must not stop the batch; reported below
-            failures.append(f"{job.source}: {_message(err)}")
-    written = sorted(sum(shards.gather(written), []), key=[str(j.target) for j in jobs].index)
-    failures = sum(shards.gather(failures), [])
+            failures.append((order[job], f"{job.source}: {_message(err)}"))
+    # Every rank's results, in input order (rank 0 reports them all).
+    written = sorted(sum(shards.gather(written), []))
+    failures = sorted(sum(shards.gather(failures), []))
     if not shards.is_main:
         return 2 if failures else 0
-    for path in written:
+    for _, path in written:
         print(path)
-    for line in failures:
+    for _, line in failures:
         print(f"l2gnet predict: error: {line}", file=sys.stderr)
     if failures:
         print(f"l2gnet predict: error: {len(failures)} of {len(jobs)} scans failed (listed "
