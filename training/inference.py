@@ -295,6 +295,7 @@ class SliceInferer:
         model.eval()
         try:
             vol, axis, single = self._as_volume(volume)
+            vol = replace_non_finite(vol)
             norm = cfg.normalization or IntensityNormalization.from_metadata(
                 _metadata_entry(self.metadata, "normalization"))
             slices = np.moveaxis(normalize(vol, norm), axis, 0)
@@ -353,6 +354,24 @@ class SliceInferer:
         if min(vol.shape) == 0:
             raise ValueError(f"The volume is empty (shape {vol.shape})")
         return vol, axis % 3, single
+
+
+def replace_non_finite(volume: np.ndarray) -> np.ndarray:
+    """NaN/inf voxels replaced by the volume's lowest finite value, with a warning.
+
+    One NaN otherwise blanks its slice (and, with percentile normalisation, the whole volume);
+    the lowest value is air or background in CT and MRI alike. Integer volumes pass unchanged.
+    """
+    if volume.dtype.kind not in "fc":
+        return volume
+    finite = np.isfinite(volume)
+    if finite.all():
+        return volume
+    bad = int(finite.size - np.count_nonzero(finite))
+    fill = float(volume[finite].min()) if finite.any() else 0.0
+    warnings.warn(f"{bad} non-finite voxel(s) (NaN or inf) replaced by the volume's lowest "
+                  f"finite value ({fill:g}) before segmenting", stacklevel=3)
+    return np.where(finite, volume, fill).astype(volume.dtype, copy=False)
 
 
 _SETTING_NAMES = {f.name for f in fields(InferenceSettings)}

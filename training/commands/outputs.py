@@ -1,4 +1,4 @@
-"""Output safety for every ``l2gnet`` command that writes files (docs/design.md, "Reliability").
+"""Output safety for every ``l2gnet`` command that writes files (README, "Reliability").
 
 Checked before any work starts, so that a mistake costs seconds, not a whole prediction:
 an existing output is never replaced without ``--overwrite``; an output that is one of the
