@@ -95,12 +95,12 @@ def list_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
     return files, skipped
 
 
-def plan(args: argparse.Namespace) -> list[Job]:
+def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
     """The jobs, with every output checked (exists, is an input, writable) before any work."""
     from .outputs import check_outputs
 
     files, skipped = list_inputs(args.inputs)
-    for path in skipped:
+    for path in skipped if announce else ():
         print(f"skipping {path}: a label map written by l2gnet predict, not a scan",
               file=sys.stderr)
     out = Path(args.out)
@@ -139,13 +139,13 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _prepare(args: argparse.Namespace, device: str):
+def _prepare(args: argparse.Namespace, device: str, announce: bool):
     from src_model import load_checkpoint
 
     from ..inference import InferenceSettings, SliceInferer, resolve_device
 
     resolve_device(device)  # an unknown or absent device is refused before any work
-    jobs = plan(args)
+    jobs = plan(args, announce)
     model, meta = load_checkpoint(args.checkpoint)
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
@@ -168,7 +168,7 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
     device = shards.device(args.device)
     single = shards.world_size == 1
     try:
-        jobs, inferer = _prepare(args, device)
+        jobs, inferer = _prepare(args, device, announce=shards.is_main)
         setup_error = None
     except Exception as err:
         if single:
