@@ -89,6 +89,8 @@ def save_checkpoint(
 def read_checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
     """The checkpoint's validated metadata, without building the model (cheap)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {path} is a folder; give the .safetensors file in it")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist")
     try:

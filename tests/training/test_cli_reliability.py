@@ -228,3 +228,19 @@ def test_evaluate_refuses_labels_that_are_not_class_ids(checkpoint, value, dtype
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")) as err:
         evaluate(str(checkpoint), [case], device="cpu")
     assert "case7.nii.gz" in str(err.value)
+
+
+def test_output_mistakes_are_refused_before_the_work(checkpoint, tmp_path, capsys):
+    scan = _scan(tmp_path / "s.nii.gz")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    base = ["predict", str(scan), "--device", "cpu"]
+    _fails([*base, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "seg.png")], capsys,
+           "must end in .nii or .nii.gz")
+    _fails([*base, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "adir")], capsys,
+           "is a folder; give a file name")
+    _fails([*base, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "afile" / "o.nii")],
+           capsys, "afile is a file", "choose another --out")
+    _fails([*base, "--checkpoint", str(tmp_path / "adir"), "--out", str(tmp_path / "o.nii")],
+           capsys, "is a folder; give the .safetensors file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "s.nii.gz"]

@@ -97,6 +97,8 @@ def list_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
 
 def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
     """The jobs, with every output checked (exists, is an input, writable) before any work."""
+    from scan_io.nifti import is_nifti_path
+
     from .outputs import check_outputs
 
     files, skipped = list_inputs(args.inputs)
@@ -108,6 +110,8 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
     jobs = [Job(f, out / f.name if many else out) for f in files]
     check_outputs([j.target for j in jobs], [*files, args.checkpoint],
                   overwrite=args.overwrite)
+    if not many and not is_nifti_path(out):
+        raise ValueError(f"--out {out} must end in .nii or .nii.gz (the labels are NIfTI)")
     return jobs
 
 
