@@ -1,8 +1,8 @@
 """Label values a model can be scored or trained on: whole numbers 0..num_classes-1.
 
 A label of 264 stored as uint8 would become 8, -1 would become 255, 7.6 would become 7: each
-a silent wrong score (docs/design.md, "Evaluation protocols"). This check runs on the values as read,
-before any cast, and names the value and where it came from.
+a silent wrong score (docs/design.md, "Evaluation protocols"). This check runs on the values
+as read, before any cast, and names the value and where it came from.
 """
 
 from __future__ import annotations
