@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from scan_io.checks import replace_non_finite
 from src_model import CheckpointMeta, load_checkpoint
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
@@ -295,7 +296,7 @@ class SliceInferer:
         model.eval()
         try:
             vol, axis, single = self._as_volume(volume)
-            vol = replace_non_finite(vol)
+            vol = replace_non_finite(vol, "the volume")  # one NaN would blank a slice
             norm = cfg.normalization or IntensityNormalization.from_metadata(
                 _metadata_entry(self.metadata, "normalization"))
             slices = np.moveaxis(normalize(vol, norm), axis, 0)
@@ -354,24 +355,6 @@ class SliceInferer:
         if min(vol.shape) == 0:
             raise ValueError(f"The volume is empty (shape {vol.shape})")
         return vol, axis % 3, single
-
-
-def replace_non_finite(volume: np.ndarray) -> np.ndarray:
-    """NaN/inf voxels replaced by the volume's lowest finite value, with a warning.
-
-    One NaN otherwise blanks its slice (and, with percentile normalisation, the whole volume);
-    the lowest value is air or background in CT and MRI alike. Integer volumes pass unchanged.
-    """
-    if volume.dtype.kind not in "fc":
-        return volume
-    finite = np.isfinite(volume)
-    if finite.all():
-        return volume
-    bad = int(finite.size - np.count_nonzero(finite))
-    fill = float(volume[finite].min()) if finite.any() else 0.0
-    warnings.warn(f"{bad} non-finite voxel(s) (NaN or inf) replaced by the volume's lowest "
-                  f"finite value ({fill:g}) before segmenting", stacklevel=3)
-    return np.where(finite, volume, fill).astype(volume.dtype, copy=False)
 
 
 _SETTING_NAMES = {f.name for f in fields(InferenceSettings)}

@@ -297,9 +297,9 @@ def test_non_finite_voxels_are_replaced_with_a_warning():
     clean = predict_volume(volume, str(demo), device="cpu")
     spoiled = volume.copy()
     spoiled[1, 5, 5] = np.nan
-    spoiled[2, 0, 0] = np.inf
-    with pytest.warns(UserWarning, match=r"2 non-finite voxel\(s\).*replaced by the volume's "
-                      r"lowest finite value \(-1024\)"):
+    spoiled[2, 0, 0] = -np.inf
+    with pytest.warns(UserWarning, match=r"1 NaN, 1 -inf voxel\(s\).*replaced with the lowest "
+                      r"finite value -1024"):
         pred = predict_volume(spoiled, str(demo), device="cpu")
     assert len(np.unique(clean.labels[1])) > 3  # organs found in the clean slice
     np.testing.assert_array_equal(pred.labels, clean.labels)  # the corner voxels are air
