@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 
 from .._session import META_KEY
 from ._layers import LayerCombo, grid_placement
+from ._scroll import make_scrollable
 
 
 def _has_explanation(layer) -> bool:
@@ -92,6 +93,7 @@ class ExplainWidget(QWidget):
         layout.addWidget(self.show_button)
         layout.addWidget(self.info)
         layout.addWidget(self.table)
+        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
         self.seg_combo.currentTextChanged.connect(self._on_segmentation)
         self.show_button.clicked.connect(self.show_layers)
         self.ref_spin.valueChanged.connect(self._on_choice)
@@ -165,7 +167,7 @@ class ExplainWidget(QWidget):
             made.append(self._upsert(code_name, codes, "labels", scale, translate,
                                      dict(opacity=0.4, visible=False), "VQ code index"))
         if select and made:
-            self.viewer.layers.selection.active = made[0]
+            self.viewer.layers.selection.select_only(made[0])  # the plan, not codes
         return made
 
     def _upsert(self, name, data, kind, scale, translate, style, what):

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 from .._colormaps import label_colormap
 from .._session import META_KEY, is_segmentation, session_for
 from ._layers import LayerCombo, class_features, is_scan_image
+from ._scroll import make_scrollable
 
 
 def cuda_available() -> bool:
@@ -105,6 +106,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch()
+        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
