@@ -110,16 +110,21 @@ class FinetuneReport:
     stopped: bool
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def summary(self) -> str:
-        """One line for a status bar or a log."""
+    def describe(self) -> str:
+        """A few lines for the widget's result panel and the CLI's log."""
         b, a = self.corrected_dice_before.get("mean"), self.corrected_dice_after.get("mean")
-        line = f"Dice on corrected slices {_fmt(b)} -> {_fmt(a)}"
-        if self.uncorrected_changed is not None:
-            line += (f"; uncorrected slices: {100 * self.uncorrected_changed:.1f}% of voxels "
-                     f"changed (agreement with before {_fmt(self.uncorrected_agreement)})")
+        lines = [f"Dice on the {self.corrected_slices} corrected slices: {_fmt(b)} before, "
+                 f"{_fmt(a)} after (epoch {self.chosen_epoch})."]
         if self.chosen_epoch == 0:
-            line += "; no epoch beat the starting model, so it is kept"
-        return line
+            lines.append("No epoch beat the starting model, so it is kept.")
+        if self.uncorrected_changed is not None:
+            lines.append(f"Uncorrected slices: {100 * self.uncorrected_changed:.1f}% of voxels "
+                         "changed label; Dice with the labels before "
+                         f"{_fmt(self.uncorrected_agreement)}.")
+        if self.pseudo_slices:
+            lines.append(f"{self.pseudo_slices} uncorrected slices kept the starting model's "
+                         "labels as targets (it agreed with the corrections).")
+        return "\n".join(lines)
 
 
 def _fmt(value: float | None) -> str:

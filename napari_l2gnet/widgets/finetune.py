@@ -11,20 +11,15 @@ The Qt-free logic lives in ``training.finetune`` and ``training.uncertainty``.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -32,26 +27,32 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from scan_io.atomic import atomic_write_path
 from training.finetune import FinetuneSettings, change_scores
 
-from .._session import META_KEY, is_segmentation, session_for
+from .._session import is_segmentation, session_for
+from ._annotations import (
+    _l2g,
+    annotated_slices,
+    copy_atomically,
+    default_output_path,
+    layer_axis,
+    painted_slices,
+    user_finetune_dir,
+)
+from ._change_table import ChangeTable
 from ._layers import LayerCombo, is_labels, is_scan_image
 from ._scroll import make_scrollable
+from ._slice_ranking import SliceRanking
+from ._training_plot import TrainingPlot
 
 __all__ = ["FinetuneWidget", "change_scores", "copy_atomically", "default_output_path",
            "painted_slices", "user_finetune_dir"]
@@ -59,80 +60,6 @@ __all__ = ["FinetuneWidget", "change_scores", "copy_atomically", "default_output
 PAINTED = "slices I painted"
 NON_EMPTY = "all non-empty slices"
 POLL_MS = 200
-RANKED = 10  # slices listed under "where to correct next"
-_SUFFIX = re.compile(r"_finetuned(_\d+)?$")
-
-
-def _l2g(layer) -> dict[str, Any]:
-    meta = layer.metadata.get(META_KEY) if layer is not None else None
-    return meta if isinstance(meta, dict) else {}
-
-
-def layer_axis(layer) -> int:
-    """The slice axis of a labels layer (``metadata["l2gnet"]["axis"]``, default 0)."""
-    axis = _l2g(layer).get("axis", 0)
-    return int(axis) if axis is not None else 0
-
-
-def painted_slices(atoms, axis: int) -> set[int]:
-    """Slice indices along ``axis`` touched by a Labels ``paint`` event's history atoms.
-
-    napari >= 0.6 records mask edits (``slice_key``: a bounding box of slices, ``mask``: the
-    changed voxels in it, or None when all of it changed); older napari and ``data_setitem``
-    record ``(indices, old_values, new_values)`` with a numpy multi-index.
-    """
-    out: set[int] = set()
-    for atom in atoms or ():
-        key = getattr(atom, "slice_key", None)
-        if key is not None:
-            sl = key[axis]
-            if isinstance(sl, slice):
-                start = sl.start or 0
-                mask = getattr(atom, "mask", None)
-                if mask is not None and np.ndim(mask) == len(key):
-                    other = tuple(d for d in range(mask.ndim) if d != axis)
-                    hit = np.flatnonzero(np.asarray(mask).any(axis=other))
-                    out.update(int(start + i) for i in hit)
-                elif sl.stop is not None:
-                    out.update(range(start, sl.stop))
-                else:
-                    out.add(int(start))
-            else:
-                out.add(int(sl))
-            continue
-        try:
-            along = np.asarray(atom[0][axis])
-        except (TypeError, IndexError):
-            continue
-        out.update(int(i) for i in np.unique(along))
-    return out
-
-
-def user_finetune_dir() -> Path:
-    """Where fine-tuned checkpoints go by default: the user's data folder, never the package
-    (``~/.local/share/napari-l2gnet/finetune`` on Linux; platformdirs elsewhere)."""
-    from platformdirs import user_data_path
-
-    return user_data_path("napari-l2gnet", appauthor=False) / "finetune"
-
-
-def default_output_path(input_path: str | os.PathLike) -> Path:
-    """``<stem>_finetuned.safetensors`` in ``user_finetune_dir()``, made unique
-    (``_finetuned_2``, ``_finetuned_3``...; a fine-tuned input does not pile up suffixes)."""
-    folder = user_finetune_dir()
-    stem = _SUFFIX.sub("", Path(input_path).name.removesuffix(".safetensors"))
-    path, n = folder / f"{stem}_finetuned.safetensors", 2
-    while path.exists():
-        path, n = folder / f"{stem}_finetuned_{n}.safetensors", n + 1
-    return path
-
-
-def copy_atomically(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy to a temporary name beside ``dst`` and rename: never a partial file at ``dst``."""
-    dst = Path(dst)
-    with atomic_write_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
-    return dst
 
 
 def _row(*widgets, stretch_first: bool = True) -> QWidget:
@@ -174,20 +101,19 @@ class FinetuneWidget(QWidget):
         self._paint_hooks: dict[int, tuple[Any, Any]] = {}
         self._run: dict[str, Any] = {}
         self._output_edited = False
-        self._rank_worker = None
         self.last_output: Path | None = None
         self.last_report = None  # training.finetune.FinetuneReport of the last run
         self.last_error: str | None = None
-        self.change_rows: list[dict[str, Any]] = []
-        self.ranked: list[tuple[int, float]] = []
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._data_box())
-        layout.addWidget(self._rank_box())
+        self.ranking = SliceRanking(self.viewer, self._rank_request, self._fail)
+        layout.addWidget(self.ranking)
         layout.addWidget(self._settings_box())
         layout.addWidget(self._run_box())
         layout.addWidget(self._result_box())
-        layout.addWidget(self._changes_box())
+        self.changes = ChangeTable(lambda: self.labels_combo.layer())
+        layout.addWidget(self.changes)
         layout.addStretch(1)
         make_scrollable(self)
         self._wire()
@@ -211,19 +137,6 @@ class FinetuneWidget(QWidget):
         form.addRow("Corrected labels", self.labels_combo)
         form.addRow("Annotated", _row(self.slices_combo, forget))
         form.addRow(self.count_label)
-        return box
-
-    def _rank_box(self) -> QGroupBox:
-        self.rank_button = _button("Rank slices by uncertainty", self.rank_slices,
-                                   "Segment with the input checkpoint and list the slices "
-                                   "whose class probabilities are most uncertain")
-        self.rank_list = QListWidget()
-        self.rank_list.setMaximumHeight(110)
-        self.rank_list.itemClicked.connect(self._jump_to)
-        box = QGroupBox("Where to correct next")
-        col = QVBoxLayout(box)
-        col.addWidget(self.rank_button)
-        col.addWidget(self.rank_list)
         return box
 
     def _settings_box(self) -> QGroupBox:
@@ -264,20 +177,14 @@ class FinetuneWidget(QWidget):
         self.progress.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.figure = Figure(figsize=(4, 2.2), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(150)
-        self.loss_ax = self.figure.add_subplot(111)
-        self.dice_ax = self.loss_ax.twinx()
-        self._style_plot()
-        self._reset_plot()
+        self.plot = TrainingPlot(self.viewer)
         box = QWidget()
         col = QVBoxLayout(box)
         col.setContentsMargins(0, 0, 0, 0)
         col.addWidget(_row(self.start_button, self.stop_button, stretch_first=False))
         col.addWidget(self.progress)
         col.addWidget(self.status)
-        col.addWidget(self.canvas)
+        col.addWidget(self.plot)
         return box
 
     def _result_box(self) -> QGroupBox:
@@ -290,25 +197,6 @@ class FinetuneWidget(QWidget):
         col = QVBoxLayout(box)
         col.addWidget(self.result_label)
         col.addWidget(self.accept_button)
-        return box
-
-    def _changes_box(self) -> QGroupBox:
-        self.change_table = QTableWidget(0, 4)
-        self.change_table.setHorizontalHeaderLabels(["class", "Dice", "HD95", "voxels changed"])
-        self.change_table.verticalHeader().setVisible(False)
-        self.change_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        header = self.change_table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.change_table.verticalHeader().setDefaultSectionSize(20)
-        self.change_table.setMinimumHeight(20 * 10 + 12)
-        self.change_label = QLabel("")
-        self.change_label.setWordWrap(True)
-        box = QGroupBox("How much you changed the model's output")
-        col = QVBoxLayout(box)
-        col.addWidget(self.change_label)
-        col.addWidget(self.change_table)
-        col.addWidget(_button("Refresh", self.refresh_changes))
         return box
 
     def _wire(self) -> None:
@@ -392,22 +280,9 @@ class FinetuneWidget(QWidget):
         layer = layer if layer is not None else self.labels_combo.layer()
         if layer is None:
             return []
-        data = np.asarray(layer.data)
-        if data.ndim == 2:
-            data, axis = data[None], 0
-        elif data.ndim == 3:
-            axis = layer_axis(layer)
-        else:
-            return []
-        other = tuple(d for d in range(3) if d != axis)
-        if self.slices_combo.currentText() == NON_EMPTY:
-            return [int(i) for i in np.flatnonzero(data.any(axis=other))]
-        found = set(self._painted.get(id(layer), set()))
-        model = _l2g(layer).get("model_labels")
-        if model is not None and np.shape(model) == data.shape:  # corrections outside paint
-            found.update(int(i) for i in np.flatnonzero((np.asarray(model) != data)
-                                                        .any(axis=other)))
-        return sorted(i for i in found if 0 <= i < data.shape[axis])
+        return annotated_slices(layer.data, layer_axis(layer), self._painted.get(id(layer), set()),
+                                _l2g(layer).get("model_labels"),
+                                self.slices_combo.currentText() == NON_EMPTY)
 
     def _no_slices_message(self, layer) -> str:
         text = f"No annotated slices on '{layer.name}' yet: paint corrections on it"
@@ -462,42 +337,19 @@ class FinetuneWidget(QWidget):
         self._default_output()
 
     # ================================================================ where to correct next
-    def rank_slices(self) -> bool:
-        """Segment with the input checkpoint in a thread; list the most uncertain slices."""
-        from napari.qt.threading import create_worker
-
+    def _rank_request(self):
         image, labels = self.image_combo.layer(), self.labels_combo.layer()
         src = self.input_edit.text().strip()
         if image is None or not src:
             self._fail("Choose an image layer and the checkpoint to start from")
-            return False
+            return None
         axis = layer_axis(labels) if labels is not None and np.ndim(image.data) == 3 else 0
-        volume = np.asarray(image.data)
         done = self.annotated_slices(labels) if labels is not None else []
-        self.rank_button.setEnabled(False)
-        self.rank_list.clear()
-        self.rank_list.addItem("segmenting…")
-        self._rank_worker = create_worker(_rank, volume, src, axis, done)
-        self._rank_worker.returned.connect(lambda ranked: self._show_ranked(ranked, axis))
-        self._rank_worker.errored.connect(lambda err: self._fail(f"Could not rank: {err}"))
-        self._rank_worker.finished.connect(lambda: self.rank_button.setEnabled(True))
-        self._rank_worker.start()
-        return True
+        return np.asarray(image.data), src, axis, done
 
-    def _show_ranked(self, ranked: list[tuple[int, float]], axis: int) -> None:
-        self.ranked = ranked
-        self.rank_list.clear()
-        for index, score in ranked:
-            item = QListWidgetItem(f"slice {index}   uncertainty {score:.3f}")
-            item.setData(256, (axis, index))  # Qt.UserRole
-            self.rank_list.addItem(item)
-
-    def _jump_to(self, item: QListWidgetItem) -> None:
-        where = item.data(256)
-        if where is not None:
-            axis, index = where
-            if np.ndim(self.viewer.layers[self.image_combo.currentText()].data) == 3:
-                self.viewer.dims.set_current_step(axis, index)
+    def rank_slices(self) -> bool:
+        """Segment with the input checkpoint in a thread; list the most uncertain slices."""
+        return self.ranking.rank()
 
     # ================================================================ running
     def is_running(self) -> bool:
@@ -578,7 +430,7 @@ class FinetuneWidget(QWidget):
         from training.finetune_process import FinetuneProcess
 
         self._discard_run()
-        self._reset_plot()
+        self.plot.reset()
         self.last_error = self.last_report = None
         self.accept_button.setEnabled(False)
         self.result_label.setText("Running…")
@@ -623,7 +475,7 @@ class FinetuneWidget(QWidget):
         for event in events:
             self._on_event(event)
         if events:
-            self._draw()
+            self.plot.redraw()
         if proc.finished:
             self._finish(proc)
 
@@ -631,8 +483,7 @@ class FinetuneWidget(QWidget):
         self._run["total"] = event.total_steps
         if event.kind == "step":
             self._run["step"] = event.step
-            self._steps.append(event.step)
-            self._losses.append(event.loss)
+            self.plot.add_loss(event.step, event.loss)
             self.progress.setRange(0, max(event.total_steps, 1))
             self.progress.setValue(event.step)
             self._say(f"Epoch {event.epoch + 1}, step {event.step}/{event.total_steps}: "
@@ -640,8 +491,7 @@ class FinetuneWidget(QWidget):
         elif event.kind == "epoch" and event.val_dice:
             mean = event.val_dice.get("mean")
             if mean is not None and np.isfinite(mean):
-                self._dice_steps.append(event.step)
-                self._dice.append(mean)
+                self.plot.add_dice(event.step, mean)
             if event.epoch == 0:
                 self._say(f"Starting model: Dice {mean:.3f} on the corrected slices; "
                           "fine-tuning…")
@@ -664,7 +514,7 @@ class FinetuneWidget(QWidget):
             return
         self.last_report = report
         how = "Stopped early" if report.stopped else "Done"
-        self.result_label.setText(self._describe(report))
+        self.result_label.setText(report.describe())
         if report.chosen_epoch == 0:
             self._say(f"{how}: no epoch beat the starting model on the corrected slices, so "
                       "it is kept (nothing to accept).")
@@ -672,21 +522,6 @@ class FinetuneWidget(QWidget):
             self.accept_button.setEnabled(True)
             self._say(f"{how} after {self._run['step']} steps. Check the result below; "
                       "Accept to make Segment use the fine-tuned model.")
-
-    def _describe(self, report) -> str:
-        before = report.corrected_dice_before.get("mean", float("nan"))
-        after = report.corrected_dice_after.get("mean", float("nan"))
-        lines = [f"Dice on the {self._run.get('slices', '?')} corrected slices: "
-                 f"{before:.3f} before, {after:.3f} after (epoch {report.chosen_epoch})."]
-        if report.uncorrected_changed is not None:
-            agree = report.uncorrected_agreement
-            lines.append(f"Uncorrected slices: {100 * report.uncorrected_changed:.1f}% of "
-                         "voxels changed label; Dice with the labels before "
-                         f"{'n/a' if agree is None else f'{agree:.3f}'}.")
-        if report.pseudo_slices:
-            lines.append(f"{report.pseudo_slices} uncorrected slices kept the starting "
-                         "model's labels as targets (it agreed with your corrections).")
-        return "\n".join(lines)
 
     def accept(self) -> bool:
         """Save the fine-tuned checkpoint to the output path; Segment uses it from now on."""
@@ -724,8 +559,7 @@ class FinetuneWidget(QWidget):
             if not self.process.join(10):
                 self.process.kill()
             self.process = None
-        if self._rank_worker is not None:
-            self._rank_worker.quit()
+        self.ranking.shutdown()
         self._discard_run()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -743,97 +577,12 @@ class FinetuneWidget(QWidget):
                 emitter.disconnect(callback)
         self._paint_hooks.clear()
 
-    # ================================================================ plot
-    def _style_plot(self) -> None:
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self.viewer.theme)
-            self._bg, self._fg = theme.background.as_hex(), theme.text.as_hex()
-        except Exception:  # noqa: BLE001 - plain colours when the theme is unknown
-            self._bg, self._fg = "#262930", "#f0f1f2"
-        self.figure.set_facecolor(self._bg)
-
-    def _reset_plot(self) -> None:
-        self._steps: list[int] = []
-        self._losses: list[float] = []
-        self._dice_steps: list[int] = []
-        self._dice: list[float] = []
-        self._draw()
-
-    def _draw(self) -> None:
-        fg, loss_c, dice_c = self._fg, "#4c9be8", "#f0a030"
-        ax, ax2 = self.loss_ax, self.dice_ax
-        ax.clear()
-        ax2.clear()
-        for a in (ax, ax2):
-            a.set_facecolor(self._bg)
-            a.tick_params(colors=fg, labelsize=7)
-            for spine in a.spines.values():
-                spine.set_color(fg)
-        ax.plot(self._steps, self._losses, color=loss_c, lw=1.2, label="loss")
-        ax.set_xlabel("step (0: the starting model)", color=fg, fontsize=8)
-        ax.set_ylabel("loss", color=loss_c, fontsize=8)
-        ax2.plot(self._dice_steps, self._dice, "o-", color=dice_c, ms=3, lw=1.2)
-        ax2.set_ylim(0, 1)
-        ax2.set_ylabel("Dice (corrected slices)", color=dice_c, fontsize=8)
-        ax2.yaxis.set_label_position("right")
-        if not self._steps and not self._dice:
-            ax.text(0.5, 0.5, "loss and Dice appear here while fine-tuning",
-                    transform=ax.transAxes, ha="center", va="center", color=fg, fontsize=8)
-        self.canvas.draw_idle()
-
-    # ================================================================ changes panel
     def refresh_changes(self, *_args) -> None:
-        """Dice and HD95 per class between the model's labels and the layer now."""
-        layer = self.labels_combo.layer()
-        meta = _l2g(layer)
-        model = meta.get("model_labels")
-        self.change_table.setRowCount(0)
-        self.change_rows = []
-        if layer is None:
-            self.change_label.setText("No labels layer")
-            return
-        if model is None:
-            self.change_label.setText(
-                f"'{layer.name}' keeps no model output to compare with (only layers made by "
-                "Segment do)")
-            return
-        try:
-            spacing = tuple(float(s) for s in layer.scale)
-            rows = change_scores(model, np.asarray(layer.data), meta.get("class_names"),
-                                 spacing)
-        except ValueError as err:
-            self.change_label.setText(str(err))
-            return
-        changed = sum(r["changed"] for r in rows)
-        self.change_label.setText(
-            f"{changed} voxels changed; Dice 1 = as the model drew it; HD95 in the layer's "
-            "scale units (mm for scans)")
-        self.change_table.setRowCount(len(rows))
-        for i, row in enumerate(rows):
-            cells = [row["name"],
-                     "—" if row["dice"] is None else f"{row['dice']:.3f}",
-                     "—" if row["hd95"] is None else f"{row['hd95']:.2f}",
-                     str(row["changed"]) if row["present"] else "absent"]
-            for j, text in enumerate(cells):
-                self.change_table.setItem(i, j, QTableWidgetItem(text))
-        self.change_rows = rows
+        self.changes.refresh()
 
-
-def _rank(volume: np.ndarray, checkpoint: str, axis: int,
-          exclude: list[int]) -> list[tuple[int, float]]:
-    """(slice, mean entropy) of the most uncertain slices, not yet annotated (a thread)."""
-    from training.inference import predict_volume
-    from training.uncertainty import rank_scores, slice_entropy
-
-    probs = predict_volume(volume, checkpoint, axis=axis,
-                           return_probabilities=True).probabilities
-    if probs.ndim == 3:  # one 2-D slice
-        probs, axis = probs[:, None], 0
-    scores = slice_entropy(probs, axis)
-    order = rank_scores(scores, RANKED, exclude=exclude, spacing=2)
-    return [(i, float(scores[i])) for i in order]
+    @property
+    def change_rows(self) -> list[dict[str, Any]]:
+        return self.changes.rows
 
 
 def _last_line(text: str) -> str:

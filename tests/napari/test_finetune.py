@@ -179,9 +179,9 @@ def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
                     timeout=5000)
     liver, kidney = widget.change_rows
     assert liver["dice"] < 1 and kidney["dice"] < 1
-    assert widget.change_table.rowCount() == 2
-    assert widget.change_table.item(0, 0).text() == "liver"
-    assert float(widget.change_table.item(0, 1).text()) < 1
+    assert widget.changes.table.rowCount() == 2
+    assert widget.changes.table.item(0, 0).text() == "liver"
+    assert float(widget.changes.table.item(0, 1).text()) < 1
     # an untouched class: paint only the liver on another slice (liver grows into background)
     labels.data = _model_labels()
     widget.forget_painted()
@@ -189,7 +189,7 @@ def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
     widget.refresh_changes()
     liver, kidney = widget.change_rows
     assert liver["dice"] < 1 and kidney["dice"] == 1.0
-    assert widget.change_table.item(1, 1).text() == "1.000"
+    assert widget.changes.table.item(1, 1).text() == "1.000"
     assert widget.annotated_slices() == [2]
 
 
@@ -203,7 +203,7 @@ def test_paint_events_mark_slices_without_model_labels(setup, qtbot) -> None:
     mine.paint((10, 10, 3), 1)
     mine.data_setitem((np.array([1, 2]), np.array([1, 2]), np.array([0, 0])), 2)
     assert widget.annotated_slices() == [0, 3]
-    assert "keeps no model output" in widget.change_label.text()
+    assert "keeps no model output" in widget.changes.label.text()
     assert widget.image_combo.currentText() == "scan"
     widget.forget_painted()
     assert widget.annotated_slices() == []
@@ -227,10 +227,10 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -
     _wait_done(qtbot, widget)
     assert widget.last_error is None, widget.last_error
     report = widget.last_report
-    assert widget._dice_steps[0] == 0 and len(widget._dice) == 3  # epoch 0 is plotted
-    assert widget._dice[0] == pytest.approx(report.corrected_dice_before["mean"])
+    assert widget.plot.dice_steps[0] == 0 and len(widget.plot.dice) == 3  # epoch 0 is plotted
+    assert widget.plot.dice[0] == pytest.approx(report.corrected_dice_before["mean"])
     text = widget.result_label.text()
-    assert "corrected slices" in text and "before" in text and "Uncorrected slices" in text
+    assert text == report.describe() and "Uncorrected slices" in text
     assert not out.exists() and seen == []  # nothing changes before Accept
     if report.chosen_epoch == 0:  # nothing beat the start: nothing to accept
         assert not widget.accept_button.isEnabled() and not widget.accept()
@@ -254,7 +254,7 @@ def test_stop_keeps_a_valid_model(setup, qtbot) -> None:
     widget.epochs_spin.setValue(500)
     widget.batch_spin.setValue(1)
     assert widget.start(), widget.status.text()
-    qtbot.waitUntil(lambda: len(widget._losses) >= 1, timeout=120000)
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
     widget.stop()
     assert "Stopping" in widget.status.text()
     _wait_done(qtbot, widget)
@@ -290,26 +290,26 @@ def test_clear_errors(setup) -> None:
     assert widget.labels_combo.layer() is None
     assert not widget.start()
     assert "Choose a labels layer" in widget.status.text()
-    assert "no labels layer" in widget.change_label.text().lower()
+    assert "no labels layer" in widget.changes.label.text().lower()
     widget.input_edit.setText("/nonexistent/model.safetensors")
     viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="mine")
     assert not widget.start()
     assert "does not exist" in widget.status.text()
-    assert "keeps no model output" in widget.change_label.text()
+    assert "keeps no model output" in widget.changes.label.text()
 
 
 def test_rank_lists_uncertain_slices_and_click_jumps(setup, qtbot) -> None:
     viewer, widget, labels = setup
     _paint(labels, (1, 8, 8), 2)
     assert widget.rank_slices()
-    qtbot.waitUntil(lambda: bool(widget.ranked), timeout=60000)
-    ranked = [i for i, _ in widget.ranked]
+    qtbot.waitUntil(lambda: bool(widget.ranking.ranked), timeout=60000)
+    ranked = [i for i, _ in widget.ranking.ranked]
     assert 1 not in ranked and set(ranked) <= {0, 2, 3}  # painted slice 1 left out
-    scores = [s for _, s in widget.ranked]
+    scores = [s for _, s in widget.ranking.ranked]
     assert scores == sorted(scores, reverse=True)
-    item = widget.rank_list.item(0)
+    item = widget.ranking.list.item(0)
     assert item.text().startswith(f"slice {ranked[0]}")
-    widget._jump_to(item)
+    widget.ranking.jump_to(item)
     assert viewer.dims.current_step[0] == ranked[0]
 
 

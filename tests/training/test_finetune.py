@@ -83,7 +83,7 @@ def test_start_is_kept_when_nothing_beats_it(checkpoint, tmp_path) -> None:
     assert report.corrected_dice_before == report.corrected_dice_after
     assert report.uncorrected_changed == 0.0
     assert Path(report.checkpoint).read_bytes() == checkpoint.read_bytes()
-    assert "kept" in report.summary()
+    assert "kept" in report.describe()
 
 
 def test_pseudo_labels_follow_trust(checkpoint, tmp_path) -> None:

@@ -101,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
                               callback=progress)
     for record in report.history:
         print(json.dumps(record))
-    print(report.summary(), file=sys.stderr)
+    print(report.describe(), file=sys.stderr)
     print(f"fine-tuned checkpoint: {report.checkpoint}", file=sys.stderr)
     return 0
