@@ -95,7 +95,7 @@ class ExplainWidget(QWidget):
         layout.addWidget(self.table)
         make_scrollable(self)  # three docked panels fit a 1000-px-high screen
         self.seg_combo.currentTextChanged.connect(self._on_segmentation)
-        self.show_button.clicked.connect(self.show_layers)
+        self.show_button.clicked.connect(lambda: self.show_layers())  # not select=False
         self.ref_spin.valueChanged.connect(self._on_choice)
         self.bucket_spin.valueChanged.connect(self._on_choice)
         self._on_segmentation()
@@ -167,7 +167,7 @@ class ExplainWidget(QWidget):
             made.append(self._upsert(code_name, codes, "labels", scale, translate,
                                      dict(opacity=0.4, visible=False), "VQ code index"))
         if select and made:
-            self.viewer.layers.selection.select_only(made[0])  # the plan, not codes
+            self.viewer.layers.selection.active = made[0]
         return made
 
     def _upsert(self, name, data, kind, scale, translate, style, what):

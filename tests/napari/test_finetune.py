@@ -326,19 +326,3 @@ def test_both_widgets_offer_only_grey_2d_or_3d_images(setup) -> None:
         assert offered == ["scan", "one slice"]
     assert [widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())] == [
         "scan [tiny]"]
-
-
-def test_three_panels_fit_a_1000_px_screen(make_napari_viewer, checkpoint) -> None:
-    from napari_l2gnet.widgets.explain import ExplainWidget
-    from napari_l2gnet.widgets.segment import SegmentWidget
-
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((4, 32, 32), np.float32), name="scan")
-    for cls, area in ((SegmentWidget, "right"), (ExplainWidget, "right"),
-                      (FinetuneWidget, "right")):
-        viewer.window.add_dock_widget(cls(viewer), area=area)
-    window = viewer.window._qt_window
-    assert window.minimumSizeHint().height() <= 1000
-    window.resize(1400, 1000)
-    window.show()
-    assert window.height() <= 1000
