@@ -165,15 +165,6 @@ def pseudo_slice_indices(uncorrected: Sequence[int], count: int) -> list[int]:
     return [uncorrected[i] for i in sorted(set(pos.tolist()))]
 
 
-def _keep_bn_stats(model) -> None:
-    """BatchNorm keeps the start's running statistics: momentum 0 never updates them."""
-    import torch
-
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.0
-
-
 def _freeze(module) -> None:
     for p in module.parameters():
         p.requires_grad_(False)
@@ -264,25 +255,27 @@ def run_finetune(
     metadata: dict[str, Any] | None = None,
     callback: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    overwrite: bool = False,
 ) -> FinetuneReport:
     """Fine-tune ``checkpoint`` on the corrected slices of ``volumes``; see the module doc.
 
     Writes ``out_dir/finetuned.safetensors`` (the chosen model), ``out_dir/finetune.json``
-    (the report) and ``fit``'s ``last``/``best`` checkpoints. ``metadata`` overrides entries of
-    the checkpoint's metadata in what is written.
+    (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
+    ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
+    is replaced only with ``overwrite``. ``metadata`` entries are added to the checkpoint's.
     """
     from src_model import load_checkpoint
 
     from .data.cases import Slice
-    from .fit import TrainConfig, TrainEvent, fit, seed_everything, validate
     from .inference import predict_volume, resolve_device
+    from .run_setup import prepare_run
+    from .trainer import TrainConfig, TrainEvent, seed_everything, validate
 
     t0 = time.perf_counter()
     volumes = list(volumes)
     if not any(v.corrected for v in volumes):
         raise ValueError("No corrected slices to fine-tune on")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(settings.seed)
     model, meta = load_checkpoint(checkpoint)
     meta = {**meta, **(metadata or {})}
@@ -309,7 +302,8 @@ def run_finetune(
     cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
-                      max_steps=settings.max_steps, out_dir=str(out))
+                      max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
+                      freeze_batchnorm=settings.keep_bn_stats)
 
     # the guard: the start's labels on uncorrected slices, as much as it is trusted
     start_mean = float(dice_before.get("mean", float("nan")))
@@ -330,14 +324,14 @@ def run_finetune(
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(
         per_epoch * cfg.epochs, cfg.max_steps)
     if callback is not None:  # epoch 0: the starting model on the corrected slices
-        callback(TrainEvent("epoch", 0, 0, total, val_dice=dice_before, checkpoint=str(checkpoint),
+        callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
+                            val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
-    if settings.keep_bn_stats:
-        _keep_bn_stats(model)
     if settings.freeze_encoder and hasattr(model, "encoder"):
         _freeze(model.encoder)
-    result = fit(model, slices, [case], cfg, metadata=meta, callback=callback,
-                 should_stop=should_stop)
+    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata)
+    setup.model = model  # the one scored above (and perhaps with a frozen encoder)
+    result = setup.trainer(callback=callback, should_stop=should_stop).fit()
 
     best_val = max((r["val_dice"]["mean"] for r in result.history
                     if r.get("val_dice") and math.isfinite(r["val_dice"]["mean"])),

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
              "finetune": {"command": "l2gnet " + " ".join(argv), "data": args.data}}
     with TrainProgress() as progress:
         report = run_finetune(args.from_checkpoint, volumes, settings, out, metadata=extra,
-                              callback=progress)
+                              callback=progress, overwrite=args.overwrite)
     for record in report.history:
         print(json.dumps(record))
     print(report.describe(), file=sys.stderr)
