@@ -104,6 +104,7 @@ def run(scan: str, count: int, pick: str, overrides: dict, threads: int) -> dict
         "settings": {k: v for k, v in vars(settings).items()},
         "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "threads": threads,
         "chosen_epoch": report.chosen_epoch, "trust": round(report.trust, 3),
+        "kept_bn_stats": report.kept_bn_stats,
         "pseudo_slices": report.pseudo_slices,
         "corrected_dice": [round(report.corrected_dice_before["mean"], 4),
                            round(report.corrected_dice_after["mean"], 4)],

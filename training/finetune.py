@@ -8,11 +8,11 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Fine-tuning on correc
    its labels are the reference for "how much did the uncorrected slices change".
 2. **Guard against forgetting.** Measured on the sample phantom and on a real CT (README,
    "Fine-tuning on corrections"), the choices are: no flips in the augmentation (left and
-   right kidney differ only by side: rot90/flip taught the model to swap them), BatchNorm
-   statistics kept (a handful of slices must not redefine them for the whole scan), and the
-   starting model's own labels on uncorrected slices mixed in as pseudo-labels in proportion
-   to how much it agrees with the corrections (``trust``): a model that is already right
-   keeps what it knows, a model that is wrong there (a new kind of scan) learns freely.
+   right kidney differ only by side: rot90/flip taught the model to swap them), and two
+   measures scaled by how much the start agrees with the corrections (``trust``, its mean
+   Dice on them): its own labels on uncorrected slices mixed in as pseudo-labels, and its
+   BatchNorm statistics kept (when trust >= 0.5). A model that is already right keeps what
+   it knows; a model that is wrong there (a new kind of scan) learns freely.
 3. **Choose honestly.** ``training.fit.fit`` validates each epoch on the corrected slices; the
    starting model is a candidate too, so a run that only made things worse returns the start.
 4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from .fit import TrainEvent
 
 CHOSEN = "finetuned.safetensors"
+TRUST_KEEP_BN = 0.5  # BatchNorm statistics are kept when the start agrees this well
 REPORT = "finetune.json"
 
 
@@ -50,7 +51,8 @@ class FinetuneSettings:
     optimizer: str = "adamw"
     augment: str = "rotate"  # never "transunet": its flips swap left and right organs
     keep_weight: float = 1.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
-    keep_bn_stats: bool = True  # BatchNorm running statistics stay the start's
+    keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
+    #   the start agrees with the corrections (trust >= 0.5), else they adapt to the new scans
     freeze_encoder: bool = False
     seed: int = 0
     device: str = "auto"
@@ -104,6 +106,7 @@ class FinetuneReport:
     uncorrected_agreement: float | None  # mean Dice start vs new labels on untouched slices
     uncorrected_changed: float | None  # fraction of untouched voxels whose label changed
     trust: float
+    kept_bn_stats: bool
     corrected_slices: int
     pseudo_slices: int
     seconds: float
@@ -163,6 +166,35 @@ def pseudo_slice_indices(uncorrected: Sequence[int], count: int) -> list[int]:
         return uncorrected
     pos = np.linspace(0, len(uncorrected) - 1, count).round().astype(int)
     return [uncorrected[i] for i in sorted(set(pos.tolist()))]
+
+
+def present_only(val: dict[str, float] | None) -> dict[str, float] | None:
+    """Validation Dice without the classes absent from both sides (NaN: undefined, and not
+    JSON); a mean of 1 when nothing is present anywhere (nothing to disagree about)."""
+    if val is None:
+        return None
+    out = {k: float(v) for k, v in val.items() if not math.isnan(float(v))}
+    out.setdefault("mean", 1.0)
+    return out
+
+
+_TRAINER: type | None = None
+
+
+def _trainer_class() -> type:
+    """``training.trainer.Trainer`` whose validation Dice is ``present_only`` (a class absent
+    from the corrected slices would otherwise put NaN in the checkpoint's metadata, which
+    ``save_checkpoint`` refuses). Built on first use: the trainer imports torch."""
+    global _TRAINER
+    if _TRAINER is None:
+        from .trainer import Trainer
+
+        class FinetuneTrainer(Trainer):
+            def validate(self) -> dict | None:
+                return present_only(super().validate())
+
+        _TRAINER = FinetuneTrainer
+    return _TRAINER
 
 
 def _freeze(module) -> None:
@@ -298,16 +330,16 @@ def run_finetune(
 
     before = segment(model)
     case = corrected_case(volumes)
-    dice_before = validate(model, [case], class_names, input_size, device, settings.batch_size)
+    dice_before = present_only(validate(model, [case], class_names, input_size, device,
+                                        settings.batch_size))
     cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      freeze_batchnorm=settings.keep_bn_stats)
+                      freeze_batchnorm=False)
 
     # the guard: the start's labels on uncorrected slices, as much as it is trusted
-    start_mean = float(dice_before.get("mean", float("nan")))
-    trust = 1.0 if math.isnan(start_mean) else max(0.0, start_mean)  # NaN: nothing to disagree
+    trust = max(0.0, dice_before["mean"])
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
         slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
@@ -327,33 +359,31 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
+    cfg.freeze_batchnorm = (trust >= TRUST_KEEP_BN if settings.keep_bn_stats is None
+                            else settings.keep_bn_stats)
     if settings.freeze_encoder and hasattr(model, "encoder"):
         _freeze(model.encoder)
     setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata)
-    setup.model = model  # the one scored above (and perhaps with a frozen encoder)
-    result = setup.trainer(callback=callback, should_stop=should_stop).fit()
+    trainer = _trainer_class()(model, setup.slices, setup.val_cases, setup.config,
+                               metadata=setup.metadata, callback=callback,
+                               should_stop=should_stop)  # the model scored above
+    result = trainer.fit()
 
-    best_val = max((r["val_dice"]["mean"] for r in result.history
-                    if r.get("val_dice") and math.isfinite(r["val_dice"]["mean"])),
-                   default=-1.0)
-    start_val = dice_before.get("mean", float("nan"))
+    scored = [r for r in result.history if r.get("val_dice")]
+    best = max(scored, key=lambda r: r["val_dice"]["mean"], default=None)  # first of equals
     chosen = out / CHOSEN
-    if result.best_checkpoint and not (math.isfinite(start_val) and best_val <= start_val):
+    if result.best_checkpoint and best and best["val_dice"]["mean"] > dice_before["mean"]:
         shutil.copyfile(result.best_checkpoint, chosen)
-        chosen_epoch = next(r["epoch"] for r in result.history
-                            if r.get("val_dice") and r["val_dice"]["mean"] == best_val)
-    elif math.isfinite(start_val) or not result.best_checkpoint:
+        chosen_epoch = best["epoch"]
+    else:  # nothing beat the start (ties go to it): the start is the result
         shutil.copyfile(checkpoint, chosen)
         chosen_epoch = 0
-    else:
-        shutil.copyfile(result.last_checkpoint, chosen)
-        chosen_epoch = len(result.history)
 
     new_model, _ = load_checkpoint(chosen)
     after = before if chosen_epoch == 0 else segment(new_model)
     dice_after = (dice_before if chosen_epoch == 0 else
-                  validate(new_model, [case], class_names, input_size, device,
-                           settings.batch_size))
+                  present_only(validate(new_model, [case], class_names, input_size, device,
+                                        settings.batch_size)))
     agree, changed, total = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected
@@ -368,7 +398,8 @@ def run_finetune(
         corrected_dice_before=dice_before, corrected_dice_after=dice_after,
         uncorrected_agreement=float(np.mean(agree)) if agree else (1.0 if total else None),
         uncorrected_changed=changed / total if total else None,
-        trust=trust, corrected_slices=n_base - pseudo, pseudo_slices=pseudo,
+        trust=trust, kept_bn_stats=cfg.freeze_batchnorm, corrected_slices=n_base - pseudo,
+        pseudo_slices=pseudo,
         seconds=time.perf_counter() - t0, stopped=result.stopped,
         history=[{"epoch": 0, "step": 0, "val_dice": dice_before, "seconds": 0.0},
                  *result.history],

@@ -124,7 +124,7 @@ def test_uncertainty_ranking() -> None:
     assert scores[1] == pytest.approx(np.log(2), rel=1e-3) and scores[0] == pytest.approx(0)
     assert rank_slices(probs) == [1, 4, 3, 0, 2]
     assert rank_slices(probs, 2, exclude=[1]) == [4, 3]
-    assert rank_scores(scores, 3, spacing=2) == [1, 4, 3]
+    assert rank_scores(scores, 3, spacing=2) == [1, 4]  # 3 and 0 neighbour 4 and 1
     assert rank_slices(np.moveaxis(probs, 1, 3), 1, axis=2) == [1]  # slices along the last axis
 
 
