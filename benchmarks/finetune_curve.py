@@ -68,7 +68,8 @@ def organ_dice(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[st
     return out
 
 
-def run(scan: str, count: int, pick: str, overrides: dict, threads: int) -> dict:
+def run(scan: str, count: int, pick: str, overrides: dict, threads: int,
+        per_epoch: bool = False) -> dict:
     import torch
 
     from src_model import read_metadata
@@ -94,9 +95,19 @@ def run(scan: str, count: int, pick: str, overrides: dict, threads: int) -> dict
     plain = {"normalization": {"kind": "none"}}
     start = predict_volume(image, str(CHECKPOINT), metadata=plain).labels
     t0, c0 = time.perf_counter(), time.process_time()
+    by_epoch: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
+
+        def on_epoch(event) -> None:  # agreement on the untouched slices after each epoch
+            if event.kind == "epoch" and event.epoch > 0 and per_epoch:
+                labels = predict_volume(image, str(Path(tmp) / "last.safetensors"),
+                                        metadata=plain).labels
+                by_epoch.append({"epoch": event.epoch, "seconds": round(event.seconds, 1),
+                                 "uncorrected_mean": organ_dice(labels[untouched],
+                                                                truth[untouched], names)["mean"]})
+
         report = run_finetune(CHECKPOINT, [CorrectedVolume(scan, image, truth, corrected)],
-                              settings, tmp)
+                              settings, tmp, callback=on_epoch)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         pred = predict_volume(image, report.checkpoint, metadata=plain).labels
     return {
@@ -110,6 +121,7 @@ def run(scan: str, count: int, pick: str, overrides: dict, threads: int) -> dict
                            round(report.corrected_dice_after["mean"], 4)],
         "uncorrected_before": organ_dice(start[untouched], truth[untouched], names),
         "uncorrected_after": organ_dice(pred[untouched], truth[untouched], names),
+        "uncorrected_by_epoch": by_epoch,
         "curve": [{"epoch": r["epoch"], "seconds": round(r["seconds"], 1),
                    "corrected_dice": None if not r.get("val_dice") else
                    round(r["val_dice"]["mean"], 4)} for r in report.history],
@@ -135,9 +147,12 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="FinetuneSettings override, e.g. --set epochs=20")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--per-epoch", action="store_true",
+                   help="also score the untouched slices after every epoch (agreement vs seconds)")
     args = p.parse_args()
     for count in args.slices:
-        print(json.dumps(run(args.scan, count, args.pick, parse_set(args.set), args.threads)),
+        print(json.dumps(run(args.scan, count, args.pick, parse_set(args.set), args.threads,
+                             args.per_epoch)),
               flush=True)
 
 

@@ -33,8 +33,6 @@ def add_parser(sub) -> None:
                    help="NIfTI folder (imagesTr/, labelsTr/) or a data spec (phantom:SEEDS)")
     p.add_argument("--out-dir", required=True, help="a new folder for this run")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing OUT_DIR")
-    p.add_argument("--slice-axis", type=int, default=2,
-                   help="NIfTI voxel axis the slices are cut along (2: axial for RAS scans)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -48,18 +46,16 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def load_volumes(spec: str, normalization, slice_axis: int = 2):
-    """``CorrectedVolume`` per volume in ``spec``: the slices with any label are corrected."""
-    from ..data.readers import read_nifti_pairs
-    from ..data.specs import _layout, load_cases
+def load_volumes(spec: str, normalization):
+    """``CorrectedVolume`` per volume in ``spec``: the slices with any label are corrected.
+
+    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``).
+    """
+    from ..data.specs import load_cases
     from ..finetune import CorrectedVolume
 
-    if spec.startswith("phantom:") or _layout(Path(spec)) != "nifti":
-        cases = load_cases(spec, normalization)
-    else:
-        cases = read_nifti_pairs(spec, normalization, slice_axis=slice_axis)
     out = []
-    for case in cases:
+    for case in load_cases(spec, normalization):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
             out.append(CorrectedVolume(case.name, case.image, case.label, labelled))
@@ -86,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                               "--overwrite")
     meta = read_metadata(args.from_checkpoint)
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
-    volumes = load_volumes(args.data, norm, args.slice_axis)
+    volumes = load_volumes(args.data, norm)
     names = {f.name for f in fields(FinetuneSettings)}
     settings = FinetuneSettings(**{k: v for k, v in vars(args).items()
                                    if k in names and v is not None})
