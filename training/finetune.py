@@ -1,7 +1,7 @@
 """Fine-tune a checkpoint on a user's corrected slices, never silently worse (no Qt).
 
 One path for the napari Fine-tune widget and ``l2gnet finetune``: ``run_finetune(checkpoint,
-volumes, settings, out_dir)``. The steps (docs/design.md, "Fine-tuning on corrections"):
+volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tuning"):
 
 1. **Score the start.** The starting model segments each volume once; its Dice on the
    corrected slices is epoch 0 of the curve (the ``TrainEvent`` callback and the log), and
