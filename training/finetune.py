@@ -53,7 +53,6 @@ class FinetuneSettings:
     keep_weight: float = 1.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
     keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
     #   the start agrees with the corrections (trust >= 0.5), else they adapt to the new scans
-    freeze_encoder: bool = False
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None
@@ -197,11 +196,6 @@ def _trainer_class() -> type:
     return _TRAINER
 
 
-def _freeze(module) -> None:
-    for p in module.parameters():
-        p.requires_grad_(False)
-
-
 def volume_from_arrays(
     volume: np.ndarray, labels: np.ndarray, corrected: Sequence[int], *, axis: int,
     normalization, num_classes: int, name: str = "labels",
@@ -314,11 +308,6 @@ def run_finetune(
     num_classes = model.num_classes
     class_names = list(meta.get("class_names") or
                        ["background"] + [f"class {i}" for i in range(1, num_classes)])
-    for v in volumes:
-        top = max((int(v.labels[i].max(initial=0)) for i in v.corrected), default=0)
-        if top >= num_classes:
-            raise ValueError(f"{v.name}: label {top} does not fit a model with {num_classes} "
-                             f"classes (0..{num_classes - 1})")
     input_size = tuple(meta.get("input_size") or (224, 224))
     device = resolve_device(settings.device)
     plain = {"normalization": {"kind": "none"}}  # volumes are normalised already
@@ -332,14 +321,15 @@ def run_finetune(
     case = corrected_case(volumes)
     dice_before = present_only(validate(model, [case], class_names, input_size, device,
                                         settings.batch_size))
+
+    # the guards, as much as the start agrees with the corrections
+    trust = max(0.0, dice_before["mean"])
+    keep_bn = trust >= TRUST_KEEP_BN if settings.keep_bn_stats is None else settings.keep_bn_stats
     cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      freeze_batchnorm=False)
-
-    # the guard: the start's labels on uncorrected slices, as much as it is trusted
-    trust = max(0.0, dice_before["mean"])
+                      freeze_batchnorm=keep_bn)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
         slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
@@ -359,14 +349,10 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
-    cfg.freeze_batchnorm = (trust >= TRUST_KEEP_BN if settings.keep_bn_stats is None
-                            else settings.keep_bn_stats)
-    if settings.freeze_encoder and hasattr(model, "encoder"):
-        _freeze(model.encoder)
     setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata)
     trainer = _trainer_class()(model, setup.slices, setup.val_cases, setup.config,
                                metadata=setup.metadata, callback=callback,
-                               should_stop=should_stop)  # the model scored above
+                               should_stop=should_stop)  # the model scored above, not a copy
     result = trainer.fit()
 
     scored = [r for r in result.history if r.get("val_dice")]
@@ -384,7 +370,7 @@ def run_finetune(
     dice_after = (dice_before if chosen_epoch == 0 else
                   present_only(validate(new_model, [case], class_names, input_size, device,
                                         settings.batch_size)))
-    agree, changed, total = [], 0, 0
+    agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected
         if idx:
@@ -392,12 +378,12 @@ def run_finetune(
             if score is not None:
                 agree.append(score)
             changed += int((b[idx] != a[idx]).sum())
-            total += b[idx].size
+            voxels += b[idx].size
     report = FinetuneReport(
         checkpoint=str(chosen), chosen_epoch=chosen_epoch,
         corrected_dice_before=dice_before, corrected_dice_after=dice_after,
-        uncorrected_agreement=float(np.mean(agree)) if agree else (1.0 if total else None),
-        uncorrected_changed=changed / total if total else None,
+        uncorrected_agreement=float(np.mean(agree)) if agree else (1.0 if voxels else None),
+        uncorrected_changed=changed / voxels if voxels else None,
         trust=trust, kept_bn_stats=cfg.freeze_batchnorm, corrected_slices=n_base - pseudo,
         pseudo_slices=pseudo,
         seconds=time.perf_counter() - t0, stopped=result.stopped,
