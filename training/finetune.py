@@ -9,10 +9,11 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
 2. **Guard against forgetting.** Measured on the sample phantom and on a real CT (README,
    "Fine-tuning on corrections"), the choices are: no flips in the augmentation (left and
    right kidney differ only by side: rot90/flip taught the model to swap them), and two
-   measures scaled by how much the start agrees with the corrections (``trust``, its mean
-   Dice on them): its own labels on uncorrected slices mixed in as pseudo-labels, and its
-   BatchNorm statistics kept (when trust >= 0.5). A model that is already right keeps what
-   it knows; a model that is wrong there (a new kind of scan) learns freely.
+   measures taken when the start agrees with the corrections (``trust``, its mean Dice on
+   them, >= ``TRUST``): its own labels on ``round(keep_weight x trust x corrected)``
+   uncorrected slices mixed in as pseudo-labels, and its BatchNorm statistics kept. A model
+   that is already right keeps what it knows; a model that is wrong there (a new kind of
+   scan) learns freely.
 3. **Choose honestly.** ``training.fit.fit`` validates each epoch on the corrected slices; the
    starting model is a candidate too, so a run that only made things worse returns the start.
 4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from .fit import TrainEvent
 
 CHOSEN = "finetuned.safetensors"
-TRUST_KEEP_BN = 0.5  # BatchNorm statistics are kept when the start agrees this well
+TRUST = 0.5  # the start's Dice on the corrections from which its knowledge is guarded
 REPORT = "finetune.json"
 
 
@@ -50,9 +51,9 @@ class FinetuneSettings:
     samples_per_epoch: int = 32  # the slices are repeated (augmented anew) to fill an epoch
     optimizer: str = "adamw"
     augment: str = "rotate"  # never "transunet": its flips swap left and right organs
-    keep_weight: float = 1.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
+    keep_weight: float = 4.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
     keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
-    #   the start agrees with the corrections (trust >= 0.5), else they adapt to the new scans
+    #   the start agrees with the corrections (trust >= TRUST), else they adapt to the new scans
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None
@@ -324,7 +325,8 @@ def run_finetune(
 
     # the guards, as much as the start agrees with the corrections
     trust = max(0.0, dice_before["mean"])
-    keep_bn = trust >= TRUST_KEEP_BN if settings.keep_bn_stats is None else settings.keep_bn_stats
+    trusted = trust >= TRUST
+    keep_bn = trusted if settings.keep_bn_stats is None else settings.keep_bn_stats
     cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
@@ -334,7 +336,7 @@ def run_finetune(
     for v, pred in zip(volumes, before, strict=True):
         slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
                    for i in v.corrected]
-        count = int(round(settings.keep_weight * trust * len(v.corrected)))
+        count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
         for i in pseudo_slice_indices(v.uncorrected, count):
             slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)"))
             pseudo += 1

@@ -94,6 +94,11 @@ def test_pseudo_labels_follow_trust(checkpoint, tmp_path) -> None:
     trusted = run_finetune(checkpoint, [CorrectedVolume("s", image, own, [2])],
                            FinetuneSettings(**QUICK, keep_weight=2), tmp_path / "a")
     assert trusted.trust == pytest.approx(1.0) and trusted.pseudo_slices == 2
+    assert trusted.kept_bn_stats
+    doubted = run_finetune(checkpoint, [CorrectedVolume("s", image, labels, [2])],
+                           FinetuneSettings(**QUICK, keep_weight=10), tmp_path / "c")
+    assert doubted.trust < 0.5  # the untrained start disagrees: it learns freely
+    assert doubted.pseudo_slices == 0 and not doubted.kept_bn_stats
     off = run_finetune(checkpoint, [CorrectedVolume("s", image, own, [2])],
                        FinetuneSettings(**QUICK, keep_weight=0), tmp_path / "b")
     assert off.pseudo_slices == 0
