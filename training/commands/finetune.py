@@ -37,8 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--keep-weight", type=float, default=d.keep_weight,
-                   help="the starting model's labels on uncorrected slices mixed in, per "
-                   "corrected slice (times its Dice on the corrections); 0 turns it off")
+                   help="when the starting model agrees with the corrections (Dice >= 0.5), "
+                   "its labels on this many uncorrected slices per corrected slice (times "
+                   "that Dice) are mixed in; 0 turns it off")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
