@@ -146,9 +146,9 @@ class FinetuneWidget(QWidget):
         self.lr_spin = _spin(1e-6, 1.0, d.lr, decimals=6, tip="AdamW learning rate")
         self.batch_spin = _spin(1, 256, d.batch_size)
         self.keep_spin = _spin(0.0, 10.0, d.keep_weight, decimals=2, tip=(
-            "Keep what the model knows: its own labels on uncorrected slices are mixed in, "
-            "this many per corrected slice, times how well it already agrees with your "
-            "corrections (0: off)"))
+            "Keep what the model knows: when it already agrees with your corrections (Dice "
+            ">= 0.5), its own labels on uncorrected slices are mixed in, this many per "
+            "corrected slice times that Dice (0: off)"))
         self.input_edit = QLineEdit(self.session.checkpoint or "")
         self.input_edit.setPlaceholderText("checkpoint to start from (.safetensors)")
         self.output_edit = QLineEdit()
