@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from scan_io.atomic import atomic_write_path
+
 from .config import config_to_dict
 from .registry import build_model
 

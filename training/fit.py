@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from src_model import load_checkpoint, save_checkpoint
 from scan_io.atomic import atomic_write_path
+from src_model import load_checkpoint, save_checkpoint
 
 from .data import Case, Slice, SliceDataset
 from .data.transforms import AUGMENTATIONS

@@ -13,12 +13,12 @@ import pytest
 from napari_l2gnet._reader import read_nifti
 from napari_l2gnet._sample import SAMPLE_SEED, sample_abdomen_ct
 from napari_l2gnet._session import DEMO_CHECKPOINT
+from scan_io.nifti import load_nifti
 from src_model import load_checkpoint, read_metadata
 from training.cli import main as cli_main
 from training.data.specs import parse_seeds
 from training.inference import predict_volume
 from training.metrics import score_case
-from scan_io.nifti import load_nifti
 from training.phantom import SYNAPSE_CLASSES, make_phantom
 
 REPO = Path(__file__).resolve().parents[2]

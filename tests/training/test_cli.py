@@ -289,8 +289,8 @@ def test_predict_one_file_keeps_the_grid(checkpoint, tmp_path, capsys):
 
 def test_predict_matches_the_python_api(checkpoint, tmp_path):
     """The CLI's labels are predict_volume's on the displayed volume, put back in (i, j, k)."""
-    from training.inference import predict_volume
     from scan_io.nifti import display_orientation, from_display, load_nifti, to_display
+    from training.inference import predict_volume
 
     _oblique_nifti(tmp_path / "scan.nii", shape=(30, 36, 5))
     assert main(["predict", str(tmp_path / "scan.nii"), "--checkpoint", str(checkpoint),

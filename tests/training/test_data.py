@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from scan_io.nifti import save_nifti
 from training.data import (
     Case,
     Slice,
@@ -30,7 +31,6 @@ from training.data.transforms import (
     random_rotate,
     resize_pair,
 )
-from scan_io.nifti import save_nifti
 from training.normalization import (
     CT_WINDOW,
     MRI_PERCENTILE,

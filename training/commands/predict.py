@@ -50,10 +50,10 @@ def _inputs(items: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from scan_io.nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
     from src_model import load_checkpoint
 
     from ..inference import predict_volume
-    from scan_io.nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
 
     files = _inputs(args.inputs)
     out = Path(args.out)

@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
 def write_sample(out_dir: str | Path, seed: int = 0, overwrite: bool = False):
     """Write the phantom for ``seed``; returns (image path, truth path)."""
     from scan_io.nifti import save_nifti
+
     from ..phantom import make_phantom
 
     out = Path(out_dir)
