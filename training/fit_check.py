@@ -3,7 +3,7 @@
 A model trained on CT in Hounsfield units gives nonsense on an MRI (and the other way round),
 and a model trained on thick short-axis stacks of ~1.5 mm pixels is off its training
 distribution on 0.5 mm slices. Nothing stops the user from trying: these checks only *say*
-so (docs/design.md, "Shipped models and fit checks"). They are cheap (a strided sample of
+so (docs/design.md, "The napari plugin"). They are cheap (a strided sample of
 the voxels), need no torch, and never raise on odd input: a check that cannot tell is silent.
 
 What a checkpoint expects comes from its metadata: the model card's ``modality`` (else the
