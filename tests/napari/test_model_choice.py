@@ -98,3 +98,16 @@ def test_fitting_image_gives_no_warning(make_napari_viewer, tiny_checkpoint, sca
     widget = SegmentWidget(viewer)
     widget.set_checkpoint(tiny_checkpoint)
     assert widget.fit_issues == [] and not widget.fit_label.isVisibleTo(widget)
+
+
+def test_fine_tune_input_follows_the_model_chosen_in_segment(make_napari_viewer,
+                                                             tiny_checkpoint):
+    from napari_l2gnet.widgets.finetune import FinetuneWidget
+
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer)
+    finetune = FinetuneWidget(viewer)
+    assert finetune.input_edit.text() == segment.checkpoint_edit.text()
+    segment.set_checkpoint(tiny_checkpoint)
+    assert finetune.input_edit.text() == str(tiny_checkpoint)
+    finetune.close()
