@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = viewer.add_labels(truth, name="expert reference (outline)", opacity=0.9)
     ref.contour = 1
     viewer.layers.selection.active = layer
-    middle = int(np.argmax((truth > 0).sum(axis=(1, 2))))  # the slice with most heart
+    labelled = np.flatnonzero((truth > 0).any(axis=(1, 2)))
+    middle = int(labelled[len(labelled) // 2])  # mid-ventricular
     viewer.dims.set_point(0, middle)
     viewer.reset_view()
     for _ in range(20):

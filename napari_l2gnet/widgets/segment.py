@@ -187,7 +187,8 @@ class SegmentWidget(QWidget):
     def _select_in_combo(self, path: str) -> None:
         if not path:
             return
-        index = self.model_combo.findData(path)
+        index = next((i for i in range(self.model_combo.count())
+                      if _same_file(self.model_combo.itemData(i), path)), -1)
         if index < 0:
             self.model_combo.addItem(f"File: {Path(path).name}", path)
             index = self.model_combo.count() - 1
@@ -413,6 +414,16 @@ class SegmentWidget(QWidget):
             f"Done on {result.device} (batch {result.batch_size}): {layer.name}. "
             f"{summary.describe()}"
         )
+
+
+def _same_file(a: str | None, b: str) -> bool:
+    """Whether two spellings of a path (relative, absolute) name the same file."""
+    if not a:
+        return False
+    try:
+        return a == b or Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _spacing(layer) -> tuple[float, ...] | None:

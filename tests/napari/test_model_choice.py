@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from napari_l2gnet._session import DEMO_CHECKPOINT, session_for
@@ -55,6 +57,12 @@ def test_choice_is_published_and_fine_tuned_model_is_adopted(make_napari_viewer,
     widget.model_combo.setCurrentIndex(index)
     widget.model_combo.activated.emit(index)  # what a click in the list does
     assert session.checkpoint == str(DEMO_CHECKPOINT)
+
+    # the same shipped file spelt relatively (a typed path) selects its entry, adds none
+    count = widget.model_combo.count()
+    widget.set_checkpoint(os.path.relpath(DEMO_CHECKPOINT))
+    assert widget.model_combo.currentData() == str(DEMO_CHECKPOINT)
+    assert widget.model_combo.count() == count
 
     tuned = tmp_path / "tiny_finetuned.safetensors"
     tuned.write_bytes(tiny_checkpoint.read_bytes())
