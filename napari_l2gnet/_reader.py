@@ -1,4 +1,4 @@
-"""npe2 reader for NIfTI scans (.nii, .nii.gz): one Image or Labels layer per file.
+"""npe2 reader for NIfTI scans (.nii, .nii.gz) and DICOM series: one layer per scan.
 
 Layout (see `scan_io.nifti` for the why): the volume is shown as (slices, rows, columns) =
 (superior axis, anterior->posterior, patient right->left), the radiological view and the
@@ -11,6 +11,11 @@ Placement: the layer gets ``scale`` (voxel sizes in display order) and no ``affi
 ``layer.metadata["nifti"]``; the writer rebuilds the file from there. Keeping the layer
 axis-aligned means that every layer the plugin derives (labels, bottleneck-resolution
 overlays placed with scale/translate) lines up with the scan without carrying a rotation.
+
+DICOM: a folder holding a series (or one of its files) goes through `scan_io.dicom`, whose
+volume is the one the same scan converted to NIfTI would give; the layer is therefore the
+NIfTI twin's (same pixels, layout and scale), plus ``metadata["dicom"]`` (identifiers).
+Contrast: `scan_io.display.choose_display_window` (CT soft-tissue window or MRI percentiles).
 """
 
 from __future__ import annotations
@@ -22,16 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.display import choose_display_window
 from scan_io.nifti import (
     NiftiVolume,
     display_orientation,
     header_to_bytes,
     is_nifti_path,
-    labels_dtype,
     load_nifti,
-    spacing_in_display,
-    to_display,
 )
+from scan_io.volume import ScanVolume, load_scan, volume_from_nifti
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | os.PathLike[str]
@@ -41,17 +45,64 @@ MAX_GUESSED_LABELS = 64  # at most this many distinct values 0..255 -> a label m
 
 
 def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerData]] | None:
-    """Return `read_nifti` when every path is a .nii/.nii.gz file, else None."""
+    """`read_nifti` when every path is a .nii/.nii.gz file; `read_dicom` for one DICOM series
+    (a folder holding DICOM files, a .dcm file, or a file with the DICOM preamble); else None.
+    """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not paths or not all(is_nifti_path(p) for p in paths):
-        return None
-    return read_nifti
+    if paths and all(is_nifti_path(p) for p in paths):
+        return read_nifti
+    if len(paths) == 1 and looks_like_dicom(paths[0]):
+        return read_dicom
+    return None
+
+
+def looks_like_dicom(path: PathLike, max_files: int = 64) -> bool:
+    """A .dcm file, a file with the DICOM preamble, or a folder with such a file among the
+    first `max_files` files (cheap: 132 bytes per file read)."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() == ".dcm" or _has_preamble(path)
+    if not path.is_dir():
+        return False
+    for n, file in enumerate(f for f in path.rglob("*") if f.is_file()):
+        if n >= max_files:
+            return False
+        if _has_preamble(file):
+            return True
+    return False
+
+
+def _has_preamble(file: Path) -> bool:
+    try:
+        with open(file, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def read_nifti(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     """Read one or more NIfTI files into napari layer data tuples."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     return [_layer_data(Path(p)) for p in paths]
+
+
+def read_dicom(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """One DICOM series as an Image layer laid out exactly like its NIfTI twin.
+
+    ``metadata["dicom"]`` keeps the identifiers (study/series/frame-of-reference UIDs, the
+    SOP instance UIDs and files in slice order); ``metadata["nifti"]`` the grid, so the layer
+    (and labels made on it) can be saved as NIfTI too.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    out = []
+    for p in paths:
+        scan = load_scan(p)
+        ids = scan.dicom.ids
+        folder = Path(p) if Path(p).is_dir() else Path(p).parent
+        name = ids.series_description or folder.name
+        meta = {"nifti": nifti_metadata(scan.nifti, "image"), "dicom": ids.to_metadata()}
+        out.append(scan_layer_data(scan, name, "image", meta))
+    return out
 
 
 def layer_name(path: PathLike) -> str:
@@ -108,13 +159,19 @@ def _layer_data(path: Path) -> LayerData:
     vol = load_nifti(path)
     name = layer_name(path)
     kind = "labels" if is_label_volume(vol.data, name) else "image"
-    data = vol.data
-    if kind == "labels" and not np.issubdtype(data.dtype, np.integer):
-        data = data.astype(labels_dtype(data))  # bool or whole-valued float mask
-    orientation = display_orientation(vol.affine)
-    kwargs: dict[str, Any] = {
-        "name": name,
-        "scale": spacing_in_display(vol.spacing, orientation),
-        "metadata": {"nifti": nifti_metadata(vol, kind)},
-    }
-    return to_display(data, orientation), kwargs, kind
+    scan = volume_from_nifti(vol, labels=kind == "labels")
+    return scan_layer_data(scan, name, kind, {"nifti": nifti_metadata(scan.nifti, kind)})
+
+
+def scan_layer_data(scan: ScanVolume, name: str, kind: str,
+                    metadata: dict[str, Any]) -> LayerData:
+    """Layer data tuple of a scan in display layout: voxel size as ``scale``; an image gets
+    the contrast of `scan_io.display.choose_display_window` (CT soft-tissue window or MRI
+    percentiles), recorded in ``metadata["display"]``."""
+    kwargs: dict[str, Any] = {"name": name, "scale": scan.spacing, "metadata": dict(metadata)}
+    if kind == "image":
+        window = choose_display_window(scan.data)
+        kwargs["contrast_limits"] = window.contrast_limits
+        kwargs["colormap"] = "gray"
+        kwargs["metadata"]["display"] = window.to_metadata()
+    return scan.data, kwargs, kind

@@ -11,6 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from scan_io.display import choose_display_window
 from scan_io.nifti import NiftiVolume
 from training.phantom import make_phantom
 
@@ -32,10 +33,12 @@ def sample_abdomen_ct(seed: int = SAMPLE_SEED) -> list[tuple[Any, dict[str, Any]
     nifti_spacing = tuple(reversed(ph.spacing))  # (i, j, k) order
     image_vol = _volume(ph.to_nifti_order(ph.image), ph.affine, nifti_spacing)
     truth_vol = _volume(ph.to_nifti_order(ph.labels), ph.affine, nifti_spacing)
+    window = choose_display_window(ph.image)
     return [
         (ph.image, {"name": "abdomen_ct", "scale": ph.spacing, "colormap": "gray",
-                    "contrast_limits": (-125, 275),
+                    "contrast_limits": window.contrast_limits,
                     "metadata": {"nifti": nifti_metadata(image_vol, "image"),
+                                 "display": window.to_metadata(),
                                  "class_names": list(ph.class_names)}}, "image"),
         (ph.labels, {"name": "abdomen_ct truth", "scale": ph.spacing, "opacity": 0.5,
                      "visible": False,

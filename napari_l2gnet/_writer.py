@@ -5,34 +5,107 @@ derives from a scan) the file gets the source's affine and header byte for byte,
 display layout is undone exactly. Without it the file is axis-aligned, built from the layer's
 scale/translate, and a warning says so.
 
-An existing file is replaced: napari's save dialog has already asked. Writing a Labels layer
-over the scan it was derived from is refused, because that would destroy the scan.
+DICOM: `write_labels_seg` saves a Labels layer made on a DICOM series as DICOM SEG
+(`scan_io.dicom_seg`); NIfTI export works for the same layer.
+
+An existing label file is replaced: napari's save dialog has already asked. Writing a Labels
+layer over a scan is refused, because that would destroy the scan: over the scan the layer was
+derived from, and over any existing file that holds an image rather than a label map (read
+back and judged by `napari_l2gnet._reader.is_label_volume`), or over a DICOM image file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scan_io.labels import check_labels
 from scan_io.nifti import (
     DisplayOrientation,
     affine_from_scale,
     from_display,
     header_from_bytes,
     is_nifti_path,
+    load_nifti,
     save_nifti,
 )
 
+from ._reader import is_label_volume
 
+
+class LayerWriteError(RuntimeError):
+    """A refused save, with the one-line reason.
+
+    Not a ValueError on purpose: napari turns a writer's ValueError into "plugin is not a
+    valid writer", hiding the reason; any other error reaches the user's notification.
+    """
+
+
+def _reported(func: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    @functools.wraps(func)
+    def wrapper(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+        try:
+            return func(path, data, meta)
+        except (ValueError, TypeError) as err:
+            raise LayerWriteError(str(err)) from err
+
+    return wrapper
+
+
+@_reported
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a Labels layer as NIfTI (uint8/uint16) on its source scan's grid."""
     return [str(_write(path, data, meta, labels=True))]
 
 
+@_reported
+def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write a Labels layer made on a DICOM series as DICOM SEG referencing that series.
+
+    The source series comes from ``metadata["dicom"]["files"]`` (set by the reader) or, for
+    layers that carry only the scan's ``metadata["nifti"]``, from its DICOM path; its grid
+    must match the layer's. Segment names come from the plugin's class names.
+    """
+    from scan_io.dicom import series_headers
+    from scan_io.dicom_seg import AlgorithmInfo, write_seg_voxels
+
+    out = Path(path) if path.lower().endswith(".dcm") else Path(f"{path}.dcm")
+    name = meta.get("name", "layer")
+    metadata = meta.get("metadata") or {}
+    nifti = metadata.get("nifti")
+    files = (metadata.get("dicom") or {}).get("files")
+    if not files and nifti and nifti.get("path"):
+        from scan_io.dicom import series_files
+
+        source = Path(nifti["path"])
+        if source.exists() and not is_nifti_path(source):
+            files = [str(f) for f in series_files(source)]
+    if not nifti or not files:
+        raise ValueError(f"layer {name!r} was not made on a DICOM series; DICOM SEG needs "
+                         "one. Save it as NIfTI (.nii.gz) instead")
+    arr = check_labels(np.asarray(data), f"labels layer {name!r}")
+    _refuse_writing_over_a_scan(out, name, nifti)
+    headers, affine = series_headers(files)
+    if not np.allclose(affine, np.asarray(nifti["affine"]), atol=1e-3):
+        raise ValueError(f"the DICOM files of layer {name!r} no longer match its grid; "
+                         "reopen the series")
+    voxels = from_display(arr, DisplayOrientation.from_metadata(nifti))
+    l2g = metadata.get("l2gnet") or {}
+    class_names = l2g.get("class_names") or metadata.get("class_names")
+    checkpoint = Path(l2g["checkpoint"]).name if l2g.get("checkpoint") else ""
+    info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
+    write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
+                     overwrite=True)
+    return [str(out)]
+
+
+@_reported
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write an Image layer as NIfTI (dtype kept) on its source scan's grid."""
     return [str(_write(path, data, meta, labels=False))]
@@ -45,18 +118,54 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _refuse_writing_over_a_scan(out: Path, name: str, nifti: dict[str, Any] | None) -> None:
+    """A Labels layer never replaces a scan: its own source, or any existing image file."""
+    source = (nifti or {}).get("path")
+    if source and (nifti or {}).get("kind") == "image" and _same_file(out, source):
+        raise ValueError(
+            f"refusing to write labels layer {name!r} over the scan it belongs to "
+            f"({source}); choose another file name"
+        )
+    if not out.exists():
+        return
+    if _is_dicom_image(out):
+        raise ValueError(f"refusing to write labels layer {name!r} over {out}: that file is "
+                         "a DICOM image of a scan; choose another file name")
+    try:
+        existing = load_nifti(out)
+    except (OSError, ValueError):
+        return  # not a readable NIfTI: napari's dialog asked; nothing of ours to protect
+    if not is_label_volume(existing.data, out.name):
+        raise ValueError(
+            f"refusing to write labels layer {name!r} over {out}: that file holds a scan "
+            "(an image, not a label map); choose another file name"
+        )
+
+
+def _is_dicom_image(path: Path) -> bool:
+    from ._reader import _has_preamble
+
+    if not _has_preamble(path):
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # unreadable: not a scan we could protect
+        return False
+    return str(ds.get("Modality", "")).upper() != "SEG" and "Rows" in ds
+
+
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     out = Path(path) if is_nifti_path(path) else Path(f"{path}.nii.gz")
     arr = np.asarray(data)
     name = meta.get("name", "layer")
     nifti = (meta.get("metadata") or {}).get("nifti")
+    if labels:
+        arr = check_labels(arr, f"labels layer {name!r}")
+        _refuse_writing_over_a_scan(out, name, nifti)
     if nifti:
         source = nifti.get("path")
-        if labels and nifti.get("kind") == "image" and source and _same_file(out, source):
-            raise ValueError(
-                f"refusing to write labels layer {name!r} over the scan it belongs to "
-                f"({source}); choose another file name"
-            )
         orientation = DisplayOrientation.from_metadata(nifti)
         if arr.ndim != 3:
             raise ValueError(f"layer {name!r} has shape {arr.shape}; NIfTI writing needs 3D")

@@ -40,6 +40,7 @@ import numpy.typing as npt
 from nibabel import orientations as ornt
 
 from scan_io.atomic import atomic_write_path
+from scan_io.checks import check_volume_size
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -142,6 +143,7 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         raise ValueError(f"cannot read {path} as NIfTI: {exc}") from exc
     if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
         raise ValueError(f"{path}: not a NIfTI-1/2 image (nibabel read {type(img).__name__})")
+    _check_before_reading(img, path)
     try:
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
@@ -156,6 +158,22 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         spacing=spacing,  # type: ignore[arg-type]
         path=path,
     )
+
+
+def _check_before_reading(img: nib.Nifti1Image, path: Path) -> None:
+    """Refuse colour data and impossible sizes from the header alone (nothing allocated)."""
+    on_disk = img.header.get_data_dtype()
+    if on_disk.fields is not None or on_disk.kind == "V":
+        raise ValueError(
+            f"{path}: a colour (RGB/RGBA) NIfTI; scans must be greyscale. Convert it to one "
+            "channel first (e.g. keep one channel, or average them)"
+        )
+    in_memory = np.dtype(np.float64) if _has_scaling(img.header) else on_disk  # nibabel's
+    file_bytes = None
+    if path.name.lower().endswith(".nii"):  # uncompressed: the file must hold every voxel
+        file_bytes = max(0, path.stat().st_size - int(img.header.get_data_offset()))
+        file_bytes = file_bytes // on_disk.itemsize * np.dtype(in_memory).itemsize
+    check_volume_size(img.shape, in_memory, path, file_bytes=file_bytes)
 
 
 def labels_dtype(data: np.ndarray) -> np.dtype:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from .config import BodyConfig, config_from_kwargs
@@ -45,14 +46,63 @@ def get_spec(name: str) -> ModelSpec:
     return _MODELS[name]
 
 
+class ModelConfigError(TypeError, ValueError):
+    """A config key the model does not take, or a value of the wrong type (one line).
+
+    A ``TypeError`` as before, and a ``ValueError`` so that the CLI reports it as a user error.
+    """
+
+
+def _kind_of(default: Any) -> tuple[tuple[type, ...], str] | None:
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "a whole number"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    if isinstance(default, str):
+        return (str,), "text"
+    if isinstance(default, tuple):
+        return (list, tuple), "a list"
+    return None  # None defaults (optional fields): the config checks them itself
+
+
+def _check_value_types(config_cls: type[BodyConfig], name: str, config: dict[str, Any]) -> None:
+    for f in fields(config_cls):
+        if f.name not in config or f.default is MISSING:
+            continue
+        kind = _kind_of(f.default)
+        value = config[f.name]
+        if kind is None:
+            continue
+        types, words = kind
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ModelConfigError(
+                f"Model {name!r} config {f.name}={value!r} must be {words} (default "
+                f"{f.default!r})")
+
+
 def build_model(name: str, num_classes: int, **config: Any):
     """Build a registered system on the shared body.
 
     Without overrides each system gets its paper's default config (L2GNet: R50, K=512,
-    dim=1024, q=4). An unknown name or config key fails with the accepted ones listed.
+    dim=1024, q=4). An unknown name or config key, or a value of the wrong type, fails with
+    one line (``ModelConfigError`` lists the accepted keys).
     """
     spec = get_spec(name)
-    cfg = config_from_kwargs(spec.config_cls, name, config)
+    try:
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        raise ValueError(f"num_classes must be a whole number, got {num_classes!r}") from None
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    _check_value_types(spec.config_cls, name, config)
+    try:
+        cfg = config_from_kwargs(spec.config_cls, name, config)
+    except TypeError as err:
+        if isinstance(err, ModelConfigError):
+            raise
+        raise ModelConfigError(str(err)) from None
     return spec.builder(num_classes, cfg)
 
 

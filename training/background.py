@@ -92,6 +92,8 @@ def _run_job(job: FitJob, events: Any, stop_event: Any) -> None:
                      metadata=job.metadata, callback=forward, should_stop=stop_event.is_set)
         gui = sorted(m for m in _GUI_MODULES if m in sys.modules)
         events.put(("result", (result, gui)))
+    except (ValueError, OSError) as err:  # a user-fixable problem: its one-line message
+        events.put(("error", f"{err}"))
     except BaseException:  # noqa: BLE001 - everything goes back to the parent as text
         events.put(("error", traceback.format_exc()))
 
@@ -100,8 +102,9 @@ class FitProcess:
     """``fit`` in a spawned process; see the module docstring.
 
     ``result`` is the child's ``FitResult`` once it has finished (None before, or if it
-    failed); ``error`` is the child's traceback text if it failed, or a line saying how it
-    ended if it died without one (killed, crashed).
+    failed); ``error`` says why it failed: the one-line message of a user-fixable error (bad
+    labels, NaN voxels, an unusable output folder), the traceback text of anything else, or a
+    line saying how it ended if it died without one (killed, crashed).
     """
 
     def __init__(self, job: FitJob) -> None:
@@ -141,10 +144,6 @@ class FitProcess:
                 self._process.join(5)
         self._drain()
         self._note_exit()
-
-    @property
-    def started(self) -> bool:
-        return self._process is not None
 
     @property
     def stop_requested(self) -> bool:

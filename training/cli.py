@@ -1,8 +1,9 @@
 """``l2gnet``: train, evaluate, predict and make sample data from the shell (no Qt).
 
 Each subcommand lives in ``training/commands/<name>.py`` with ``add_parser`` and ``run``.
-Errors a user can fix (bad paths, unreadable files, checkpoints that do not fit the data) are
-printed as one clear line and exit with status 2; nothing else is hidden.
+Errors a user can fix (bad paths, unreadable files, checkpoints that do not fit the data, an
+unknown device or config key, a full or read-only disk, too little memory) are printed as one
+clear line and exit with status 2; nothing else is hidden.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from src_model import CheckpointError
 
 from .commands import evaluate, predict, sample, train
+from .commands.outputs import describe
 
 COMMANDS = (train, evaluate, predict, sample)
 
@@ -38,9 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("l2gnet: interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, CheckpointError, ValueError,
-            PermissionError) as err:
+    except (CheckpointError, ValueError) as err:
         print(f"l2gnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # ours carry a message; the system's an errno (disk full, EROFS...)
+        message = describe(err) if err.errno is not None else str(err)
+        print(f"l2gnet {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"l2gnet {args.command}: error: not enough memory (a scan or setting larger than "
+              "this machine holds): use a smaller --batch-size, a smaller scan, or a machine "
+              "with more memory", file=sys.stderr)
         return 2
 
 

@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.atomic import atomic_write_path
+from src_model.checkpoint_meta import class_names_or_default
+
 from .data import Case
-from .inference import load_for_inference, predict_volume
+from .inference import InferenceSettings, SliceInferer, load_for_inference
+from .label_checks import check_label_values
 from .metrics import score_case, summarize
 
 
@@ -30,19 +34,16 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score every case; returns ``{"summary": ..., "cases": {name: rows}, "class_names"}``."""
     model, meta = load_for_inference(model_or_checkpoint)
-    names = list(meta.get("class_names") or [f"class {i}" for i in range(model.num_classes)])
+    names = list(class_names_or_default(meta, model.num_classes))
+    # The volumes are already normalised by their reader; slices go through as they are.
+    inferer = SliceInferer(model, {**meta, "normalization": {"kind": "none"}},
+                           InferenceSettings(device=device, batch_size=batch_size,
+                                             resize_back="nearest" if protocol == "transunet"
+                                             else "logits"))
     results: dict[str, list[dict]] = {}
     for case in cases:
-        if case.label.size and int(case.label.max()) >= model.num_classes:
-            raise ValueError(
-                f"{case.name} has label {int(case.label.max())} but the checkpoint's model has "
-                f"{model.num_classes} classes: this checkpoint was not trained for this data"
-            )
-        pred = predict_volume(
-            case.image, model, metadata={**meta, "normalization": {"kind": "none"}},
-            device=device, batch_size=batch_size,
-            resize_back="nearest" if protocol == "transunet" else "logits",
-        )
+        check_label_values(case.label, model.num_classes, case.name)
+        pred = inferer(case.image)
         rows = score_case(pred.labels, case.label, model.num_classes, protocol=protocol,
                           spacing=case.spacing)
         results[case.name] = rows
@@ -74,8 +75,11 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], path: str | Path) -> Path:
+def write_report(report: dict[str, Any], path: str | Path, *, overwrite: bool = True) -> Path:
+    """Write the report as JSON, atomically (an interrupted write leaves no partial file)."""
     path = Path(path)
+    text = json.dumps(report, indent=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    with atomic_write_path(path, suffix=".json", overwrite=overwrite) as tmp:
+        tmp.write_text(text)
     return path

@@ -1,28 +1,35 @@
 """Segment a whole volume slice by slice: the one inference path for the plugin and the CLI.
 
-DESIGN.md "Inference on a volume": normalise as the checkpoint says, resize each slice to the
-model's input size, run batches on the device (AMP on CUDA), resize the logits back, and keep
-everything volume-sized on the host. On CUDA out-of-memory the batch is halved and retried,
-then the work falls back to the CPU with a warning.
+docs/design.md "Inference on a volume": normalise as the checkpoint says, resize each slice to
+the model's input size, run batches on the device (AMP on CUDA), resize the logits back, and
+keep everything volume-sized on the host. On CUDA out-of-memory the batch is halved and
+retried, then the work falls back to the CPU with a warning.
+
+``SliceInferer`` holds a model and its ``InferenceSettings``; its pieces are ``SliceForward``
+(one batch) and ``OutOfMemoryFallback`` (the batch-halving / CPU fallback), in the spirit of
+MONAI's ``SliceInferer`` and ``SlidingWindowInfererAdapt``. ``predict_volume`` and
+``iter_predict_volume`` are thin wrappers kept for the plugin's widgets.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from src_model import load_checkpoint
+from src_model import CheckpointMeta, load_checkpoint
+from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
 from .normalization import IntensityNormalization, normalize
 
+T = TypeVar("T")
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 
@@ -60,14 +67,29 @@ class VolumePrediction:
     metadata: dict[str, Any]
 
 
+class DeviceError(ValueError, RuntimeError):
+    """An unknown device name, or one this machine does not have (one line, with the fix)."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; asking for CUDA without one is an error."""
-    if str(device) == "auto":
+    """``auto`` -> CUDA when present, else CPU; a device this machine lacks is an error."""
+    text = str(device)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but this machine has no usable CUDA GPU; "
-                           "use device='cpu' or 'auto'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device={text!r} was asked for but this machine has no usable "
+                              "CUDA GPU; use device='cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device={text!r} does not exist: this machine has "
+                              f"{torch.cuda.device_count()} CUDA GPU(s), cuda:0.."
+                              f"cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {text!r} is not supported: use auto, cpu, cuda or cuda:N")
     return dev
 
 
@@ -76,178 +98,284 @@ def auto_batch_size(device: torch.device, input_size: tuple[int, int]) -> int:
     if device.type != "cuda":
         return 4
     free, _ = torch.cuda.mem_get_info(device)
-    per_slice = 400e6 * (input_size[0] * input_size[1]) / (224 * 224)  # R50 L2GNet, fp16, fwd
+    reference = DEFAULT_INPUT_SIZE[0] * DEFAULT_INPUT_SIZE[1]
+    per_slice = 400e6 * (input_size[0] * input_size[1]) / reference  # R50 L2GNet, fp16, fwd
     return int(max(1, min(64, free * 0.6 // per_slice)))
 
 
 def load_for_inference(
-    model_or_checkpoint: torch.nn.Module | str | Path, metadata: dict[str, Any] | None = None
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A model in eval mode and its metadata, from a model or a checkpoint path."""
+    model_or_checkpoint: torch.nn.Module | str | Path,
+    metadata: CheckpointMeta | Mapping[str, Any] | None = None,
+) -> tuple[torch.nn.Module, CheckpointMeta | Mapping[str, Any]]:
+    """A model and its metadata, from a model or a checkpoint path (the one place that does).
+
+    A checkpoint's ``CheckpointMeta`` is returned as it is, or as a dict with ``metadata``'s
+    entries laid over it when some are given.
+    """
     if isinstance(model_or_checkpoint, str | Path):
         model, meta = load_checkpoint(model_or_checkpoint)
-        meta = {**meta, **(metadata or {})}
-    else:
-        model, meta = model_or_checkpoint, dict(metadata or {})
-    return model.eval(), meta
+        return model, ({**meta, **metadata} if metadata else meta)
+    return model_or_checkpoint, (metadata if metadata is not None else {})
 
 
 def _fit_to_stride(size: tuple[int, int], stride: int) -> tuple[int, int]:
     return tuple(max(stride, int(math.ceil(s / stride)) * stride) for s in size)  # type: ignore
 
 
-def iter_predict_volume(
-    volume: np.ndarray,
-    model_or_checkpoint: torch.nn.Module | str | Path,
-    *,
-    axis: int = 0,
-    batch_size: int | str = "auto",
-    device: str | torch.device = "auto",
-    metadata: dict[str, Any] | None = None,
-    normalization: IntensityNormalization | None = None,
-    input_size: tuple[int, int] | None = None,
-    return_probabilities: bool = False,
-    explain: bool = False,
-    resize_back: str = "logits",
-    amp: bool = True,
-    cancel: CancelFn | None = None,
-) -> Generator[tuple[int, int], None, VolumePrediction]:
-    """Generator form of ``predict_volume``: yields ``(done, total)`` slices after each batch.
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a volume is segmented; every field has the plugin's and the CLI's default.
 
-    napari's generator ``thread_worker`` drives it, so quitting the worker stops the work at
-    the next batch. ``resize_back="logits"`` resizes logits bilinearly, then argmax (smoother);
+    ``axis``: the slicing axis. ``batch_size``: slices per forward pass, or ``"auto"`` (from
+    free GPU memory). ``normalization``/``input_size``: override the metadata's.
+    ``resize_back``: ``"logits"`` resizes logits bilinearly, then argmax (smoother);
     ``"nearest"`` takes the argmax at input size and resizes labels with nearest (TransUNet's
-    test protocol, used for the papers' tables).
-
-    A model passed in (not a checkpoint path) is left on the device used (moving it back
-    would cost a copy per call) and in the train/eval mode it had.
+    test protocol, used for the papers' tables). ``amp``: float16 autocast on CUDA.
     """
-    if resize_back not in ("logits", "nearest"):
-        raise ValueError(f"resize_back must be 'logits' or 'nearest', got {resize_back!r}")
-    was_training = getattr(model_or_checkpoint, "training", False)
-    model, meta = load_for_inference(model_or_checkpoint, metadata)
-    try:
-        vol = np.asarray(volume)
+
+    axis: int = 0
+    batch_size: int | str = "auto"
+    device: str | torch.device = "auto"
+    normalization: IntensityNormalization | None = None
+    input_size: tuple[int, int] | None = None
+    return_probabilities: bool = False
+    explain: bool = False
+    resize_back: str = "logits"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.resize_back not in ("logits", "nearest"):
+            raise ValueError(f"resize_back must be 'logits' or 'nearest', got "
+                             f"{self.resize_back!r}")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, str)
+                                          or int(self.batch_size) < 1):
+            raise ValueError(f"batch_size must be >= 1 or 'auto', got {self.batch_size}")
+
+
+@dataclass
+class BatchOutput:
+    """One batch's results on the host: labels (B, H, W) at the slice size, and the rest."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    aux: dict[str, Any]
+
+
+class SliceForward:
+    """One batch of slices through the model: bicubic resize in, forward (AMP on CUDA),
+    resize out as ``resize_back`` says. Stateless apart from its settings."""
+
+    def __init__(self, model: torch.nn.Module, size: tuple[int, int],
+                 slice_size: tuple[int, int], settings: InferenceSettings) -> None:
+        self.model, self.size, self.slice_size, self.settings = model, size, slice_size, settings
+
+    @torch.no_grad()
+    def __call__(self, batch: np.ndarray, device: torch.device) -> BatchOutput:
+        model, size, orig, cfg = self.model, self.size, self.slice_size, self.settings
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)[:, None]
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+        x = x.expand(-1, model.in_channels, -1, -1)
+        with torch.autocast(device.type, dtype=torch.float16,
+                            enabled=cfg.amp and device.type == "cuda"):
+            out = model(x)
+        logits = out.logits.float()
+        resized = tuple(logits.shape[-2:]) != tuple(orig)
+        if cfg.resize_back == "nearest" or not resized:
+            pred = logits.argmax(1, keepdim=True).float()
+            if resized:
+                pred = F.interpolate(pred, size=orig, mode="nearest")
+            labels = pred[:, 0].to(torch.int64)
+            if cfg.return_probabilities and resized:
+                logits = F.interpolate(logits, size=orig, mode="bilinear", align_corners=False)
+        else:
+            logits = F.interpolate(logits, size=orig, mode="bilinear", align_corners=False)
+            labels = logits.argmax(1)
+        probs = None
+        if cfg.return_probabilities:
+            probs = logits.softmax(1).transpose(0, 1).cpu().numpy().astype(np.float16)
+        return BatchOutput(labels.cpu().numpy(), probs, out.aux)
+
+
+class OutOfMemoryFallback:
+    """Runs batches; on CUDA out-of-memory halves the batch and retries, and at batch size 1
+    moves the model to the CPU (with a warning each time), like MONAI's
+    ``SlidingWindowInfererAdapt``. ``batch_size`` and ``device`` show what is in use now."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, device: torch.device) -> None:
+        self.model, self.batch_size, self.device = model, batch_size, device
+
+    def run(self, step: Callable[[int, torch.device], T]) -> T:
+        """``step(batch_size, device)`` until it fits; returns its result."""
+        while True:
+            try:
+                return step(self.batch_size, self.device)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    warnings.warn(f"CUDA out of memory: retrying with batch size "
+                                  f"{self.batch_size}", stacklevel=3)
+                else:
+                    warnings.warn("CUDA out of memory even at batch size 1: continuing on the "
+                                  "CPU (slower)", stacklevel=3)
+                    self.device = torch.device("cpu")
+                    self.model.to(self.device)
+
+
+class _ExplanationBuffer:
+    """Collects the bottleneck's codes and transport plans batch by batch (host memory)."""
+
+    def __init__(self, n: int, grid: tuple[int, int]) -> None:
+        self.n, (self.h, self.w) = n, grid
+        self.plans = self.buckets = self.codes = None
+
+    def add(self, start: int, stop: int, aux: dict[str, Any]) -> None:
+        n, h, w = self.n, self.h, self.w
+        if "codes" in aux:
+            if self.codes is None:
+                self.codes = np.zeros((n, h, w), np.int32)
+            self.codes[start:stop] = aux["codes"].reshape(-1, h, w).cpu().numpy()
+        if "plans" in aux:
+            p = aux["plans"].float()  # (B, q, n_tok, t)
+            b, q, _, t = p.shape
+            p = p.reshape(b, q, h, w, t)
+            if self.plans is None:
+                self.plans = np.zeros((n, q, h, w, t), np.float16)
+                self.buckets = np.zeros((n, q, h, w), np.uint8 if t <= 256 else np.uint16)
+            self.plans[start:stop] = p.cpu().numpy().astype(np.float16)
+            self.buckets[start:stop] = p.argmax(-1).cpu().numpy()
+
+    def result(self, slice_size: tuple[int, int]) -> Explanation:
+        scale = (slice_size[0] / self.h, slice_size[1] / self.w)
+        return Explanation(self.plans, self.buckets, self.codes, scale)
+
+
+def _metadata_entry(meta: CheckpointMeta | Mapping[str, Any], name: str) -> Any:
+    if isinstance(meta, CheckpointMeta):
+        return getattr(meta, name)
+    return meta.get(name)
+
+
+class SliceInferer:
+    """Segments volumes slice by slice with one model and one set of ``InferenceSettings``.
+
+    The steps, each its own piece: normalise as the metadata says, cut slices along ``axis``,
+    run them in batches through ``SliceForward`` under ``OutOfMemoryFallback``, collect the
+    labels (and probabilities, explanation) on the host, put the axis back. A model passed in
+    (not a checkpoint path) is left on the device used (moving it back would cost a copy per
+    call) and in the train/eval mode it had.
+    """
+
+    def __init__(self, model_or_checkpoint: torch.nn.Module | str | Path,
+                 metadata: CheckpointMeta | Mapping[str, Any] | None = None,
+                 settings: InferenceSettings | None = None) -> None:
+        self.model, self.metadata = load_for_inference(model_or_checkpoint, metadata)
+        self.settings = settings or InferenceSettings()
+
+    def __call__(self, volume: np.ndarray, *, progress: ProgressFn | None = None,
+                 cancel: CancelFn | None = None) -> VolumePrediction:
+        """Segment ``volume``; ``progress(done, total)`` after each batch."""
+        gen = self.iterate(volume, cancel=cancel)
+        while True:
+            try:
+                done, total = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None:
+                progress(done, total)
+
+    def iterate(self, volume: np.ndarray, *, cancel: CancelFn | None = None
+                ) -> Generator[tuple[int, int], None, VolumePrediction]:
+        """Generator form: yields ``(done, total)`` slices after each batch, returns the
+        prediction. ``cancel()`` returning True stops between batches with
+        ``PredictionCancelled`` (napari's generator ``thread_worker`` drives this)."""
+        model, cfg = self.model, self.settings
+        was_training = model.training
+        model.eval()
+        try:
+            vol, axis, single = self._as_volume(volume)
+            norm = cfg.normalization or IntensityNormalization.from_metadata(
+                _metadata_entry(self.metadata, "normalization"))
+            slices = np.moveaxis(normalize(vol, norm), axis, 0)
+            n, height, width = slices.shape
+            stride = getattr(model, "output_stride", 16)
+            size = tuple(cfg.input_size or _metadata_entry(self.metadata, "input_size")
+                         or (height, width))
+            size = _fit_to_stride(size, stride)
+            dev = resolve_device(cfg.device)
+            bs = auto_batch_size(dev, size) if cfg.batch_size == "auto" else int(cfg.batch_size)
+            model.to(dev)
+            forward = SliceForward(model, size, (height, width), cfg)
+            fallback = OutOfMemoryFallback(model, bs, dev)
+
+            num_classes = model.num_classes
+            labels = np.zeros((n, height, width), np.uint8 if num_classes <= 256 else np.uint16)
+            probs = (np.zeros((num_classes, n, height, width), np.float16)
+                     if cfg.return_probabilities else None)
+            explanation = _ExplanationBuffer(n, (size[0] // stride, size[1] // stride))
+            start = 0
+            while start < n:
+                if cancel is not None and cancel():
+                    raise PredictionCancelled(f"Prediction cancelled after {start} of {n} slices")
+                stop, out = fallback.run(lambda b, d, s=start: (
+                    min(n, s + b), forward(slices[s:min(n, s + b)], d)))
+                labels[start:stop] = out.labels
+                if probs is not None:
+                    probs[:, start:stop] = out.probabilities
+                if cfg.explain:
+                    explanation.add(start, stop, out.aux)
+                start = stop
+                yield start, n
+
+            if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
+                labels, probs = labels[0], None if probs is None else probs[:, 0]
+            else:
+                labels = np.moveaxis(labels, 0, axis)
+                probs = None if probs is None else np.moveaxis(probs, 1, axis + 1)
+            return VolumePrediction(
+                labels=labels, probabilities=probs,
+                explanation=explanation.result((height, width)) if cfg.explain else None,
+                device=str(fallback.device), batch_size=fallback.batch_size, axis=axis,
+                metadata=self.metadata)
+        finally:
+            model.train(was_training)
+
+    def _as_volume(self, volume: np.ndarray) -> tuple[np.ndarray, int, bool]:
+        vol, axis = np.asarray(volume), self.settings.axis
         single = vol.ndim == 2
         if single:
-            vol = vol[None]
-            axis = 0
+            vol, axis = vol[None], 0
         if vol.ndim != 3:
             raise ValueError(f"Expected a 3-D volume (or one 2-D slice), got shape {vol.shape}")
         if not -3 <= axis < 3:
             raise ValueError(f"axis must be 0, 1 or 2 for a 3-D volume, got {axis}")
-        axis %= 3
         if min(vol.shape) == 0:
             raise ValueError(f"The volume is empty (shape {vol.shape})")
-        norm = normalization or IntensityNormalization.from_metadata(meta.get("normalization"))
-        slices = np.moveaxis(normalize(vol, norm), axis, 0)
-        n, height, width = slices.shape
-        stride = getattr(model, "output_stride", 16)
-        size = tuple(input_size or meta.get("input_size") or (height, width))
-        size = _fit_to_stride(size, stride)
-        num_classes = model.num_classes
-        dev = resolve_device(device)
-        bs = auto_batch_size(dev, size) if batch_size == "auto" else int(batch_size)
-        if bs < 1:
-            raise ValueError(f"batch_size must be >= 1 or 'auto', got {batch_size}")
-        model.to(dev)
-
-        label_dtype = np.uint8 if num_classes <= 256 else np.uint16
-        labels = np.zeros((n, height, width), dtype=label_dtype)
-        probs = (np.zeros((num_classes, n, height, width), np.float16)
-                 if return_probabilities else None)
-        h, w = size[0] // stride, size[1] // stride
-        plans = buckets = codes = None
-
-        start = 0
-        while start < n:
-            if cancel is not None and cancel():
-                raise PredictionCancelled(f"Prediction cancelled after {start} of {n} slices")
-            stop = min(n, start + bs)
-            try:
-                out = _predict_batch(model, slices[start:stop], size, (height, width), dev, amp,
-                                     resize_back, return_probabilities)
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                if bs > 1:
-                    bs //= 2
-                    warnings.warn(f"CUDA out of memory: retrying with batch size {bs}",
-                                  stacklevel=2)
-                else:
-                    warnings.warn("CUDA out of memory even at batch size 1: continuing on the CPU "
-                                  "(slower)", stacklevel=2)
-                    dev = torch.device("cpu")
-                    model.to(dev)
-                continue
-            labels[start:stop] = out["labels"]
-            if probs is not None:
-                probs[:, start:stop] = out["probabilities"]
-            aux = out["aux"]
-            if explain:
-                if "codes" in aux:
-                    if codes is None:
-                        codes = np.zeros((n, h, w), np.int32)
-                    codes[start:stop] = aux["codes"].reshape(-1, h, w).cpu().numpy()
-                if "plans" in aux:
-                    p = aux["plans"].float()  # (B, q, n_tok, t)
-                    b, q, _, t = p.shape
-                    p = p.reshape(b, q, h, w, t)
-                    if plans is None:
-                        plans = np.zeros((n, q, h, w, t), np.float16)
-                        buckets = np.zeros((n, q, h, w), np.uint8 if t <= 256 else np.uint16)
-                    plans[start:stop] = p.cpu().numpy().astype(np.float16)
-                    buckets[start:stop] = p.argmax(-1).cpu().numpy()
-            start = stop
-            yield start, n
-
-        explanation = None
-        if explain:
-            explanation = Explanation(plans, buckets, codes, (height / h, width / w))
-        if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
-            labels, probs = labels[0], None if probs is None else probs[:, 0]
-        else:
-            labels = np.moveaxis(labels, 0, axis)
-            probs = None if probs is None else np.moveaxis(probs, 1, axis + 1)
-        return VolumePrediction(
-            labels=labels,
-            probabilities=probs,
-            explanation=explanation,
-            device=str(dev),
-            batch_size=bs,
-            axis=axis,
-            metadata=meta,
-        )
-    finally:
-        model.train(was_training)
+        return vol, axis % 3, single
 
 
-@torch.no_grad()
-def _predict_batch(model, batch: np.ndarray, size, orig_size, dev, amp, resize_back, want_probs):
-    """One batch: resize in (bicubic), forward, resize out; returns host arrays."""
-    x = torch.from_numpy(np.ascontiguousarray(batch)).to(dev)[:, None]
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    x = x.expand(-1, model.in_channels, -1, -1)
-    with torch.autocast(dev.type, dtype=torch.float16, enabled=amp and dev.type == "cuda"):
-        out = model(x)
-    logits = out.logits.float()
-    resized = tuple(logits.shape[-2:]) != tuple(orig_size)
-    if resize_back == "nearest" or not resized:
-        pred = logits.argmax(1, keepdim=True).float()
-        if resized:
-            pred = F.interpolate(pred, size=orig_size, mode="nearest")
-        labels = pred[:, 0].to(torch.int64)
-        if want_probs and resized:
-            logits = F.interpolate(logits, size=orig_size, mode="bilinear", align_corners=False)
-    else:
-        logits = F.interpolate(logits, size=orig_size, mode="bilinear", align_corners=False)
-        labels = logits.argmax(1)
-    result = {"labels": labels.cpu().numpy(), "aux": out.aux}
-    if want_probs:
-        result["probabilities"] = (
-            logits.softmax(1).transpose(0, 1).cpu().numpy().astype(np.float16)
-        )
-    return result
+_SETTING_NAMES = {f.name for f in fields(InferenceSettings)}
+
+
+def iter_predict_volume(
+    volume: np.ndarray,
+    model_or_checkpoint: torch.nn.Module | str | Path,
+    *,
+    metadata: CheckpointMeta | Mapping[str, Any] | None = None,
+    cancel: CancelFn | None = None,
+    **settings: Any,
+) -> Generator[tuple[int, int], None, VolumePrediction]:
+    """``SliceInferer(model, metadata, InferenceSettings(**settings)).iterate(volume)``.
+
+    Kept for callers of the earlier function API (the widgets); see ``InferenceSettings``.
+    """
+    unknown = sorted(set(settings) - _SETTING_NAMES)
+    if unknown:
+        raise TypeError(f"unknown inference option(s) {unknown}; accepted: "
+                        f"{', '.join(sorted(_SETTING_NAMES))}")
+    inferer = SliceInferer(model_or_checkpoint, metadata, InferenceSettings(**settings))
+    return inferer.iterate(volume, cancel=cancel)
 
 
 def predict_volume(
@@ -257,7 +385,7 @@ def predict_volume(
     progress: ProgressFn | None = None,
     **kwargs: Any,
 ) -> VolumePrediction:
-    """Segment ``volume`` slice by slice along ``axis``; see ``iter_predict_volume``'s options.
+    """Segment ``volume`` slice by slice along ``axis``; see ``InferenceSettings``.
 
     ``progress(done, total)`` is called after each batch; ``cancel()`` returning True stops the
     work between batches with ``PredictionCancelled``.

@@ -27,6 +27,12 @@
   Classes absent from a sample's truth are skipped (their amplitude spectrum is 0 and the
   correlation undefined); false positives there are left to CE and Dice.
 
+**Under DistributedDataParallel** (``SegmentationLoss(..., sync_ranks=True)``, what the
+trainer uses with more than one rank), Dice's sums and the spectral term's sum and count are
+summed over ranks with a differentiable all-reduce (nnU-Net does the same for its batch
+Dice), so each term is the one of the global batch; CE and the quantiser loss are per-rank
+means that DDP's gradient averaging turns into the global mean (equal batch per rank).
+
 The loss is computed in float32 whatever the logits' dtype (AMP-safe, and ``fft2`` in half
 precision only takes power-of-two sizes). ``forward`` never synchronises with the device (no
 ``.item()``), and does not check target values (CE fails on out-of-range labels).
@@ -34,6 +40,7 @@ precision only takes power-of-two sizes). ``forward`` never synchronises with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -62,17 +69,54 @@ class LossConfig:
             setattr(self, name, value)
 
 
+def _no_sync(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward is the all-reduce (sum) of the gradients: each rank's
+    input gets d(global loss)/d(global sum) from every rank (as nnU-Net's AllGatherGrad)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd API
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd API
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def _sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over the process group, with gradients (each rank's backward gets its
+    share; with DDP's averaging the result is the global batch's gradient)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _SumOverRanks.apply(x)
+
+
 def dice_loss(
-    probs: torch.Tensor, onehot: torch.Tensor, smooth: float = DICE_SMOOTH
+    probs: torch.Tensor, onehot: torch.Tensor, smooth: float = DICE_SMOOTH,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = _no_sync,
 ) -> torch.Tensor:
     """``1 - soft Dice`` per foreground class over the batch, averaged over classes 1..C-1.
 
-    ``probs`` and ``onehot``: (B, C, H, W) float.
+    ``probs`` and ``onehot``: (B, C, H, W) float. ``reduce`` combines the per-class sums
+    (over ranks under DDP).
     """
     p, g = probs[:, 1:], onehot[:, 1:]
     dims = (0, 2, 3)
-    inter = (p * g).sum(dims)
-    denom = (p * p).sum(dims) + (g * g).sum(dims)
+    inter = reduce((p * g).sum(dims))
+    denom = reduce((p * p).sum(dims) + (g * g).sum(dims))
     dice = (2.0 * inter + smooth) / (denom + smooth)
     return (1.0 - dice).mean()
 
@@ -84,7 +128,8 @@ def _amplitude(x: torch.Tensor) -> torch.Tensor:
 
 
 def spectral_correlation_loss(
-    probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1e-8
+    probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1e-8,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = _no_sync,
 ) -> torch.Tensor:
     """``mean(1 - pearson(|fft2(p)|, |fft2(g)|))`` over (sample, foreground class) pairs whose
     truth is non-empty (0 if there is none). See the module docstring (arXiv:2401.10373)."""
@@ -98,15 +143,17 @@ def spectral_correlation_loss(
     cov = (pa * ga).sum(-1)
     rho = cov / (pa.square().sum(-1).sqrt() * ga.square().sum(-1).sqrt() + eps)
     present = (g.flatten(2).sum(-1) > 0).to(rho.dtype)
-    n = present.sum()
-    return ((1.0 - rho) * present).sum() / n.clamp_min(1.0)
+    total = reduce(torch.stack([((1.0 - rho) * present).sum(), present.sum()]))
+    return total[0] / total[1].clamp_min(1.0)
 
 
 class SegmentationLoss(nn.Module):
     """Weighted sum of CE, soft Dice, quantiser loss and spectral loss (module docstring)."""
 
-    def __init__(self, config: LossConfig | None = None, num_classes: int = 2) -> None:
+    def __init__(self, config: LossConfig | None = None, num_classes: int = 2, *,
+                 sync_ranks: bool = False) -> None:
         super().__init__()
+        self.reduce = _sum_over_ranks if sync_ranks else _no_sync
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.config = config if config is not None else LossConfig()
@@ -147,14 +194,15 @@ class SegmentationLoss(nn.Module):
 
         probs = logits.softmax(dim=1)
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
-        dice = dice_loss(probs, onehot)
+        dice = dice_loss(probs, onehot, reduce=self.reduce)
 
         if quant_loss is None:
             quant = zero
         else:
             quant = torch.as_tensor(quant_loss, device=logits.device).float().reshape(())
 
-        spectral = spectral_correlation_loss(probs, onehot) if cfg.spectral_weight > 0 else zero
+        spectral = (spectral_correlation_loss(probs, onehot, reduce=self.reduce)
+                    if cfg.spectral_weight > 0 else zero)
 
         total = zero
         for weight, term in (

@@ -76,15 +76,22 @@ def dice(pred_mask: Any, truth_mask: Any) -> float:
     return 2.0 * int(np.count_nonzero(p & t)) / float(denom)
 
 
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
+    """The smallest box holding every True voxel of a non-empty ``mask``, grown by ``margin``
+    voxels on each side (clipped at 0; slicing clips the far end)."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(i for i in range(mask.ndim) if i != axis)
+        present = np.flatnonzero(mask.any(axis=other) if other else mask)
+        if present.size == 0:
+            raise ValueError("bounding_box of an empty mask")
+        box.append(slice(max(int(present[0]) - margin, 0), int(present[-1]) + margin + 1))
+    return tuple(box)
+
+
 def _crop_to_union(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop both masks to the bounding box of their union (exact for borders and distances)."""
-    union = p | t
-    slices = []
-    for axis in range(union.ndim):
-        other = tuple(i for i in range(union.ndim) if i != axis)
-        present = np.flatnonzero(union.any(axis=other) if other else union)
-        slices.append(slice(int(present[0]), int(present[-1]) + 1))
-    box = tuple(slices)
+    box = bounding_box(p | t)
     return p[box], t[box]
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.checks import replace_non_finite
+
 KINDS = ("ct_window", "percentile", "none")
 
 
@@ -46,8 +48,12 @@ NO_NORMALIZATION = IntensityNormalization("none", 0.0, 1.0)
 
 
 def normalize(volume: np.ndarray, norm: IntensityNormalization) -> np.ndarray:
-    """Map raw intensities to float32 in [0, 1] as ``norm`` says (the whole volume at once)."""
-    data = np.asarray(volume, dtype=np.float32)
+    """Map raw intensities to float32 in [0, 1] as ``norm`` says (the whole volume at once).
+
+    Non-finite voxels are replaced first, with a warning (`scan_io.checks.replace_non_finite`):
+    one NaN would otherwise empty its slice, or with percentiles the whole volume.
+    """
+    data = replace_non_finite(np.asarray(volume, dtype=np.float32), "volume to normalise")
     if norm.kind == "none":
         return np.clip(data, 0.0, 1.0) if data.size else data
     if norm.kind == "ct_window":

@@ -1,9 +1,8 @@
 """Training presets: a preset name picks a model and the loss weights.
 
 ``ssnet`` / ``transsnet`` are SSNet's recipe (Gorade et al., arXiv:2401.10373): a plain UNet /
-TransUNet trained with the spectral correlation term added. Every plain model name is also a
-preset with the default loss. Preset names are not checked against the model registry here
-(no torch import); ``build_model`` reports a model that is not registered.
+TransUNet trained with the spectral correlation term added. Every registered model name is
+also a preset with the default loss (the names come from ``src_model.list_models``, not a copy).
 """
 
 from __future__ import annotations
@@ -11,21 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from src_model import list_models
 from training.losses import LossConfig
 
 __all__ = ["MODEL_NAMES", "PRESETS", "resolve_preset"]
 
-MODEL_NAMES: tuple[str, ...] = (
-    "unet",
-    "attn_unet",
-    "transunet",
-    "r50_vit",
-    "deeplabv3plus",
-    "vqunet",
-    "transvqunet",
-    "synergynet",
-    "l2gnet",
-)
+MODEL_NAMES: tuple[str, ...] = tuple(list_models())
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     **{name: (name, {}) for name in MODEL_NAMES},

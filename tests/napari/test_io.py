@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_l2gnet._reader import get_reader, is_label_volume, read_nifti
-from napari_l2gnet._writer import write_image, write_labels
+from napari_l2gnet._writer import LayerWriteError, write_image, write_labels
 from scan_io.nifti import display_orientation, load_nifti, to_display
 
 PLUGIN = "napari-l2gnet"
@@ -115,7 +115,7 @@ def test_writer_appends_the_extension(tmp_path, seg) -> None:
 
 def test_writer_refuses_wrong_shape(tmp_path, ct) -> None:
     [(data, kwargs, _)] = read_nifti(ct)
-    with pytest.raises(ValueError, match="cannot write it on that grid"):
+    with pytest.raises(LayerWriteError, match="cannot write it on that grid"):
         write_image(str(tmp_path / "x.nii.gz"), data[:-1], kwargs)
 
 
@@ -123,7 +123,7 @@ def test_labels_never_written_over_their_scan(tmp_path, ct) -> None:
     copy = tmp_path / "ct.nii.gz"
     copy.write_bytes(ct.read_bytes())
     [(data, kwargs, _)] = read_nifti(copy)
-    with pytest.raises(ValueError, match="refusing to write labels"):
+    with pytest.raises(LayerWriteError, match="refusing to write labels"):
         write_labels(str(copy), np.zeros(data.shape, np.uint8), kwargs)
     assert copy.read_bytes() == ct.read_bytes()
 
@@ -209,3 +209,62 @@ def test_layer_without_metadata_warns_and_keeps_scale(make_napari_viewer, tmp_pa
     assert np.array_equal(reread.data, data)
     np.testing.assert_allclose(reread.scale, [2.5, 0.8, 0.9], rtol=1e-6)
     assert load_nifti(out).data.dtype == np.uint16
+
+
+# ----------------------------------------------------------------------- reliability
+
+
+def test_labels_are_never_saved_over_any_scan(make_napari_viewer, tmp_path, ct, seg) -> None:
+    """A Labels layer opened from its own file, or drawn from scratch, cannot replace a scan;
+    replacing an earlier label file stays possible (napari's dialog has asked)."""
+    scan = tmp_path / "ct.nii.gz"
+    scan.write_bytes(ct.read_bytes())
+    viewer = make_napari_viewer()
+    [labels] = viewer.open(str(seg), plugin=PLUGIN)
+    with pytest.raises(LayerWriteError, match="holds a scan"):
+        write_labels(str(scan), labels.data, {"name": labels.name, "metadata": labels.metadata})
+    drawn = viewer.add_labels(np.zeros(labels.data.shape, np.uint8), name="drawn")
+    with pytest.raises(LayerWriteError, match="holds a scan"):
+        drawn.save(str(scan), plugin=PLUGIN)  # through napari: the reason reaches the user
+    assert scan.read_bytes() == ct.read_bytes()
+    earlier = tmp_path / "earlier_seg.nii.gz"
+    earlier.write_bytes(seg.read_bytes())
+    labels.data[0, 0, 0] = 3
+    labels.save(str(earlier), plugin=PLUGIN)
+    assert load_nifti(earlier).data.max() == 8
+
+
+def test_labels_layer_with_bad_values_is_refused(tmp_path, seg) -> None:
+    [(data, kwargs, _)] = read_nifti(seg)
+    bad = data.astype(np.int16)
+    bad[0, 0, 0] = -1
+    with pytest.raises(LayerWriteError, match="label value -1 is negative"):
+        write_labels(str(tmp_path / "x.nii.gz"), bad, kwargs)
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_ct_opens_with_a_soft_tissue_window_and_mri_with_percentiles(
+        make_napari_viewer, ct, shared_data) -> None:
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(ct), plugin=PLUGIN)
+    assert tuple(image.contrast_limits) == (-160.0, 240.0)
+    display = image.metadata["display"]
+    assert display["kind"] == "ct_soft_tissue" and "W400/L40" in display["reason"]
+    mr_path = shared_data / "ct_abdomen" / "example_mr_sm.nii.gz"
+    [mr] = viewer.open(str(mr_path), plugin=PLUGIN)
+    expected = np.percentile(load_nifti(mr_path).data, [1, 99])
+    np.testing.assert_allclose(mr.contrast_limits, expected)
+    assert mr.metadata["display"]["kind"] == "percentile"
+    assert "not Hounsfield" in mr.metadata["display"]["reason"]
+
+
+def test_nan_voxels_warn_when_opened(tmp_path) -> None:
+    from scan_io.checks import NonFiniteVoxelsWarning
+
+    data = np.arange(60, dtype=np.float32).reshape(5, 4, 3)
+    data[0, 0, 0] = np.nan
+    path = tmp_path / "mr.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.warns(NonFiniteVoxelsWarning, match="1 NaN"):
+        [(layer, _, _)] = read_nifti(path)
+    assert np.isfinite(layer).all()

@@ -178,12 +178,14 @@ def test_read_nifti_pairs(tmp_path):
     assert [c.name for c in cases] == ["a", "b"]
     for c in cases:
         hu, lab = data[c.name]
-        # Slices along voxel axis k (2) come first.
-        assert c.image.shape == c.label.shape == (5, 24, 20)
-        np.testing.assert_array_equal(c.label, np.moveaxis(lab, 2, 0))
-        np.testing.assert_allclose(c.image, np.moveaxis(normalize(hu, CT_WINDOW), 2, 0))
+        # Display layout, as the reader and predict show it: an RAS file (positive diagonal)
+        # is flipped along i and j, then laid out (k, j, i).
+        assert c.image.shape == c.label.shape == (5, 20, 24)
+        np.testing.assert_array_equal(c.label, lab[::-1, ::-1, :].transpose(2, 1, 0))
+        np.testing.assert_allclose(
+            c.image, normalize(hu, CT_WINDOW)[::-1, ::-1, :].transpose(2, 1, 0))
         assert 0.0 <= c.image.min() and c.image.max() <= 1.0
-        assert c.spacing == pytest.approx((2.5, 0.8, 0.9))
+        assert c.spacing == pytest.approx((2.5, 0.9, 0.8))
 
 
 def test_read_nifti_pairs_missing_label_and_grid_mismatch(tmp_path):
@@ -314,7 +316,7 @@ def test_slices_from_arrays_errors():
     with pytest.raises(ValueError, match=r"\[-1\]"):
         slices_from_arrays(vol, lab, [-1], normalization=NO_NORMALIZATION)
     lab[0, 0, 0] = 5
-    with pytest.raises(ValueError, match="class 5 but the model has 4 classes"):
+    with pytest.raises(ValueError, match="label value 5 does not fit a model with 4 classes"):
         slices_from_arrays(vol, lab, None, normalization=NO_NORMALIZATION, num_classes=4)
     with pytest.raises(ValueError, match="shape .* differ"):
         slices_from_arrays(vol, lab[:3], None, normalization=NO_NORMALIZATION)
@@ -455,3 +457,56 @@ def test_slice_dataset_without_augment_is_plain_resize():
 def test_slice_dataset_needs_slices():
     with pytest.raises(ValueError, match="No training slices"):
         SliceDataset([], (32, 32))
+
+
+# ---------------------------------------------------------------- one orientation everywhere
+
+
+def _ras_phantom_folder(root: Path, seed: int = 4) -> Path:
+    """A phantom stored RAS (voxel order differs from the display layout) as imagesTr/labelsTr."""
+    import nibabel as nib
+
+    ph = make_phantom(seed, shape=(6, 48, 44))
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for data, folder, name, labels in ((ph.image, "imagesTr", "p_0000", False),
+                                       (ph.labels, "labelsTr", "p", True)):
+        img = nib.as_closest_canonical(nib.Nifti1Image(ph.to_nifti_order(data), ph.affine))
+        save_nifti(root / folder / f"{name}.nii.gz", np.asarray(img.dataobj),
+                   affine=img.affine, labels=labels)
+    return root
+
+
+def test_train_on_a_folder_then_predict_its_own_file_sees_the_same_slices(tmp_path):
+    """Training/evaluation read an imagesTr/labelsTr folder in the layout `predict` uses."""
+    from scan_io.nifti import load_nifti
+    from scan_io.volume import load_scan
+    from src_model import load_checkpoint
+    from training.cli import main
+    from training.inference import predict_volume
+
+    root = _ras_phantom_folder(tmp_path / "ds")
+    image_file = root / "imagesTr" / "p_0000.nii.gz"
+    raw = load_nifti(image_file)
+    assert raw.affine[0, 0] > 0 and raw.affine[1, 1] > 0  # RAS on disk: flips needed
+
+    [case] = read_nifti_pairs(root, CT_WINDOW)
+    shown = load_scan(image_file)  # what the napari reader and predict see
+    assert case.image.shape == shown.data.shape == (6, 48, 44)
+    np.testing.assert_array_equal(case.image, normalize(shown.data, CT_WINDOW))
+    np.testing.assert_array_equal(case.label, load_scan(root / "labelsTr" / "p.nii.gz",
+                                                        labels=True).data)
+    sample = make_phantom(4, shape=(6, 48, 44))
+    np.testing.assert_array_equal(case.label, sample.labels)  # left kidney stays left
+
+    run = tmp_path / "run"
+    assert main(["train", "--tiny", "--data", str(root), "--val", str(root), "--input-size",
+                 "48", "48", "--epochs", "1", "--device", "cpu", "--out-dir", str(run)]) == 0
+    out = tmp_path / "pred.nii.gz"
+    assert main(["predict", str(image_file), "--checkpoint", str(run / "last.safetensors"),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    predicted = load_scan(out, labels=True).data
+    model, meta = load_checkpoint(run / "last.safetensors")
+    on_case = predict_volume(case.image, model, metadata={**meta,
+                             "normalization": {"kind": "none"}}, device="cpu").labels
+    np.testing.assert_array_equal(predicted, on_case)

@@ -12,14 +12,7 @@ import torch
 from src_model import build_model, load_checkpoint
 from src_model.testing import tiny_config
 from training.data import Slice, cases_to_slices, read_phantom_cases
-from training.fit import (
-    FitResult,
-    TrainConfig,
-    TrainEvent,
-    fit,
-    load_optimizer,
-    save_optimizer,
-)
+from training.fit import FitResult, TrainConfig, TrainEvent, fit
 from training.losses import LossConfig
 from training.normalization import CT_WINDOW
 from training.phantom import SYNAPSE_CLASSES
@@ -94,7 +87,7 @@ def test_checkpoints_load_with_metadata(trained):
     assert isinstance(result, FitResult) and not result.stopped
     assert Path(result.last_checkpoint) == out / "last.safetensors"
     assert Path(result.best_checkpoint) == out / "best.safetensors"
-    assert (out / "last.optim.safetensors").is_file()
+    assert (out / "run_state.safetensors").is_file()
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     for path in (result.last_checkpoint, result.best_checkpoint):
         model, meta = load_checkpoint(path)
@@ -232,20 +225,3 @@ def test_train_config_normalises_fields():
     assert cfg.input_size == (64, 32)
     assert isinstance(cfg.loss, LossConfig) and cfg.loss.spectral_weight == 0.5
     assert TrainConfig().optimizer == "sgd" and TrainConfig().lr == 0.01
-
-
-def test_optimizer_state_round_trip(tmp_path):
-    model = torch.nn.Linear(3, 2)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
-    model(torch.ones(4, 3)).sum().backward()
-    opt.step()
-    path = tmp_path / "o.optim.safetensors"
-    save_optimizer(path, opt, {"step": 7, "epoch": 2, "best": 0.5, "history": [{"epoch": 1}]})
-    opt2 = torch.optim.AdamW(model.parameters(), lr=0.5)
-    progress = load_optimizer(path, opt2)
-    assert progress == {"step": 7, "epoch": 2, "best": 0.5, "history": [{"epoch": 1}]}
-    s1, s2 = opt.state_dict(), opt2.state_dict()
-    assert s2["param_groups"][0]["lr"] == pytest.approx(0.1)
-    for pid, entry in s1["state"].items():
-        for name, value in entry.items():
-            torch.testing.assert_close(s2["state"][pid][name], value)

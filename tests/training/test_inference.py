@@ -234,3 +234,52 @@ def test_a_model_passed_in_keeps_its_train_mode():
     predict_volume(np.zeros((2, 32, 32), np.float32), model, device="cpu", batch_size=2,
                    metadata={"normalization": {"kind": "none"}})
     assert not model.training
+
+
+# ---------------------------------------------------------------- the inferer object
+
+
+def test_slice_inferer_holds_the_settings_and_matches_predict_volume(model, volume):
+    from training.inference import InferenceSettings, SliceInferer
+
+    settings = InferenceSettings(axis=1, batch_size=3, device="cpu", input_size=(32, 32),
+                                 return_probabilities=True)
+    inferer = SliceInferer(model, {"normalization": {"kind": "none"}}, settings)
+    seen = []
+    a = inferer(volume, progress=lambda done, total: seen.append((done, total)))
+    b = predict_volume(volume, model, axis=1, batch_size=3, device="cpu", input_size=(32, 32),
+                       return_probabilities=True)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    assert seen[-1] == (volume.shape[1], volume.shape[1]) and a.batch_size == 3
+    with pytest.raises(TypeError, match="unknown inference option.*batchsize"):
+        predict_volume(volume, model, batchsize=3)
+    with pytest.raises(ValueError, match="resize_back"):
+        InferenceSettings(resize_back="cubic")
+
+
+def test_out_of_memory_fallback_halves_the_batch_then_moves_to_the_cpu(model):
+    from training.inference import OutOfMemoryFallback
+
+    calls = []
+
+    def step_fitting_two(batch_size, device):
+        calls.append(batch_size)
+        if batch_size > 2:
+            raise torch.cuda.OutOfMemoryError("too big")
+        return batch_size
+
+    fallback = OutOfMemoryFallback(model, 8, torch.device("cpu"))
+    with pytest.warns(UserWarning, match="retrying with batch size"):
+        assert fallback.run(step_fitting_two) == 2
+    assert calls == [8, 4, 2] and fallback.batch_size == 2
+
+    def step_fitting_only_the_cpu(batch_size, device):
+        if device.type != "cpu":
+            raise torch.cuda.OutOfMemoryError("too big")
+        return batch_size, device.type
+
+    fallback = OutOfMemoryFallback(model, 1, torch.device("cuda"))
+    with pytest.warns(UserWarning, match="continuing on the CPU"):
+        assert fallback.run(step_fitting_only_the_cpu) == (1, "cpu")
+    assert next(model.parameters()).device.type == "cpu"

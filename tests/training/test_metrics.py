@@ -210,3 +210,14 @@ def test_summarize_on_score_case_output() -> None:
     assert math.isclose(clinical["mean"]["dice"], expected)
     with pytest.raises(ValueError, match="class names"):
         summarize(cases, ["a"])
+
+
+def test_bounding_box_with_margin():
+    from training.metrics import bounding_box
+
+    mask = np.zeros((5, 6, 7), bool)
+    mask[1, 2, 3] = mask[2, 4, 3] = True
+    assert bounding_box(mask) == (slice(1, 3), slice(2, 5), slice(3, 4))
+    assert bounding_box(mask, margin=2) == (slice(0, 5), slice(0, 7), slice(1, 6))
+    with pytest.raises(ValueError, match="empty"):
+        bounding_box(np.zeros((3, 3), bool))

@@ -21,24 +21,33 @@ def add_parser(sub) -> None:
     p.add_argument("--protocol", choices=["transunet", "clinical"], default="transunet",
                    help="transunet: the papers' numbers (voxel units); clinical: mm, empty "
                    "cases reported")
-    p.add_argument("--out", help="JSON report path")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="JSON report path (never replaced without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="auto", type=batch_size_arg,
                    help="slices per batch, or auto (from free GPU memory)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from tqdm import tqdm
 
-    from src_model import read_metadata
+    from src_model import read_checkpoint_meta
 
     from ..data.specs import load_cases
     from ..evaluate import evaluate, format_table, write_report
+    from ..inference import resolve_device
     from ..normalization import IntensityNormalization
+    from .outputs import check_outputs
 
-    meta = read_metadata(args.checkpoint)
-    norm = IntensityNormalization.from_metadata(meta.get("normalization"))
+    resolve_device(args.device)
+    if args.out:  # before the work: an existing report, a checkpoint, or an unwritable folder
+        inputs = [args.checkpoint] + ([args.data] if Path(args.data).exists() else [])
+        check_outputs([args.out], inputs, overwrite=args.overwrite)
+    meta = read_checkpoint_meta(args.checkpoint)
+    norm = IntensityNormalization.from_metadata(meta.normalization)
     cases = load_cases(args.data, norm)
     with tqdm(total=len(cases), unit="volume", file=sys.stderr) as bar:
         report = evaluate(args.checkpoint, cases, protocol=args.protocol, device=args.device,
@@ -47,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
     report["data"] = args.data
     print(format_table(report))
     if args.out:
-        print(f"wrote {write_report(report, args.out)}", file=sys.stderr)
+        written = write_report(report, args.out, overwrite=args.overwrite)
+        print(f"wrote {written}", file=sys.stderr)
     return 0

@@ -1,12 +1,28 @@
-"""``l2gnet predict IN --checkpoint C --out OUT``: segment NIfTI scans on their own grid."""
+"""``l2gnet predict IN --checkpoint C --out OUT``: segment NIfTI scans on their own grid.
+
+Everything that can be checked is checked before the first scan (inputs exist, outputs are
+new or ``--overwrite`` is given, no output is an input, the output folder is writable, the
+device exists, the checkpoint loads). A folder of scans is then processed to the end even when
+some scans fail; the failures are listed together at the end and the exit status is 2. Under
+``torchrun`` the scans are split across the ranks (``shards.Shards``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import batch_size_arg
+
+if TYPE_CHECKING:
+    from .shards import Shards
+
+OUTPUT_MARK = b"napari-l2gnet labels"
+"""Written into the NIfTI header's ``descrip`` of every label map this command writes, so that
+a later run over the same folder never takes its own output for a scan."""
 
 
 def add_parser(sub) -> None:
@@ -14,7 +30,9 @@ def add_parser(sub) -> None:
         "predict", help="segment NIfTI scans (a file or a folder)",
         description="Segment each input scan slice by slice (axial slices, the way the napari "
         "plugin shows them) and write labels with the input's affine and header. With a "
-        "folder (or several inputs), --out is a folder and outputs keep the input names.",
+        "folder (or several inputs), --out is a folder and outputs keep the input names. "
+        "A folder is processed to the end; scans that fail are listed at the end (exit 2). "
+        "Under torchrun the scans are split across the ranks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", help=".nii/.nii.gz files or folders of them")
@@ -27,16 +45,46 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _inputs(items: list[str]) -> list[Path]:
+@dataclass(frozen=True)
+class Job:
+    """One scan to segment and where its labels go."""
+
+    source: Path
+    target: Path
+
+
+def is_own_output(path: Path) -> bool:
+    """True for a label map written by this command (its header carries ``OUTPUT_MARK``)."""
+    import nibabel as nib
+
+    try:
+        descrip = bytes(nib.load(str(path)).header.get("descrip", b"").tobytes())
+    except Exception:  # unreadable: not ours; the read proper will report it
+        return False
+    return descrip.startswith(OUTPUT_MARK)
+
+
+def list_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
+    """The scans named (files, and the NIfTI files in folders) and the files skipped.
+
+    In folders, hidden files (temporary files of an interrupted write start with ".") and
+    label maps this command wrote earlier are skipped.
+    """
     from scan_io.nifti import is_nifti_path
 
     files: list[Path] = []
+    skipped: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(f for f in path.iterdir() if is_nifti_path(f))
+            found = sorted(f for f in path.iterdir()
+                           if f.is_file() and is_nifti_path(f) and not f.name.startswith("."))
+            own = [f for f in found if is_own_output(f)]
+            skipped += own
+            found = [f for f in found if f not in own]
             if not found:
-                raise FileNotFoundError(f"No .nii or .nii.gz files in {path}")
+                extra = f" (only {len(own)} earlier l2gnet outputs)" if own else ""
+                raise FileNotFoundError(f"No .nii or .nii.gz files in {path}{extra}")
             files += found
         elif not path.exists():
             raise FileNotFoundError(f"Input {path} does not exist")
@@ -44,46 +92,120 @@ def _inputs(items: list[str]) -> list[Path]:
             raise ValueError(f"{path} is not a NIfTI file (.nii or .nii.gz)")
         else:
             files.append(path)
-    return files
+    return files, skipped
 
 
-def run(args: argparse.Namespace) -> int:
+def plan(args: argparse.Namespace) -> list[Job]:
+    """The jobs, with every output checked (exists, is an input, writable) before any work."""
+    from .outputs import check_outputs
+
+    files, skipped = list_inputs(args.inputs)
+    for path in skipped:
+        print(f"skipping {path}: a label map written by l2gnet predict, not a scan",
+              file=sys.stderr)
+    out = Path(args.out)
+    many = len(files) > 1 or Path(args.inputs[0]).is_dir()
+    jobs = [Job(f, out / f.name if many else out) for f in files]
+    check_outputs([j.target for j in jobs], [*files, args.checkpoint],
+                  overwrite=args.overwrite)
+    return jobs
+
+
+def segment_file(job: Job, inferer, *, overwrite: bool, show_progress: bool = True) -> Path:
+    """Read one scan, segment it in display orientation, write labels on its grid."""
     from tqdm import tqdm
 
     from scan_io.nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
+
+    vol = load_nifti(job.source)
+    orient = display_orientation(vol.affine)
+    shown = to_display(vol.data, orient)
+    with tqdm(total=shown.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
+              disable=not show_progress) as bar:
+        pred = inferer(shown, progress=lambda done, total: bar.update(done - bar.n))
+    header = vol.header.copy()
+    header["descrip"] = OUTPUT_MARK
+    return save_nifti(job.target, from_display(pred.labels, orient), like=vol, header=header,
+                      labels=True, overwrite=overwrite)
+
+
+def _message(err: BaseException) -> str:
+    from .outputs import describe
+
+    if isinstance(err, OSError) and err.errno is not None:
+        return describe(err)
+    if isinstance(err, ValueError | OSError | MemoryError):
+        return str(err) or type(err).__name__
+    return f"{type(err).__name__}: {err}"
+
+
+def _prepare(args: argparse.Namespace, device: str):
     from src_model import load_checkpoint
 
-    from ..inference import predict_volume
+    from ..inference import InferenceSettings, SliceInferer, resolve_device
 
-    files = _inputs(args.inputs)
-    out = Path(args.out)
-    many = len(files) > 1 or Path(args.inputs[0]).is_dir()
-    if many:
-        out.mkdir(parents=True, exist_ok=True)
-    targets = [out / f.name if many else out for f in files]
-    if len(set(targets)) != len(targets):
-        dup = next(t for t in targets if targets.count(t) > 1)
-        raise ValueError(f"Two inputs would both be written to {dup}: give inputs with distinct "
-                         "file names, or run them separately")
-    if not args.overwrite:
-        existing = [str(t) for t in targets if t.exists()]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace it")
-    if any(t.resolve() == f.resolve() for t, f in zip(targets, files, strict=True)):
-        raise ValueError("An output path equals its input: choose another --out")
+    resolve_device(device)  # an unknown or absent device is refused before any work
+    jobs = plan(args)
     model, meta = load_checkpoint(args.checkpoint)
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
                          "only grey scans (1 channel, repeated if needed) are supported")
-    for src, dst in zip(files, targets, strict=True):
-        vol = load_nifti(src)
-        orient = display_orientation(vol.affine)
-        shown = to_display(vol.data, orient)
-        with tqdm(total=shown.shape[0], unit="slice", desc=src.name, file=sys.stderr) as bar:
-            pred = predict_volume(shown, model, metadata=meta, axis=0, device=args.device,
-                                  batch_size=args.batch_size,
-                                  progress=lambda done, total: bar.update(done - bar.n))
-        save_nifti(dst, from_display(pred.labels, orient), like=vol, labels=True,
-                   overwrite=args.overwrite)
-        print(dst)
+    settings = InferenceSettings(axis=0, device=device, batch_size=args.batch_size)
+    return jobs, SliceInferer(model, meta, settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .shards import Shards
+
+    shards = Shards.from_environment()
+    try:
+        return _run(args, shards)
+    finally:
+        shards.close()
+
+
+def _run(args: argparse.Namespace, shards: Shards) -> int:
+    device = shards.device(args.device)
+    single = shards.world_size == 1
+    try:
+        jobs, inferer = _prepare(args, device)
+        setup_error = None
+    except Exception as err:
+        if single:
+            raise
+        jobs, inferer, setup_error = [], None, _message(err)
+    if not single:  # every rank stops if any rank could not start (no rank waits forever)
+        errors = [e for e in shards.gather(setup_error) if e is not None]
+        if errors:
+            if shards.is_main:
+                print(f"l2gnet predict: error: {errors[0]}", file=sys.stderr)
+            return 2
+    for folder in sorted({j.target.parent for j in jobs}):
+        folder.mkdir(parents=True, exist_ok=True)
+    if single and len(jobs) == 1 and not Path(args.inputs[0]).is_dir():
+        print(segment_file(jobs[0], inferer, overwrite=args.overwrite))
+        return 0
+
+    order = {job: i for i, job in enumerate(jobs)}
+    written: list[tuple[int, str]] = []
+    failures: list[tuple[int, str]] = []
+    for job in shards.take(jobs):
+        try:
+            segment_file(job, inferer, overwrite=args.overwrite, show_progress=shards.is_main)
+            written.append((order[job], str(job.target)))
+        except Exception as err:  # one bad scan must not stop the batch; reported below
+            failures.append((order[job], f"{job.source}: {_message(err)}"))
+    # Every rank's results, in input order (rank 0 reports them all).
+    written = sorted(sum(shards.gather(written), []))
+    failures = sorted(sum(shards.gather(failures), []))
+    if not shards.is_main:
+        return 2 if failures else 0
+    for _, path in written:
+        print(path)
+    for _, line in failures:
+        print(f"l2gnet predict: error: {line}", file=sys.stderr)
+    if failures:
+        print(f"l2gnet predict: error: {len(failures)} of {len(jobs)} scans failed (listed "
+              f"above); the other {len(jobs) - len(failures)} were written", file=sys.stderr)
+        return 2
     return 0

@@ -24,15 +24,23 @@ def write_sample(out_dir: str | Path, seed: int = 0, overwrite: bool = False):
     from scan_io.nifti import save_nifti
 
     from ..phantom import make_phantom
+    from .outputs import check_outputs
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ph = make_phantom(seed)
     stem = "abdomen_ct" if seed == 0 else f"abdomen_ct_seed{seed}"
     image_path, truth_path = out / f"{stem}.nii.gz", out / f"{stem}_truth.nii.gz"
+    check_outputs([image_path, truth_path], [], overwrite=overwrite)  # both, before writing
+    out.mkdir(parents=True, exist_ok=True)
+    ph = make_phantom(seed)
+    new_image = not image_path.exists()
     save_nifti(image_path, ph.to_nifti_order(ph.image), affine=ph.affine, overwrite=overwrite)
-    save_nifti(truth_path, ph.to_nifti_order(ph.labels), affine=ph.affine, labels=True,
-               overwrite=overwrite)
+    try:
+        save_nifti(truth_path, ph.to_nifti_order(ph.labels), affine=ph.affine, labels=True,
+                   overwrite=overwrite)
+    except BaseException:
+        if new_image:  # no image without its truth: the pair is written whole or not at all
+            image_path.unlink(missing_ok=True)
+        raise
     return image_path, truth_path
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
+import signal
 import sys
-
-from ..normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION
+import threading
 
 
 def parse_set(items: list[str]) -> dict:
@@ -24,13 +25,48 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
+class StopOnSignals:
+    """SIGTERM (what Slurm and ``torchrun`` send before a kill) and SIGINT (Ctrl-C) ask the
+    run to stop after the current step, writing ``last`` and the run state, so that
+    ``--resume`` continues exactly; a second signal acts as it normally would."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def _handle(self, signum: int, frame) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __call__(self) -> bool:
+        return self.received is not None
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model or fine-tune a checkpoint",
         description="Train MODEL on DATA (a folder: ACDC/Synapse h5, Synapse npz, NIfTI "
         "imagesTr+labelsTr; or phantom:SEEDS), validating each epoch on --val. Writes "
-        "OUT_DIR/last.safetensors every epoch and OUT_DIR/best.safetensors on the best "
-        "validation Dice.",
+        "OUT_DIR/last.safetensors every epoch, OUT_DIR/best.safetensors on the best "
+        "validation Dice and OUT_DIR/run_state.safetensors (what --resume continues); an "
+        "earlier run in OUT_DIR is only replaced with --overwrite. Under torchrun "
+        "(torchrun --nproc_per_node N -m training.cli train ...) it trains with "
+        "DistributedDataParallel, --batch-size per process.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", default="l2gnet",
@@ -58,7 +94,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--resume", action="store_true", help="continue OUT_DIR/last.safetensors")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT_DIR from its run_state.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in OUT_DIR (refused otherwise)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm statistics fixed (eval mode) while training")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data-loading processes (augmentation runs there; 4-8 keep a GPU busy)")
@@ -68,77 +109,64 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Set the run up (``prepare_run``), train it (``Trainer``), print its history.
+
+    Under ``torchrun`` every process runs this; only rank 0 prints and writes.
+    """
     import torch
 
-    from src_model import build_model, read_metadata
     from src_model.testing import tiny_config
 
-    from ..data.specs import load_cases, load_slices, max_label
-    from ..fit import TrainConfig, fit
-    from ..phantom import SYNAPSE_CLASSES, SYNAPSE_COLORS
+    from ..distributed import distributed_session
+    from ..fit import TrainConfig
     from ..presets import resolve_preset
+    from ..run_setup import prepare_run
     from .progress import TrainProgress
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    phantom = args.data.startswith("phantom:")
-    metadata: dict = {}
-    if args.from_checkpoint:
-        metadata = read_metadata(args.from_checkpoint)
-    norm_kind = args.normalization or metadata.get("normalization", {}).get("kind") or (
-        "ct_window" if phantom or not args.data.endswith(("slices", "npz")) else "none")
-    norm = {"ct_window": CT_WINDOW, "percentile": MRI_PERCENTILE,
-            "none": NO_NORMALIZATION}[norm_kind]
-    pk = {"shape": tuple(args.phantom_shape)} if args.phantom_shape else {}
-    slices = load_slices(args.data, norm, **pk)
-    val = load_cases(args.val, norm, **pk) if args.val else []
     model_name, loss = resolve_preset(args.model)
     if args.spectral_weight is not None:
         loss.spectral_weight = args.spectral_weight
-
-    if args.from_checkpoint:
-        model = args.from_checkpoint
-        num_classes = metadata["model"]["num_classes"]
-    else:
-        num_classes = args.num_classes or (
-            len(SYNAPSE_CLASSES) if phantom else max_label(slices) + 1)
-        config = tiny_config(model_name) if args.tiny else {}
-        config.update(parse_set(args.set))
-        model = build_model(model_name, num_classes, **config)
-    if args.class_names:
-        names = [n.strip() for n in args.class_names.split(",")]
-    elif phantom:
-        names = list(SYNAPSE_CLASSES)
-        metadata.setdefault("class_colors", [list(c) for c in SYNAPSE_COLORS])
-    else:
-        names = metadata.get("class_names") or ["background"] + [
-            f"class {i}" for i in range(1, num_classes)]
-    if len(names) != num_classes:
-        raise ValueError(f"--class-names gives {len(names)} names but the model has "
-                         f"{num_classes} classes")
-    metadata.update(
-        class_names=names,
-        normalization=norm.to_metadata(),
-        slice_axis=0,
-        encoder_weights=getattr(getattr(model, "encoder", None), "weights_source",
-                                metadata.get("encoder_weights", "random")),
-    )
+    model_config = tiny_config(model_name) if args.tiny and not args.from_checkpoint else {}
+    model_config.update(parse_set(args.set))
     argv = getattr(args, "argv", None) or sys.argv[1:]  # cli.main sets args.argv
-    metadata["training"] = {"command": "l2gnet " + shlex.join(argv),
-                            "data": args.data, "val": args.val, "preset": args.model}
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         input_size=tuple(args.input_size), augment=args.augment, amp=not args.no_amp,
         seed=args.seed, device=args.device, max_steps=args.max_steps, loss=loss,
-        out_dir=args.out_dir, resume=args.resume, num_workers=args.num_workers,
+        out_dir=args.out_dir, resume=args.resume, overwrite=args.overwrite,
+        num_workers=args.num_workers, freeze_batchnorm=args.freeze_bn,
     )
-    print(f"training {args.model} ({model_name}, {num_classes} classes) on {len(slices)} "
-          f"slices, validating on {len(val)} volumes -> {args.out_dir}", file=sys.stderr)
-    with TrainProgress() as progress:
-        result = fit(model, slices, val, cfg, metadata=metadata, callback=progress)
-    for record in result.history:
-        print(json.dumps(record))
-    print(f"last checkpoint: {result.last_checkpoint}", file=sys.stderr)
-    if result.best_checkpoint:
-        print(f"best checkpoint: {result.best_checkpoint}", file=sys.stderr)
-    return 0
+    with distributed_session(args.device) as dist:
+        setup = prepare_run(
+            args.data, cfg, checkpoint=args.from_checkpoint, model=args.model,
+            model_config=model_config, num_classes=args.num_classes, val=args.val,
+            normalization=args.normalization,
+            class_names=args.class_names.split(",") if args.class_names else None,
+            metadata={"training": {"command": "l2gnet " + shlex.join(argv), "data": args.data,
+                                   "val": args.val, "preset": args.model}},
+            phantom_shape=args.phantom_shape, dist=dist,
+        )
+        say = dist.is_main
+        if say:
+            ranks = f" on {dist.world_size} ranks" if dist.enabled else ""
+            print(f"training {args.model} ({setup.model_name}, {setup.num_classes} classes) on "
+                  f"{len(setup.slices)} slices, validating on {len(setup.val_cases)} volumes"
+                  f"{ranks} -> {args.out_dir}", file=sys.stderr)
+        with (TrainProgress() if say else contextlib.nullcontext() as progress,
+              StopOnSignals() as stop):
+            result = setup.trainer(callback=progress, should_stop=stop, dist=dist).fit()
+    if say:
+        for record in result.history:
+            print(json.dumps(record))
+        print(f"last checkpoint: {result.last_checkpoint}", file=sys.stderr)
+        if result.best_checkpoint:
+            print(f"best checkpoint: {result.best_checkpoint}", file=sys.stderr)
+    if not result.stopped:
+        return 0
+    signum = stop.received or signal.SIGTERM  # a rank stopped because another was signalled
+    if say:
+        print(f"l2gnet train: stopped by {signal.Signals(signum).name}; continue with "
+              f"--out-dir {args.out_dir} --resume", file=sys.stderr)
+    return 128 + signum

@@ -7,12 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scan_io.labels import check_labels
+
 from ..normalization import IntensityNormalization, normalize
 
 
 @dataclass
 class Case:
-    """One volume: ``image`` float32 in [0, 1] and ``label`` integer, both (S, H, W)."""
+    """One volume: ``image`` float32 in [0, 1] and ``label`` integer, both (S, H, W).
+
+    The label map is checked on construction (`scan_io.labels.check_labels`: non-negative
+    whole numbers) and stored as the smallest unsigned type that holds it.
+    """
 
     name: str
     image: np.ndarray
@@ -27,11 +33,13 @@ class Case:
             )
         if self.image.ndim != 3:
             raise ValueError(f"{self.name}: expected a 3-D volume, got shape {self.image.shape}")
+        self.label = check_labels(self.label, self.name)
 
 
 @dataclass
 class Slice:
-    """One 2-D training pair: ``image`` float32 in [0, 1] and ``label`` uint8, both (H, W)."""
+    """One 2-D training pair: ``image`` float32 in [0, 1] and ``label`` (unsigned integers,
+    as `scan_io.labels.check_labels` stores them), both (H, W)."""
 
     image: np.ndarray
     label: np.ndarray
@@ -45,7 +53,7 @@ def cases_to_slices(cases: Iterable[Case], only_labelled: bool = False) -> list[
         for i in range(case.image.shape[0]):
             if only_labelled and not case.label[i].any():
                 continue
-            out.append(Slice(case.image[i], case.label[i].astype(np.uint8), f"{case.name}:{i}"))
+            out.append(Slice(case.image[i], case.label[i], f"{case.name}:{i}"))
     return out
 
 
@@ -69,13 +77,7 @@ def slices_from_arrays(
             f"Image shape {volume.shape} and labels shape {labels.shape} differ: pick the labels "
             "layer that was drawn on this image"
         )
-    if labels.size and labels.min() < 0:
-        raise ValueError("Labels must be non-negative class indices")
-    if num_classes is not None and labels.size and labels.max() >= num_classes:
-        raise ValueError(
-            f"Labels contain class {int(labels.max())} but the model has {num_classes} classes "
-            f"(0..{num_classes - 1}); relabel or train a model with more classes"
-        )
+    labels = check_labels(labels, "the labels layer", num_classes)
     image = np.moveaxis(normalize(volume, normalization), axis, 0)
     lab = np.moveaxis(labels, axis, 0)
     if annotated is None:
@@ -83,4 +85,4 @@ def slices_from_arrays(
     bad = [i for i in annotated if not 0 <= i < lab.shape[0]]
     if bad:
         raise ValueError(f"Annotated slice indices {bad} are outside 0..{lab.shape[0] - 1}")
-    return [Slice(image[i], lab[i].astype(np.uint8), f"slice {i}") for i in sorted(annotated)]
+    return [Slice(image[i], lab[i], f"slice {i}") for i in sorted(annotated)]

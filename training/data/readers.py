@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scan_io.checks import replace_non_finite
+from scan_io.labels import check_labels
+
 from ..normalization import IntensityNormalization, normalize
 from .cases import Case, Slice
 
@@ -37,15 +40,17 @@ def _files(folder: str | Path, pattern: str, list_file: str | Path | None) -> li
 
 
 def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (float32, non-finite voxels replaced with a warning) and checked ``label``."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             if "image" not in f or "label" not in f:
                 raise ValueError(f"{path} has datasets {list(f)}; expected 'image' and 'label'")
-            return np.asarray(f["image"], np.float32), np.asarray(f["label"])
+            image, label = np.asarray(f["image"], np.float32), np.asarray(f["label"])
     except OSError as err:
         raise ValueError(f"{path} is not a readable HDF5 file: {err}") from err
+    return replace_non_finite(image, path), check_labels(label, path)
 
 
 def read_acdc_slices(folder: str | Path, list_file: str | Path | None = None) -> list[Slice]:
@@ -55,7 +60,7 @@ def read_acdc_slices(folder: str | Path, list_file: str | Path | None = None) ->
         image, label = _read_h5(path)
         if image.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D slice, got shape {image.shape}")
-        out.append(Slice(image, label.astype(np.uint8), path.stem))
+        out.append(Slice(image, label, path.stem))
     return out
 
 
@@ -66,7 +71,7 @@ def read_h5_volumes(folder: str | Path, list_file: str | Path | None = None) -> 
     for path in _files(folder, "*.h5", list_file):
         image, label = _read_h5(path)
         name = path.name.removesuffix(".h5").removesuffix(".npy")
-        out.append(Case(name, image, label.astype(np.uint8)))
+        out.append(Case(name, image, label))
     return out
 
 
@@ -75,19 +80,25 @@ def read_npz_slices(folder: str | Path) -> list[Slice]:
     out = []
     for path in _files(folder, "*.npz", None):
         with np.load(path, allow_pickle=False) as data:
-            out.append(Slice(data["image"].astype(np.float32), data["label"].astype(np.uint8),
-                             path.stem))
+            image, label = data["image"].astype(np.float32), data["label"]
+        out.append(Slice(replace_non_finite(image, path), check_labels(label, path),
+                         path.stem))
     return out
 
 
-def read_nifti_pairs(
-    root: str | Path, normalization: IntensityNormalization, slice_axis: int = 2
-) -> list[Case]:
-    """``root/imagesTr`` + ``root/labelsTr`` (nnU-Net names); slices along voxel axis k."""
-    from scan_io.nifti import load_nifti
+def read_nifti_pairs(root: str | Path, normalization: IntensityNormalization) -> list[Case]:
+    """``root/imagesTr`` + ``root/labelsTr`` (nnU-Net names) as cases in display layout.
+
+    Both files go through `scan_io.load_scan`, the function the napari reader and
+    ``l2gnet predict`` use, so training and evaluation slice a scan exactly as inference
+    does (axial slices, anterior up, patient right on the left; docs/design.md, "Orientation
+    and exact round trips"), whatever the voxel order on disk.
+    """
+    from scan_io.volume import load_scan
 
     root = Path(root)
-    images = _files(root / "imagesTr", "*.nii*", None)
+    images = [p for p in _files(root / "imagesTr", "*.nii*", None)
+              if not p.name.startswith(".")]
     out = []
     for img_path in images:
         name = img_path.name.split(".nii")[0].removesuffix("_0000")
@@ -95,15 +106,14 @@ def read_nifti_pairs(
                          if (root / "labelsTr" / f"{name}{ext}").is_file()), None)
         if lab_path is None:
             raise FileNotFoundError(f"No label file labelsTr/{name}.nii.gz for {img_path}")
-        img, lab = load_nifti(img_path), load_nifti(lab_path)
-        if img.data.shape != lab.data.shape:
-            raise ValueError(f"{img_path} {img.data.shape} and {lab_path} {lab.data.shape} "
+        img, lab = load_scan(img_path), load_scan(lab_path, labels=True)
+        if img.nifti.shape != lab.nifti.shape:
+            raise ValueError(f"{img_path} {img.nifti.shape} and {lab_path} {lab.nifti.shape} "
                              "are not on the same grid")
-        image = np.moveaxis(normalize(img.data, normalization), slice_axis, 0)
-        label = np.moveaxis(np.asarray(lab.data), slice_axis, 0).astype(np.uint8)
-        spacing = tuple(float(img.spacing[a]) for a in (slice_axis, *[
-            a for a in range(3) if a != slice_axis]))
-        out.append(Case(name, image, label, spacing))
+        if not np.allclose(img.affine, lab.affine, atol=1e-3):
+            raise ValueError(f"{img_path} and {lab_path} have different affines (voxel to "
+                             "world); the labels were not drawn on this image's grid")
+        out.append(Case(name, normalize(img.data, normalization), lab.data, img.spacing))
     return out
 
 

@@ -1,0 +1,350 @@
+"""``CheckpointMeta``: the typed, validated metadata every checkpoint carries.
+
+One place says which fields a checkpoint has, what each defaults to and which values are
+sane (docs/design.md, "Checkpoints"). A checkpoint is a file from outside: its metadata is
+checked here against bounds *before* anything is built from it, so a crafted file
+(``num_classes = 10**12``, a width of a billion, nested JSON thousands deep, a string where a
+number belongs) is refused in one line instead of exhausting memory or ending in a traceback.
+
+For code written against the old dict, ``CheckpointMeta`` is also a read-only ``Mapping``
+over its JSON form (``meta["class_names"]``, ``meta.get("model")``); new code reads the
+attributes (``meta.class_names``, ``meta.model.num_classes``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, NoReturn
+
+FORMAT = "napari-l2gnet/1"
+VERSION = "0.1.0"
+
+DEFAULT_INPUT_SIZE: tuple[int, int] = (224, 224)
+"""The papers' training and inference slice size (TransUNet, L2GNet)."""
+
+MAX_CLASSES = 1024
+MAX_INPUT_SIDE = 4096
+MIN_INPUT_SIDE = 8
+MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far below an OOM
+MAX_JSON_DEPTH = 32
+MAX_STRING = 4096
+
+_LEGACY_DROPPED = frozenset({"slice_axis"})  # written by older versions, read by nothing
+_CARD_TEXT = ("display_name", "modality", "intended_use", "training_data", "training_command")
+_MODALITY_OF_NORMALIZATION = {"ct_window": "CT", "percentile": "MRI"}
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint; the message says which and why."""
+
+
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """``("background", "class 1", ...)``: the names a checkpoint without names gets."""
+    return ("background",) + tuple(f"class {i}" for i in range(1, num_classes))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which registered network to build: ``build_model(name, num_classes, **config)``."""
+
+    name: str
+    num_classes: int
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a person needs before trusting a model; every field optional (old checkpoints).
+
+    ``validation_dice`` maps class name (and ``"mean"``) to the validation Dice the run
+    reached. ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
+    """
+
+    display_name: str | None = None
+    modality: str | None = None
+    intended_use: str | None = None
+    training_data: str | None = None
+    training_command: str | None = None
+    validation_dice: Mapping[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.validation_dice is not None:
+            out["validation_dice"] = dict(self.validation_dice)
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, eq=True)
+class CheckpointMeta(Mapping):
+    """Everything needed to rebuild and use a model, besides its weights.
+
+    Attributes:
+        model: the architecture (registry name, class count, config).
+        class_names: one per class, ``class_names[0]`` is the background.
+        class_colors: RGB(A) per class in [0, 1], or ``None`` for the viewer's defaults.
+        input_size: (H, W) slices are resized to before the network.
+        normalization: the intensity normalisation entry (``training.normalization``).
+        encoder_weights: where the encoder's initial weights came from.
+        training: the run's record (command, data, epochs, Dice...), free-form JSON.
+        card: the model card (modality, intended use, ...).
+        extra: any other top-level entries (e.g. ``finetuned_from``), kept as written.
+    """
+
+    model: ModelInfo
+    class_names: tuple[str, ...]
+    class_colors: tuple[tuple[float, ...], ...] | None = None
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
+    normalization: Mapping[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    encoder_weights: str | None = "random"
+    training: Mapping[str, Any] = field(default_factory=dict)
+    card: ModelCard = field(default_factory=ModelCard)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    version: str = VERSION
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "checkpoint") -> CheckpointMeta:
+        """Validate the JSON metadata and fill defaults; ``CheckpointError`` in one line.
+
+        ``source`` (usually the file path) starts every message.
+        """
+        check = _Checker(source)
+        if not isinstance(data, Mapping):
+            check.fail("metadata", "must be a JSON object")
+        check.depth(data)
+        fmt = data.get("format", FORMAT)
+        if fmt != FORMAT:
+            check.fail("format", f"is {fmt!r}, this version reads {FORMAT!r} (a newer "
+                       "napari-l2gnet wrote it? update napari-l2gnet)")
+        model = data.get("model")
+        if not isinstance(model, Mapping):
+            check.fail("model", "is missing (name, num_classes and config are needed)")
+        name = check.text(model.get("name"), "model.name", limit=100)
+        num_classes = check.integer(model.get("num_classes"), "model.num_classes", 1,
+                                    MAX_CLASSES)
+        config = model.get("config")
+        if not isinstance(config, Mapping):
+            check.fail("model.config", "must be a JSON object of config fields")
+        for key, value in config.items():
+            check.config_value(value, f"model.config.{key}")
+
+        names = data.get("class_names")
+        if names is None:
+            names = default_class_names(num_classes)
+        else:
+            check.sequence(names, "class_names", num_classes)
+            names = tuple(check.text(n, f"class_names[{i}]", 200) for i, n in enumerate(names))
+        colors = data.get("class_colors")
+        if colors is not None:
+            check.sequence(colors, "class_colors", num_classes)
+            colors = tuple(check.color(c, f"class_colors[{i}]") for i, c in enumerate(colors))
+        size = data.get("input_size")
+        if size is None:
+            size = DEFAULT_INPUT_SIZE
+        else:
+            check.sequence(size, "input_size", 2)
+            size = tuple(check.integer(s, "input_size", MIN_INPUT_SIDE, MAX_INPUT_SIDE)
+                         for s in size)
+        norm = data.get("normalization") or {"kind": "none"}
+        if not isinstance(norm, Mapping):
+            check.fail("normalization", "must be a JSON object such as {\"kind\": \"none\"}")
+        check.text(norm.get("kind", "none"), "normalization.kind", 32)
+        for key in ("low", "high"):
+            if key in norm:
+                check.number(norm[key], f"normalization.{key}", -1e6, 1e6)
+        weights = data.get("encoder_weights", "random")
+        if weights is not None:
+            check.text(weights, "encoder_weights", MAX_STRING)
+        training = data.get("training") or {}
+        if not isinstance(training, Mapping):
+            check.fail("training", "must be a JSON object")
+        card = check.card(data.get("card") or {})
+        known = {f.name for f in fields(cls)} - {"extra"}
+        extra = {k: v for k, v in data.items() if k not in known and k not in _LEGACY_DROPPED}
+        return cls(
+            model=ModelInfo(name, num_classes, dict(config)),
+            class_names=names,
+            class_colors=colors,
+            input_size=size,  # type: ignore[arg-type]
+            normalization=dict(norm),
+            encoder_weights=weights,
+            training=dict(training),
+            card=card,
+            extra=extra,
+            format=FORMAT,
+            version=check.text(data.get("version", VERSION), "version", 32),
+        )
+
+    # ------------------------------------------------------------------ writing
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in the file (and the legacy dict view)."""
+        out: dict[str, Any] = dict(self.extra)
+        out.update(
+            class_names=list(self.class_names),
+            class_colors=None if self.class_colors is None else [list(c)
+                                                                  for c in self.class_colors],
+            input_size=list(self.input_size),
+            normalization=dict(self.normalization),
+            encoder_weights=self.encoder_weights,
+            training=dict(self.training),
+            format=self.format,
+            version=self.version,
+            model={"name": self.model.name, "num_classes": self.model.num_classes,
+                   "config": dict(self.model.config)},
+        )
+        card = self.card.to_dict()
+        if card:
+            out["card"] = card
+        return out
+
+    def updated(self, **changes: Any) -> CheckpointMeta:
+        """A copy with some fields changed, validated again (``dataclasses.replace`` + check)."""
+        return CheckpointMeta.from_dict(replace(self, **changes).to_dict())
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def resolved_card(self) -> ModelCard:
+        """The card with gaps filled from the training record and the normalisation."""
+        t = self.training
+        dice = self.card.validation_dice or t.get("val_dice")
+        return ModelCard(
+            display_name=self.card.display_name or self.model.name,
+            modality=self.card.modality
+            or _MODALITY_OF_NORMALIZATION.get(str(self.normalization.get("kind"))),
+            intended_use=self.card.intended_use,
+            training_data=self.card.training_data or t.get("data"),
+            training_command=self.card.training_command or t.get("command"),
+            validation_dice=dict(dice) if isinstance(dice, Mapping) else None,
+        )
+
+    # ------------------------------------------------------------------ legacy Mapping
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts
+
+
+class _Checker:
+    """Bounds checks that raise ``CheckpointError("<source>: metadata 'field' ...")``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, name: str, problem: str) -> NoReturn:
+        raise CheckpointError(
+            f"{self.source}: checkpoint metadata '{name}' {problem}; this file was not written "
+            "by napari-l2gnet as it stands (damaged or edited): use another checkpoint"
+        )
+
+    def depth(self, data: Any) -> None:
+        stack = [(data, 1)]
+        while stack:
+            item, level = stack.pop()
+            if level > MAX_JSON_DEPTH:
+                self.fail("metadata", f"is nested more than {MAX_JSON_DEPTH} levels deep")
+            if isinstance(item, Mapping):
+                stack += [(v, level + 1) for v in item.values()]
+            elif isinstance(item, list | tuple):
+                stack += [(v, level + 1) for v in item]
+
+    def text(self, value: Any, name: str, limit: int) -> str:
+        if not isinstance(value, str):
+            self.fail(name, f"must be text, got {_show(value)}")
+        if len(value) > limit:
+            self.fail(name, f"is {len(value)} characters long (at most {limit})")
+        return value
+
+    def integer(self, value: Any, name: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(name, f"must be a whole number, got {_show(value)}")
+        if not low <= value <= high:
+            self.fail(name, f"= {_show(value)} is out of range ({low}..{high})")
+        return value
+
+    def number(self, value: Any, name: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(name, f"must be a number, got {_show(value)}")
+        if not (math.isfinite(value) and low <= value <= high):
+            self.fail(name, f"= {_show(value)} is out of range ({low:g}..{high:g})")
+        return value
+
+    def sequence(self, value: Any, name: str, length: int) -> None:
+        if not isinstance(value, list | tuple):
+            self.fail(name, f"must be a list, got {_show(value)}")
+        if len(value) != length:
+            self.fail(name, f"has {len(value)} entries, expected {length}")
+
+    def color(self, value: Any, name: str) -> tuple[float, ...]:
+        if not isinstance(value, list | tuple) or len(value) not in (3, 4):
+            self.fail(name, f"must be 3 or 4 numbers (RGB[A]), got {_show(value)}")
+        return tuple(float(self.number(c, name, 0.0, 255.0)) for c in value)
+
+    def config_value(self, value: Any, name: str) -> None:
+        if value is None or isinstance(value, bool):
+            return
+        if isinstance(value, str):
+            self.text(value, name, MAX_STRING)
+        elif isinstance(value, int | float):
+            self.number(value, name, -MAX_CONFIG_NUMBER, MAX_CONFIG_NUMBER)
+        elif isinstance(value, list | tuple):
+            if len(value) > 64:
+                self.fail(name, f"has {len(value)} entries (at most 64)")
+            for item in value:
+                if isinstance(item, list | tuple | Mapping):
+                    self.fail(name, "must be a flat list of numbers")
+                self.config_value(item, name)
+        else:
+            self.fail(name, f"must be a number, text, a list or null, got {_show(value)}")
+
+    def card(self, data: Any) -> ModelCard:
+        if not isinstance(data, Mapping):
+            self.fail("card", "must be a JSON object")
+        values: dict[str, Any] = {}
+        for key in _CARD_TEXT:
+            if data.get(key) is not None:
+                values[key] = self.text(data[key], f"card.{key}", MAX_STRING)
+        dice = data.get("validation_dice")
+        if dice is not None:
+            if not isinstance(dice, Mapping) or len(dice) > MAX_CLASSES + 1:
+                self.fail("card.validation_dice", "must map class names to numbers")
+            values["validation_dice"] = {
+                self.text(k, "card.validation_dice", 200):
+                float(self.number(v, f"card.validation_dice.{k}", 0.0, 1.0))
+                for k, v in dice.items()
+            }
+        return ModelCard(**values)
+
+
+def _show(value: Any) -> str:
+    """A short rendering of a bad value for a message (never a megabyte of it)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def as_metadata_dict(metadata: Mapping[str, Any] | Sequence | None) -> dict[str, Any]:
+    """A plain dict from a ``CheckpointMeta``, a dict, or ``None``."""
+    if metadata is None:
+        return {}
+    if isinstance(metadata, CheckpointMeta):
+        return metadata.to_dict()
+    return dict(metadata)
+
+
+def class_names_or_default(meta: Mapping[str, Any] | None, num_classes: int) -> tuple[str, ...]:
+    """The metadata's class names (``CheckpointMeta`` or legacy dict), else the defaults."""
+    if isinstance(meta, CheckpointMeta):
+        return meta.class_names
+    names = None if meta is None else meta.get("class_names")
+    return tuple(names) if names else default_class_names(num_classes)

@@ -1,0 +1,158 @@
+"""DICOM through napari: a series opens as exactly its NIfTI twin's layer, and labels made on
+it save as DICOM SEG (and still as NIfTI). The series is generated from the real CT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from napari_l2gnet._reader import get_reader, read_dicom, read_nifti
+from napari_l2gnet._writer import LayerWriteError
+from scan_io.dicom_seg import read_seg_labels
+from scan_io.testing import display_affine_lps, write_dicom_series
+from scan_io.volume import load_scan
+
+PLUGIN = "napari-l2gnet"
+SYNAPSE = ["background", "aorta", "gallbladder", "left_kidney", "right_kidney", "liver",
+           "pancreas", "spleen", "stomach"]
+
+
+@pytest.fixture(scope="module")
+def ct(shared_data) -> Path:
+    return shared_data / "ct_abdomen" / "example_ct_sm.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def series(ct, tmp_path_factory) -> Path:
+    twin = load_scan(ct)
+    folder = tmp_path_factory.mktemp("dicom") / "abdomen"
+    write_dicom_series(folder, twin.data, display_affine_lps(twin.nifti), slope=1.0,
+                       intercept=-1024, seed=11, series_description="Abdomen CT")
+    return folder
+
+
+def test_reader_claims_dicom_folders_and_files_only(series, tmp_path):
+    assert get_reader(str(series)) is read_dicom
+    assert get_reader(str(next(series.iterdir()))) is read_dicom  # no extension, preamble
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.png").write_bytes(b"\x89PNG....")
+    assert get_reader(str(tmp_path / "pics")) is None
+    assert get_reader(str(tmp_path / "pics" / "a.png")) is None
+
+
+def test_manifest_offers_dicom_reader_and_seg_writer():
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    assert PLUGIN in {r.plugin_name for r in pm.iter_compatible_readers(["x/a.dcm"])}
+    writers = [w for w in pm.iter_compatible_writers(["labels"])
+               if w.command == f"{PLUGIN}.write_labels_seg"]
+    assert writers and writers[0].filename_extensions == [".dcm"]
+
+
+def test_series_layer_equals_the_nifti_layer(make_napari_viewer, series, ct):
+    viewer = make_napari_viewer()
+    [from_dicom] = viewer.open(str(series), plugin=PLUGIN)
+    [from_nifti] = viewer.open(str(ct), plugin=PLUGIN)
+    np.testing.assert_array_equal(from_dicom.data, from_nifti.data)
+    assert from_dicom.data.dtype == from_nifti.data.dtype
+    np.testing.assert_allclose(from_dicom.scale, from_nifti.scale, rtol=1e-6)
+    np.testing.assert_array_equal(from_dicom.translate, from_nifti.translate)
+    assert tuple(from_dicom.contrast_limits) == tuple(from_nifti.contrast_limits)
+    assert from_dicom.metadata["display"]["kind"] == "ct_soft_tissue"
+    assert from_dicom.name == "Abdomen CT"
+    ids = from_dicom.metadata["dicom"]
+    first = pydicom.dcmread(ids["files"][0], stop_before_pixels=True)
+    assert ids["series_instance_uid"] == first.SeriesInstanceUID
+    assert ids["sop_instance_uids"][0] == first.SOPInstanceUID
+    assert len(ids["files"]) == 30
+    assert not any(isinstance(v, np.ndarray) for v in ids.values())  # identifiers only
+
+
+def test_labels_made_on_a_series_save_as_seg_and_as_nifti(make_napari_viewer, series, shared_data,
+                                                          tmp_path):
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(series), plugin=PLUGIN)
+    truth = load_scan(shared_data / "ct_abdomen" / "example_seg_synapse8.nii.gz", labels=True)
+    # What the Segment widget gives a segmentation: the scan's grid (only "nifti"), the names.
+    layer = viewer.add_labels(truth.data, scale=image.scale, name="seg", metadata={
+        "nifti": dict(image.metadata["nifti"]),
+        "l2gnet": {"class_names": SYNAPSE, "checkpoint": "/models/demo_l2gnet.safetensors",
+                   "edited": True}})
+    out = tmp_path / "seg.dcm"
+    layer.save(str(out), plugin=PLUGIN)
+    scan = load_scan(series)
+    back = read_seg_labels(out)
+    voxels = scan.to_voxels(truth.data)
+    for k, uid in enumerate(scan.dicom.ids.sop_instance_uids):
+        expected = voxels[:, :, k].T
+        np.testing.assert_array_equal(back.get(uid, np.zeros(expected.shape, np.uint16)),
+                                      expected)
+    ds = pydicom.dcmread(out, stop_before_pixels=True)
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # edited by hand
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == scan.dicom.ids.series_instance_uid
+
+    nifti_out = tmp_path / "seg.nii.gz"
+    layer.save(str(nifti_out), plugin=PLUGIN)
+    [(reread, _, kind)] = read_nifti(nifti_out)
+    assert kind == "labels"
+    np.testing.assert_array_equal(reread, truth.data)
+
+
+def test_seg_writer_refuses_a_layer_without_a_dicom_source(make_napari_viewer, ct, tmp_path):
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(ct), plugin=PLUGIN)
+    layer = viewer.add_labels(np.ones(image.data.shape, np.uint8),
+                              metadata={"nifti": dict(image.metadata["nifti"])})
+    from napari_l2gnet._writer import write_labels_seg
+
+    with pytest.raises(LayerWriteError, match="not made on a DICOM series"):
+        write_labels_seg(str(tmp_path / "x.dcm"), layer.data, {"name": "l",
+                                                              "metadata": layer.metadata})
+    assert not (tmp_path / "x.dcm").exists()
+
+
+def test_labels_never_saved_over_a_dicom_image(make_napari_viewer, series, tmp_path):
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(series), plugin=PLUGIN)
+    target = tmp_path / "slice.dcm"
+    target.write_bytes(Path(image.metadata["dicom"]["files"][0]).read_bytes())
+    layer = viewer.add_labels(np.ones(image.data.shape, np.uint8), metadata=image.metadata)
+    with pytest.raises(LayerWriteError, match="DICOM image of a scan"):
+        layer.save(str(target), plugin=PLUGIN)
+    assert target.read_bytes() == Path(image.metadata["dicom"]["files"][0]).read_bytes()
+
+
+def test_segment_a_series_then_save_seg(make_napari_viewer, qtbot, series, tiny_checkpoint,
+                                        tmp_path):
+    """As a user: open the folder, segment it in the Segment panel, save the result as SEG."""
+    from napari_l2gnet.widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(series), plugin=PLUGIN)
+    widget = SegmentWidget(viewer)
+    widget.set_checkpoint(tiny_checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.batch_spin.setValue(8)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    layer = widget.last_layer
+    assert layer is not None and layer.data.shape == image.data.shape
+    labels = np.asarray(layer.data).copy()
+    labels[10, 40:50, 40:50] = 1  # make sure some class is present whatever the model says
+    layer.data = labels
+    out = tmp_path / "pred.dcm"
+    layer.save(str(out), plugin=PLUGIN)
+    scan = load_scan(series)
+    back = read_seg_labels(out)
+    voxels = scan.to_voxels(labels)
+    for k, uid in enumerate(scan.dicom.ids.sop_instance_uids):
+        expected = voxels[:, :, k].T
+        np.testing.assert_array_equal(back.get(uid, np.zeros(expected.shape, np.uint16)),
+                                      expected)
+    labels_names = {s.SegmentLabel for s in pydicom.dcmread(out).SegmentSequence}
+    assert labels_names <= {"organ a", "organ b"}

@@ -1,0 +1,163 @@
+"""``prepare_run``: everything a training run needs, checked, before any work starts.
+
+One set-up for the two ways a run starts: ``l2gnet train`` (data given as a folder or
+``phantom:SEEDS``, a model built from a preset, or a checkpoint to fine-tune) and the napari
+Fine-tune widget (slices cut from its layers, a checkpoint). Both get a ``RunSetup``: the
+model (or the checkpoint path, loaded where the run happens), the slices, the validation
+volumes, the metadata every checkpoint of the run carries, and the ``TrainConfig``. Errors a
+user can fix (labels the model cannot hold, NaN voxels, an output folder that holds another
+run or the input) are one-line ``ValueError``/``FileExistsError`` raised here, before a model
+is trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .data import Case, Slice
+from .distributed import DistContext
+from .normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION, IntensityNormalization
+from .run_state import check_run_folder
+from .trainer import TrainConfig, Trainer, TrainEvent, check_training_data, seed_everything
+
+if TYPE_CHECKING:
+    import torch
+
+    from .background import FitJob
+
+__all__ = ["RunSetup", "prepare_run", "resolve_normalization"]
+
+_NORMALIZATIONS = {"ct_window": CT_WINDOW, "percentile": MRI_PERCENTILE,
+                   "none": NO_NORMALIZATION}
+
+
+@dataclass
+class RunSetup:
+    """A checked run, ready to start with ``trainer()`` (here) or ``job()`` (a process).
+
+    ``model`` is a built model, or the path of the checkpoint to fine-tune (kept as a path
+    so that a ``FitJob`` stays small and picklable).
+    """
+
+    model: torch.nn.Module | str
+    model_name: str
+    num_classes: int
+    slices: list[Slice]
+    val_cases: list[Case]
+    config: TrainConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+    normalization: IntensityNormalization = NO_NORMALIZATION
+
+    def trainer(self, *, callback: Callable[[TrainEvent], None] | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                dist: DistContext | None = None) -> Trainer:
+        return Trainer(self.model, self.slices, self.val_cases, self.config,
+                       metadata=self.metadata, callback=callback, should_stop=should_stop,
+                       dist=dist)
+
+    def job(self, threads: int | None = None) -> FitJob:
+        """The run as a ``FitJob`` for ``FitProcess`` (needs a checkpoint to start from)."""
+        from .background import FitJob
+
+        if not isinstance(self.model, str):
+            raise ValueError("A FitJob starts from a checkpoint; this run builds a new model")
+        return FitJob(self.model, self.slices, self.config, val_cases=self.val_cases,
+                      metadata=self.metadata, threads=threads)
+
+
+def resolve_normalization(kind: str | IntensityNormalization | None,
+                          checkpoint_meta: dict[str, Any] | None = None,
+                          data: str | None = None) -> IntensityNormalization:
+    """The intensity normalisation of a run: the one asked for, else the checkpoint's, else
+    by data kind (CT window for NIfTI and phantoms, none for h5/npz already in [0, 1])."""
+    if isinstance(kind, IntensityNormalization):
+        return kind
+    if kind is None and checkpoint_meta is not None:
+        return IntensityNormalization.from_metadata(checkpoint_meta.get("normalization"))
+    if kind is None:
+        slices_data = data is not None and not data.startswith("phantom:") and data.endswith(
+            ("slices", "npz"))
+        kind = "none" if data is None or slices_data else "ct_window"
+    if kind not in _NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {sorted(_NORMALIZATIONS)}, got {kind!r}")
+    return _NORMALIZATIONS[kind]
+
+
+def prepare_run(
+    data: str | Sequence[Slice],
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    model: str = "l2gnet",
+    model_config: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    val: str | Sequence[Case] | None = None,
+    normalization: str | IntensityNormalization | None = None,
+    class_names: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    phantom_shape: tuple[int, int, int] | None = None,
+    dist: DistContext | None = None,
+) -> RunSetup:
+    """Check and assemble a run; see the module docstring.
+
+    ``data``/``val``: a spec (folder or ``phantom:SEEDS``) read with the run's normalisation,
+    or ready slices/volumes (already normalised by the caller). ``checkpoint``: fine-tune it
+    (its class count, names and normalisation are kept); otherwise ``model`` (a preset or
+    model name) is built with ``model_config`` and ``num_classes`` (default: Synapse's for
+    phantoms, else the largest label + 1). ``metadata`` entries are added to every
+    checkpoint written (e.g. ``training.command``, ``finetune``). The output folder is checked
+    first (``training.run_state.check_run_folder``), on rank 0 under ``torchrun``.
+    """
+    from src_model import build_model, read_metadata
+
+    from .data.specs import load_cases, load_slices, max_label
+    from .phantom import SYNAPSE_CLASSES, SYNAPSE_COLORS
+    from .presets import resolve_preset
+
+    dist = dist or DistContext()
+    inputs = [str(checkpoint)] if checkpoint is not None else []
+    dist.agree(lambda: check_run_folder(config.out_dir, resume=config.resume,
+                                        overwrite=config.overwrite, inputs=inputs))
+    base = read_metadata(checkpoint) if checkpoint is not None else None
+    spec = data if isinstance(data, str) else None
+    norm = resolve_normalization(normalization, base, spec)
+    phantom = spec is not None and spec.startswith("phantom:")
+    extra = {"shape": tuple(phantom_shape)} if phantom_shape else {}
+    slices = load_slices(data, norm, **extra) if isinstance(data, str) else list(data)
+    if isinstance(val, str):
+        val_cases = load_cases(val, norm, **extra)
+    else:
+        val_cases = list(val or [])
+
+    meta: dict[str, Any] = dict(base or {})
+    if base is not None:
+        built: torch.nn.Module | str = str(checkpoint)
+        model_name = base["model"]["name"]
+        n_classes = int(base["model"]["num_classes"])
+    else:
+        model_name, _ = resolve_preset(model)
+        n_classes = num_classes or (len(SYNAPSE_CLASSES) if phantom else max_label(slices) + 1)
+        seed_everything(config.seed)  # the same initial weights on every rank and every run
+        built = build_model(model_name, n_classes, **dict(model_config or {}))
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+    elif phantom and base is None:
+        names = list(SYNAPSE_CLASSES)
+        meta.setdefault("class_colors", [list(c) for c in SYNAPSE_COLORS])
+    else:
+        names = meta.get("class_names") or ["background"] + [
+            f"class {i}" for i in range(1, n_classes)]
+    if len(names) != n_classes:
+        raise ValueError(f"--class-names gives {len(names)} names but the model has "
+                         f"{n_classes} classes")
+    check_training_data(slices, val_cases, n_classes)
+    encoder = getattr(getattr(built, "encoder", None), "weights_source", None)
+    meta.update(class_names=names, normalization=norm.to_metadata(),
+                encoder_weights=encoder or meta.get("encoder_weights", "random"))
+    meta.update(metadata or {})
+    if base is not None:
+        meta.pop("model", None)  # rebuilt from the model by save_checkpoint
+    return RunSetup(built, model_name, n_classes, slices, val_cases, config, meta, norm)
