@@ -7,8 +7,9 @@ an interrupted save never leaves a broken checkpoint behind.
 
 Loading checks a file from outside before trusting it (docs/design.md, "Checkpoints"): the
 metadata against sane bounds, then the described model is built on PyTorch's ``meta`` device
-(no memory) and its parameter count and tensor shapes compared with the file's header, and
-only then built for real; weights that are NaN or infinite are refused.
+(no memory, no random initialisation) and its parameter count and tensor shapes compared with
+the file's header; weights that are NaN or infinite are refused; then the file's tensors are
+assigned to that skeleton.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def save_checkpoint(
         "name": model.name, "num_classes": model.num_classes,
         "config": config_to_dict(model.config)})
     try:
-        meta_json = json.dumps(raw, allow_nan=False)
+        meta_json = json.dumps(raw)  # the training record may hold NaN (a Dice of nothing)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"Checkpoint metadata must be JSON-serialisable: {err}") from err
     meta = CheckpointMeta.from_dict(json.loads(meta_json), source=str(path))
@@ -89,6 +90,8 @@ def save_checkpoint(
 def read_checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
     """The checkpoint's validated metadata, without building the model (cheap)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {path} is a folder; give the .safetensors file in it")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist")
     try:
@@ -172,6 +175,12 @@ def _check_against_header(model: torch.nn.Module, shapes: dict[str, tuple[int, .
         )
 
 
+def _has_meta_tensors(model: torch.nn.Module) -> bool:
+    tensors = [*model.parameters(), *model.buffers()]
+    tensors += [v for m in model.modules() for v in vars(m).values() if isinstance(v, torch.Tensor)]
+    return any(t.is_meta for t in tensors)
+
+
 def load_checkpoint(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, CheckpointMeta]:
@@ -184,8 +193,8 @@ def load_checkpoint(
     path = Path(path)
     meta = read_checkpoint_meta(path)
     shapes = _header_shapes(path)
-    _check_against_header(_build(meta, path, device="meta"), shapes, meta, path)
-    model = _build(meta, path)
+    skeleton = _build(meta, path, device="meta")  # no memory, no random init
+    _check_against_header(skeleton, shapes, meta, path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
@@ -197,6 +206,13 @@ def load_checkpoint(
             f"{path} has NaN or infinite weights ({', '.join(bad[:3])}"
             f"{' ...' if len(bad) > 3 else ''}): the run that wrote it diverged; use an earlier "
             "checkpoint (e.g. best.safetensors) or retrain with a lower learning rate")
-    model.load_state_dict(state)
+    # Every parameter and buffer is in the file (checked above), so the skeleton takes the
+    # loaded tensors as they are; a model holding tensors outside its state is built for real.
+    skeleton.load_state_dict(state, assign=True)
+    if _has_meta_tensors(skeleton):
+        model = _build(meta, path)
+        model.load_state_dict(state)
+    else:
+        model = skeleton
     return model.to(device).eval(), meta
 

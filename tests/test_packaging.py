@@ -8,13 +8,14 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-import tomllib
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("napari_l2gnet", "src_model", "training", "scan_io")
 
 
 def _project() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from scan_io.atomic import atomic_write_path
+from scan_io.labels import check_labels
 from src_model.checkpoint_meta import class_names_or_default
 
 from .data import Case
 from .inference import InferenceSettings, SliceInferer, load_for_inference
-from .label_checks import check_label_values
 from .metrics import score_case, summarize
 
 
@@ -42,7 +42,7 @@ def evaluate(
                                              else "logits"))
     results: dict[str, list[dict]] = {}
     for case in cases:
-        check_label_values(case.label, model.num_classes, case.name)
+        check_labels(case.label, case.name, model.num_classes)
         pred = inferer(case.image)
         rows = score_case(pred.labels, case.label, model.num_classes, protocol=protocol,
                           spacing=case.spacing)

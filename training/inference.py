@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from scan_io.checks import replace_non_finite
 from src_model import CheckpointMeta, load_checkpoint
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
@@ -295,6 +296,7 @@ class SliceInferer:
         model.eval()
         try:
             vol, axis, single = self._as_volume(volume)
+            vol = replace_non_finite(vol, "the volume")  # one NaN would blank a slice
             norm = cfg.normalization or IntensityNormalization.from_metadata(
                 _metadata_entry(self.metadata, "normalization"))
             slices = np.moveaxis(normalize(vol, norm), axis, 0)

@@ -188,6 +188,14 @@ def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequenc
     return out
 
 
+def _json_ready(val: dict[str, float] | None) -> dict[str, float | None] | None:
+    """Validation Dice for a checkpoint: NaN (a class in neither truth nor prediction) -> None,
+    as checkpoints hold strict JSON."""
+    if val is None:
+        return None
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in val.items()}
+
+
 class EpochSampler(DistributedSampler):
     """A permutation seeded by ``(seed, epoch)``, this rank's share of it, minus ``skip``.
 
@@ -413,7 +421,8 @@ class Trainer:
         meta["class_names"] = self.class_names
         meta["training"] = {
             **dict(self.base_meta.get("training") or {}),
-            "epochs_done": p.epoch, "steps": p.step, "val_dice": val, "best_val_dice": p.best,
+            "epochs_done": p.epoch, "steps": p.step, "val_dice": _json_ready(val),
+            "best_val_dice": p.best,
             "world_size": self.dist.world_size,
             "global_batch_size": cfg.batch_size * self.dist.world_size,
             "config": asdict(cfg), "train_slices": len(self.train_slices),

@@ -119,3 +119,18 @@ def test_job_needs_slices(tmp_path, checkpoint) -> None:
     with pytest.raises(ValueError, match="different shapes"):
         slices_as_case(_slices(1) + [Slice(np.zeros((8, 8), np.float32),
                                            np.zeros((8, 8), np.uint8))])
+
+
+def test_nan_image_is_a_one_line_error(tmp_path, checkpoint) -> None:
+    """A NaN voxel in the slices to fine-tune on: refused before training, in one line (the
+    Fine-tune widget shows it), no traceback and no checkpoint written."""
+    slices = _slices(4)
+    slices[1].image[4, 4] = np.nan
+    proc = FitProcess(FitJob(checkpoint, slices, _config(tmp_path), threads=1))
+    proc.start()
+    assert proc.join(60)
+    assert proc.result is None
+    assert proc.error == ("The image of s1 has 1 NaN or infinite voxel(s): replace them (e.g. "
+                          "with the background intensity) or leave that slice out, then train "
+                          "again")
+    assert not (tmp_path / "run").exists()

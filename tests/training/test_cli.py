@@ -234,7 +234,7 @@ def test_evaluate_refuses_labels_beyond_the_model(tmp_path):
     label = np.zeros((2, 32, 32), np.uint8)
     label[0, 4:8, 4:8] = 5
     case = Case("c1", np.zeros((2, 32, 32), np.float32), label)
-    with pytest.raises(ValueError, match="c1 has label 5 but the checkpoint's model has 3"):
+    with pytest.raises(ValueError, match="c1: label value 5 does not fit a model with 3 classes"):
         evaluate(model, [case], device="cpu")
 
 
@@ -334,7 +334,7 @@ def test_predict_user_errors(checkpoint, tmp_path, capsys):
     (tmp_path / "scan.png").write_bytes(b"\x89PNG")
     err = run(str(tmp_path / "scan.png"), "--checkpoint", str(checkpoint), "--out",
               str(tmp_path / "o.nii.gz"))
-    assert "scan.png is not a NIfTI file" in err
+    assert "scan.png: not a scan" in err
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(np.random.default_rng(0).bytes(256))
     err = run(str(scan), "--checkpoint", str(garbage), "--out", str(tmp_path / "o.nii.gz"))
@@ -347,7 +347,7 @@ def test_predict_user_errors(checkpoint, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     err = run(str(empty), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"))
-    assert "No .nii or .nii.gz files" in err
+    assert "No scans (.nii/.nii.gz files or DICOM series)" in err
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not gzip at all")
     err = run(str(broken), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "b.nii"))

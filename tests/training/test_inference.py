@@ -283,3 +283,23 @@ def test_out_of_memory_fallback_halves_the_batch_then_moves_to_the_cpu(model):
     with pytest.warns(UserWarning, match="continuing on the CPU"):
         assert fallback.run(step_fitting_only_the_cpu) == (1, "cpu")
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_non_finite_voxels_are_replaced_with_a_warning():
+    """One NaN used to blank its slice (all background, no warning)."""
+    from pathlib import Path
+
+    from training.phantom import make_phantom
+
+    demo = Path(__file__).parents[2] / "napari_l2gnet/resources/demo_l2gnet.safetensors"
+    ph = make_phantom(0, shape=(3, 96, 96))
+    volume = ph.image.astype(np.float32)
+    clean = predict_volume(volume, str(demo), device="cpu")
+    spoiled = volume.copy()
+    spoiled[1, 5, 5] = np.nan
+    spoiled[2, 0, 0] = -np.inf
+    with pytest.warns(UserWarning, match=r"1 NaN, 1 -inf voxel\(s\).*replaced with the lowest "
+                      r"finite value -1024"):
+        pred = predict_volume(spoiled, str(demo), device="cpu")
+    assert len(np.unique(clean.labels[1])) > 3  # organs found in the clean slice
+    np.testing.assert_array_equal(pred.labels, clean.labels)  # the corner voxels are air

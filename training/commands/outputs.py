@@ -1,4 +1,4 @@
-"""Output safety for every ``l2gnet`` command that writes files (docs/design.md, "Reliability").
+"""Output safety for every ``l2gnet`` command that writes files (README, "Reliability").
 
 Checked before any work starts, so that a mistake costs seconds, not a whole prediction:
 an existing output is never replaced without ``--overwrite``; an output that is one of the
@@ -25,6 +25,8 @@ _HINTS = {
                    "another --out"),
     errno.EDQUOT: ("could not be written: the disk quota is exhausted", "free some space or "
                    "choose another --out"),
+    errno.ENOTDIR: ("is a file, so no output can be written inside it",
+                    "choose another --out"),
     errno.EFBIG: ("could not be written: file too large for the disk or the file-size limit "
                   "(ulimit -f)", "free some space, raise the limit, or choose another --out"),
 }
@@ -53,7 +55,7 @@ def probe_writable(folder: Path) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(existing))
     try:
         fd, name = tempfile.mkstemp(prefix=".l2gnet-probe-", dir=existing)
     except OSError as err:

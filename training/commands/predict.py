@@ -1,4 +1,8 @@
-"""``l2gnet predict IN --checkpoint C --out OUT``: segment NIfTI scans on their own grid.
+"""``l2gnet predict IN --checkpoint C --out OUT``: segment scans on their own grid.
+
+Inputs are NIfTI files, DICOM series folders (or one of their files) and folders of either
+(``scan_io.find_scans``); outputs are NIfTI label maps, or a DICOM SEG for ``--out X.dcm``
+with a DICOM input (``scan_io.save_labels_like``).
 
 Everything that can be checked is checked before the first scan (inputs exist, outputs are
 new or ``--overwrite`` is given, no output is an input, the output folder is writable, the
@@ -27,17 +31,21 @@ a later run over the same folder never takes its own output for a scan."""
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "predict", help="segment NIfTI scans (a file or a folder)",
+        "predict", help="segment scans (NIfTI files, DICOM series, or folders of them)",
         description="Segment each input scan slice by slice (axial slices, the way the napari "
-        "plugin shows them) and write labels with the input's affine and header. With a "
-        "folder (or several inputs), --out is a folder and outputs keep the input names. "
+        "plugin shows them) and write labels on the input's grid: NIfTI with its affine and "
+        "header, or DICOM SEG when --out ends in .dcm (DICOM input). With a folder of scans "
+        "(or several inputs), --out is a folder; outputs keep the input names (a DICOM series "
+        "becomes SERIES.nii.gz). "
         "A folder is processed to the end; scans that fail are listed at the end (exit 2). "
         "Under torchrun the scans are split across the ranks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", help=".nii/.nii.gz files or folders of them")
+    p.add_argument("inputs", nargs="+", help=".nii/.nii.gz files, DICOM series folders, or "
+                   "folders of them")
     p.add_argument("--checkpoint", required=True, help=".safetensors checkpoint")
-    p.add_argument("--out", required=True, help="output file (one input) or folder")
+    p.add_argument("--out", required=True, help="output file (one input: .nii.gz, .nii, or "
+                   ".dcm for DICOM SEG) or folder")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="auto", type=batch_size_arg,
                    help="slices per batch, or auto (from free GPU memory)")
@@ -65,68 +73,95 @@ def is_own_output(path: Path) -> bool:
 
 
 def list_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
-    """The scans named (files, and the NIfTI files in folders) and the files skipped.
+    """The scans named (``scan_io.find_scans``: NIfTI files, DICOM series folders, study
+    folders of series) and the label maps this command wrote earlier, which are skipped.
 
-    In folders, hidden files (temporary files of an interrupted write start with ".") and
-    label maps this command wrote earlier are skipped.
+    Hidden files (temporaries of an interrupted write start with ".") are never scans.
     """
-    from scan_io.nifti import is_nifti_path
+    from scan_io.volume import find_scans
 
     files: list[Path] = []
     skipped: list[Path] = []
     for item in items:
         path = Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f"Input {path} does not exist")
+        found = find_scans(path)
         if path.is_dir():
-            found = sorted(f for f in path.iterdir()
-                           if f.is_file() and is_nifti_path(f) and not f.name.startswith("."))
             own = [f for f in found if is_own_output(f)]
             skipped += own
             found = [f for f in found if f not in own]
             if not found:
                 extra = f" (only {len(own)} earlier l2gnet outputs)" if own else ""
-                raise FileNotFoundError(f"No .nii or .nii.gz files in {path}{extra}")
-            files += found
-        elif not path.exists():
-            raise FileNotFoundError(f"Input {path} does not exist")
-        elif not is_nifti_path(path):
-            raise ValueError(f"{path} is not a NIfTI file (.nii or .nii.gz)")
-        else:
-            files.append(path)
+                raise FileNotFoundError(f"No scans (.nii/.nii.gz files or DICOM series) in "
+                                        f"{path}{extra}")
+        files += found
     return files, skipped
 
 
-def plan(args: argparse.Namespace) -> list[Job]:
+def _target_name(source: Path) -> str:
+    """The output's name in an output folder: a NIfTI keeps its name, a DICOM series becomes
+    ``<series>.nii.gz``."""
+    from scan_io.nifti import is_nifti_path
+    from scan_io.volume import scan_name
+
+    return source.name if is_nifti_path(source) else f"{scan_name(source)}.nii.gz"
+
+
+def _source_files(source: Path) -> list[Path]:
+    """The files an input consists of (a DICOM series folder: its files)."""
+    return [f for f in source.iterdir() if f.is_file()] if source.is_dir() else [source]
+
+
+def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
     """The jobs, with every output checked (exists, is an input, writable) before any work."""
+    from scan_io.nifti import is_nifti_path
+
     from .outputs import check_outputs
 
     files, skipped = list_inputs(args.inputs)
-    for path in skipped:
+    for path in skipped if announce else ():
         print(f"skipping {path}: a label map written by l2gnet predict, not a scan",
               file=sys.stderr)
     out = Path(args.out)
-    many = len(files) > 1 or Path(args.inputs[0]).is_dir()
-    jobs = [Job(f, out / f.name if many else out) for f in files]
-    check_outputs([j.target for j in jobs], [*files, args.checkpoint],
-                  overwrite=args.overwrite)
+    many = len(files) > 1 or Path(args.inputs[0]).is_dir() and files != [Path(args.inputs[0])]
+    jobs = [Job(f, out / _target_name(f) if many else out) for f in files]
+    check_outputs([j.target for j in jobs], [*(p for f in files for p in _source_files(f)),
+                                             args.checkpoint], overwrite=args.overwrite)
+    if not many:
+        if out.name.lower().endswith(".dcm"):
+            if is_nifti_path(files[0]):
+                raise ValueError(f"--out {out}: DICOM SEG needs a DICOM input series; this "
+                                 "scan is NIfTI. Write .nii.gz instead")
+        elif not is_nifti_path(out):
+            raise ValueError(f"--out {out} must end in .nii or .nii.gz (NIfTI labels), or "
+                             ".dcm (DICOM SEG, for a DICOM input)")
     return jobs
 
 
-def segment_file(job: Job, inferer, *, overwrite: bool, show_progress: bool = True) -> Path:
-    """Read one scan, segment it in display orientation, write labels on its grid."""
+def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "",
+                 show_progress: bool = True) -> Path:
+    """Read one scan (``scan_io.load_scan``: display layout), segment it, and write the labels
+    on its own grid (``scan_io.save_labels_like``: NIfTI, or DICOM SEG for ``.dcm``)."""
+    import dataclasses
+
     from tqdm import tqdm
 
-    from scan_io.nifti import display_orientation, from_display, load_nifti, save_nifti, to_display
+    from scan_io.volume import load_scan, save_labels_like
 
-    vol = load_nifti(job.source)
-    orient = display_orientation(vol.affine)
-    shown = to_display(vol.data, orient)
-    with tqdm(total=shown.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
+    scan = load_scan(job.source)
+    with tqdm(total=scan.data.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
-        pred = inferer(shown, progress=lambda done, total: bar.update(done - bar.n))
-    header = vol.header.copy()
+        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n))
+    header = scan.nifti.header.copy()
     header["descrip"] = OUTPUT_MARK
-    return save_nifti(job.target, from_display(pred.labels, orient), like=vol, header=header,
-                      labels=True, overwrite=overwrite)
+    scan.nifti = dataclasses.replace(scan.nifti, header=header)
+    meta = inferer.metadata
+    card = meta.resolved_card()
+    return save_labels_like(
+        job.target, pred.labels, scan, overwrite=overwrite, class_names=list(meta.class_names),
+        algorithm={"name": card.display_name or "L2GNet",
+                   "checkpoint": checkpoint_name})
 
 
 def _message(err: BaseException) -> str:
@@ -139,13 +174,13 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _prepare(args: argparse.Namespace, device: str):
+def _prepare(args: argparse.Namespace, device: str, announce: bool):
     from src_model import load_checkpoint
 
     from ..inference import InferenceSettings, SliceInferer, resolve_device
 
     resolve_device(device)  # an unknown or absent device is refused before any work
-    jobs = plan(args)
+    jobs = plan(args, announce)
     model, meta = load_checkpoint(args.checkpoint)
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
@@ -168,7 +203,7 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
     device = shards.device(args.device)
     single = shards.world_size == 1
     try:
-        jobs, inferer = _prepare(args, device)
+        jobs, inferer = _prepare(args, device, announce=shards.is_main)
         setup_error = None
     except Exception as err:
         if single:
@@ -180,10 +215,11 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
             if shards.is_main:
                 print(f"l2gnet predict: error: {errors[0]}", file=sys.stderr)
             return 2
+    name = Path(args.checkpoint).name
     for folder in sorted({j.target.parent for j in jobs}):
         folder.mkdir(parents=True, exist_ok=True)
-    if single and len(jobs) == 1 and not Path(args.inputs[0]).is_dir():
-        print(segment_file(jobs[0], inferer, overwrite=args.overwrite))
+    if single and len(jobs) == 1 and jobs[0].target == Path(args.out):
+        print(segment_file(jobs[0], inferer, overwrite=args.overwrite, checkpoint_name=name))
         return 0
 
     order = {job: i for i, job in enumerate(jobs)}
@@ -191,7 +227,8 @@ def _run(args: argparse.Namespace, shards: Shards) -> int:
     failures: list[tuple[int, str]] = []
     for job in shards.take(jobs):
         try:
-            segment_file(job, inferer, overwrite=args.overwrite, show_progress=shards.is_main)
+            segment_file(job, inferer, overwrite=args.overwrite, checkpoint_name=name,
+                         show_progress=shards.is_main)
             written.append((order[job], str(job.target)))
         except Exception as err:  # one bad scan must not stop the batch; reported below
             failures.append((order[job], f"{job.source}: {_message(err)}"))

@@ -1,4 +1,4 @@
-"""Splitting a batch across the processes ``torchrun`` starts (docs/design.md, "Scaling out").
+"""Splitting a batch across the processes ``torchrun`` starts.
 
 ``torchrun --nproc_per_node N -m training.cli predict ...`` sets ``WORLD_SIZE``/``RANK``/
 ``LOCAL_RANK``; each rank takes every N-th item of the same sorted list, so every output is
