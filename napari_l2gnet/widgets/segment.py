@@ -387,9 +387,11 @@ class SegmentWidget(QWidget):
             "spurious": {c.name: c.voxels for c in summary.spurious},
         }
         metadata = {META_KEY: l2g}
-        if "nifti" in image_layer.metadata:
+        for source in ("nifti", "dicom"):
             # kept as the image's (kind "image"), so the writer refuses to save over the scan
-            metadata["nifti"] = dict(image_layer.metadata["nifti"])
+            # and, for a DICOM scan, writes a SEG that references its series
+            if source in image_layer.metadata:
+                metadata[source] = dict(image_layer.metadata[source])
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
         if existing is not None and is_segmentation(existing) and not existing.metadata[
                 META_KEY].get("edited"):
