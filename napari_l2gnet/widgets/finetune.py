@@ -537,7 +537,7 @@ class FinetuneWidget(QWidget):
         self.last_output = saved
         self.accept_button.setEnabled(False)
         self._discard_run()
-        self.session.set_checkpoint(saved)  # Segment (and this widget's input) follow
+        self.session.set_checkpoint(saved, origin="finetune")  # Segment and this input follow
         self._output_edited = False
         self._default_output()
         msg = f"Saved to {saved}; Segment now uses it — run Segment again to see the labels."

@@ -221,7 +221,7 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -
     _paint(labels, (2, 8, 8), 2)
     out = Path(widget.output_edit.text())
     seen = []
-    session_for(viewer).checkpoint_changed.connect(seen.append)
+    session_for(viewer).checkpoint_changed.connect(lambda path, origin: seen.append((path, origin)))
     assert widget.start(), widget.status.text()
     assert widget.is_running() and not widget.start_button.isEnabled()
     _wait_done(qtbot, widget)
@@ -236,7 +236,7 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -
         assert not widget.accept_button.isEnabled() and not widget.accept()
         return
     assert widget.accept_button.isEnabled() and widget.accept()
-    assert out.is_file() and seen == [str(out)]
+    assert out.is_file() and seen == [(str(out), "finetune")]
     model, meta = load_checkpoint(out)
     assert model.num_classes == 3 and meta["finetuned_from"] == str(checkpoint)
     assert meta["finetune"]["slices"] == [1, 2]
