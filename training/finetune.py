@@ -234,7 +234,7 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
     class only one side has scores Dice 0 and HD95 None (undefined); a class neither has,
     None and None.
     """
-    from .metrics import score_case
+    from .metrics import bounding_box, score_case
 
     model_labels, labels = np.asarray(model_labels), np.asarray(labels)
     if model_labels.shape != labels.shape:
@@ -254,22 +254,13 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
         if not changed:
             rows.append(dict(name=name, dice=1.0, hd95=0.0, changed=0, present=True))
             continue
-        box = _bbox(before | after, margin=1)
+        box = bounding_box(before | after, margin=1)
         score = score_case(after[box].astype(np.uint8), before[box].astype(np.uint8), 2,
                            protocol="clinical", spacing=spacing)[0]
         # one side empty (the model missed the class, or the user erased all of it): Dice 0
         d = 0.0 if score["dice"] is None else score["dice"]
         rows.append(dict(name=name, dice=d, hd95=score["hd95"], changed=changed, present=True))
     return rows
-
-
-def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
-    out = []
-    for d in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != d)
-        hit = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(max(int(hit[0]) - margin, 0), int(hit[-1]) + margin + 1))
-    return tuple(out)
 
 
 # ---------------------------------------------------------------------------- the run
