@@ -1,5 +1,11 @@
 """What the three widgets share for one viewer: the current checkpoint, and layer conventions.
 
+The checkpoint: ``Session.checkpoint`` is the model the user chose in Segment (a shipped
+model or a file); ``Session.checkpoint_changed(path, origin)`` fires when it changes, so
+Fine-tune's input follows Segment's choice, and Segment adopts a fine-tuned checkpoint that
+Fine-tune sets after the user accepts it. ``origin`` says who changed it ("segment",
+"finetune", or "" when not said); a slot may take the path only.
+
 A segmentation layer made by the plugin carries ``metadata["l2gnet"]`` with ``role`` =
 "segmentation", ``source_image`` (the image layer's name), ``checkpoint`` (path), ``axis``,
 ``class_names``, ``model_labels`` (a copy of the model's output, kept beside the user's
@@ -25,17 +31,23 @@ def default_checkpoint() -> Path | None:
 
 
 class Session:
-    """Per-viewer state: the checkpoint the Segment widget uses (the Fine-tune widget sets it)."""
+    """Per-viewer state: the checkpoint Segment uses and Fine-tune starts from."""
 
-    checkpoint_changed = Signal(str)
+    checkpoint_changed = Signal(str, str)
+    """``(path, origin)``: the session's checkpoint changed; ``origin`` names the panel."""
 
     def __init__(self) -> None:
         ckpt = default_checkpoint()
         self.checkpoint: str | None = str(ckpt) if ckpt else None
 
-    def set_checkpoint(self, path: str | Path) -> None:
+    def set_checkpoint(self, path: str | Path, origin: str = "") -> None:
+        """Make ``path`` the current checkpoint and tell the listeners.
+
+        It fires even for the same path (a fine-tuned model may have been written over its
+        input); a listener ignores what it set itself (``origin``) to avoid echoes.
+        """
         self.checkpoint = str(path)
-        self.checkpoint_changed.emit(self.checkpoint)
+        self.checkpoint_changed.emit(self.checkpoint, origin)
 
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

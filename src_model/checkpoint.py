@@ -75,7 +75,7 @@ def save_checkpoint(
         "name": model.name, "num_classes": model.num_classes,
         "config": config_to_dict(model.config)})
     try:
-        meta_json = json.dumps(raw)  # the training record may hold NaN (a Dice of nothing)
+        meta_json = json.dumps(raw, allow_nan=False)  # strict JSON: NaN is recorded as null
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"Checkpoint metadata must be JSON-serialisable: {err}") from err
     meta = CheckpointMeta.from_dict(json.loads(meta_json), source=str(path))

@@ -16,10 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
 from typing import Any, NoReturn
 
 FORMAT = "napari-l2gnet/1"
-VERSION = "0.1.0"
+try:  # the package version is written once, in pyproject.toml
+    VERSION = _package_version("napari-l2gnet")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0+unknown"
 
 DEFAULT_INPUT_SIZE: tuple[int, int] = (224, 224)
 """The papers' training and inference slice size (TransUNet, L2GNet)."""

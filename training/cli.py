@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from src_model import CheckpointError
 
-from .commands import evaluate, predict, sample, train
+from .commands import evaluate, finetune, predict, sample, train
 from .commands.outputs import describe
 
-COMMANDS = (train, evaluate, predict, sample)
+COMMANDS = (train, finetune, evaluate, predict, sample)
 
 
 def build_parser() -> argparse.ArgumentParser:

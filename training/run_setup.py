@@ -26,7 +26,6 @@ from .trainer import TrainConfig, Trainer, TrainEvent, check_training_data, seed
 if TYPE_CHECKING:
     import torch
 
-    from .background import FitJob
 
 __all__ = ["RunSetup", "prepare_run", "resolve_normalization"]
 
@@ -36,10 +35,10 @@ _NORMALIZATIONS = {"ct_window": CT_WINDOW, "percentile": MRI_PERCENTILE,
 
 @dataclass
 class RunSetup:
-    """A checked run, ready to start with ``trainer()`` (here) or ``job()`` (a process).
+    """A checked run, ready to start with ``trainer()``.
 
     ``model`` is a built model, or the path of the checkpoint to fine-tune (kept as a path
-    so that a ``FitJob`` stays small and picklable).
+    so that a run description stays small and picklable).
     """
 
     model: torch.nn.Module | str
@@ -57,15 +56,6 @@ class RunSetup:
         return Trainer(self.model, self.slices, self.val_cases, self.config,
                        metadata=self.metadata, callback=callback, should_stop=should_stop,
                        dist=dist)
-
-    def job(self, threads: int | None = None) -> FitJob:
-        """The run as a ``FitJob`` for ``FitProcess`` (needs a checkpoint to start from)."""
-        from .background import FitJob
-
-        if not isinstance(self.model, str):
-            raise ValueError("A FitJob starts from a checkpoint; this run builds a new model")
-        return FitJob(self.model, self.slices, self.config, val_cases=self.val_cases,
-                      metadata=self.metadata, threads=threads)
 
 
 def resolve_normalization(kind: str | IntensityNormalization | None,

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 
 from .._session import META_KEY
 from ._layers import LayerCombo, grid_placement
+from ._scroll import make_scrollable
 
 
 def _has_explanation(layer) -> bool:
@@ -92,8 +93,9 @@ class ExplainWidget(QWidget):
         layout.addWidget(self.show_button)
         layout.addWidget(self.info)
         layout.addWidget(self.table)
+        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
         self.seg_combo.currentTextChanged.connect(self._on_segmentation)
-        self.show_button.clicked.connect(self.show_layers)
+        self.show_button.clicked.connect(lambda: self.show_layers())  # not select=False
         self.ref_spin.valueChanged.connect(self._on_choice)
         self.bucket_spin.valueChanged.connect(self._on_choice)
         self._on_segmentation()

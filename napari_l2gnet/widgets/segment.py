@@ -5,10 +5,18 @@ progress bar moves, Cancel takes effect at the next batch, and the viewer stays 
 The result is a Labels layer aligned with the image (same scale, translate, rotation and
 NIfTI metadata), named after the image and the checkpoint, coloured by the checkpoint's
 classes. Re-running replaces only a layer the plugin made and the user has not edited.
+
+The model is chosen from the shipped checkpoints (``napari_l2gnet.models``, described by their
+own model cards) or any file (Browse / a typed path); the choice is published on the session
+so Fine-tune starts from it, and a fine-tuned model Fine-tune sets there is adopted. Before and
+after segmenting, ``training.fit_check`` compares the scan with what the model was trained on
+and the panel says so (without blocking) when they disagree, and lists classes with only a
+handful of voxels as likely spurious rather than found.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +24,7 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,9 +40,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from training.fit_check import summarize_result
+
 from .._colormaps import label_colormap
 from .._session import META_KEY, is_segmentation, session_for
+from ..models import shipped_models
 from ._layers import LayerCombo, class_features, is_scan_image
+from ._scroll import make_scrollable
+
+ORIGIN = "segment"
 
 
 def cuda_available() -> bool:
@@ -55,15 +70,31 @@ class SegmentWidget(QWidget):
         self.last_layer = None
 
         self.image_combo = LayerCombo(napari_viewer, is_scan_image)
-        self.checkpoint_edit = QLineEdit(self.session.checkpoint or "")
-        self.checkpoint_edit.setPlaceholderText("model .safetensors checkpoint")
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("The shipped models (described by their model cards), "
+                                    "and files chosen with Browse")
+        # long model names must not widen the dock: the description below wraps instead
+        self.model_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(14)
+        for summary in shipped_models():
+            self.model_combo.addItem(summary.label, str(summary.path))
+            self.model_combo.setItemData(self.model_combo.count() - 1, summary.details(),
+                                         Qt.ItemDataRole.ToolTipRole)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
-        ckpt_row = QHBoxLayout()
-        ckpt_row.addWidget(self.checkpoint_edit)
-        ckpt_row.addWidget(browse)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(browse)
+        self.checkpoint_edit = QLineEdit(self.session.checkpoint or "")
+        self.checkpoint_edit.setPlaceholderText("model .safetensors checkpoint")
         self.model_info = QLabel()
         self.model_info.setWordWrap(True)
+        self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fit_label = QLabel()
+        self.fit_label.setWordWrap(True)
+        self.fit_label.setStyleSheet("color: orange")
+        self.fit_issues: list = []
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cuda", "cpu"])
         self.device_warning = QLabel()
@@ -89,8 +120,8 @@ class SegmentWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
-        form.addRow("Checkpoint", ckpt_row)
-        form.addRow("", self.model_info)
+        form.addRow("Model", model_row)
+        form.addRow("Checkpoint", self.checkpoint_edit)
         form.addRow("Device", self.device_combo)
         form.addRow("", self.device_warning)
         form.addRow("Slice axis", self.axis_spin)
@@ -100,21 +131,29 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        # full width, outside the form, so the wrapped description is never cut off
+        layout.addWidget(self.model_info)
+        layout.addWidget(self.fit_label)
         layout.addWidget(self.explain_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch()
+        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.device_combo.currentTextChanged.connect(self._update_device_warning)
-        self.checkpoint_edit.editingFinished.connect(self._update_model_info)
+        self.checkpoint_edit.editingFinished.connect(
+            lambda: self.set_checkpoint(self.checkpoint_edit.text().strip()))
+        self.model_combo.activated.connect(self._on_model_chosen)
         self.image_combo.currentTextChanged.connect(self._default_axis)
+        self.image_combo.currentTextChanged.connect(self.update_fit_check)
+        self.axis_spin.valueChanged.connect(self.update_fit_check)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
         self._update_device_warning()
-        self._update_model_info()
         self._default_axis()
+        self._show_checkpoint(self.checkpoint_edit.text().strip())
 
     # ------------------------------------------------------------------ form helpers
     def _browse(self) -> None:
@@ -123,33 +162,91 @@ class SegmentWidget(QWidget):
         if path:
             self.set_checkpoint(path)
 
+    def _on_model_chosen(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path:
+            self.set_checkpoint(path)
+
     def set_checkpoint(self, path: str | Path) -> None:
-        self.checkpoint_edit.setText(str(path))
+        """Use ``path`` from now on and publish it on the session (Fine-tune follows)."""
+        self._show_checkpoint(str(path))
+        self.session.set_checkpoint(str(path), ORIGIN)
+
+    def _on_session_checkpoint(self, path: str, origin: str = "") -> None:
+        if origin == ORIGIN:
+            return
+        self._show_checkpoint(path)
+        which = "fine-tuned, from Fine-tune" if origin == "finetune" else "from another panel"
+        self.status.setText(f"Model set to {Path(path).name} ({which}).")
+
+    def _show_checkpoint(self, path: str) -> None:
+        """Put ``path`` in the path field and the chooser, describe it, re-run the fit check."""
+        self.checkpoint_edit.setText(path)
+        self._select_in_combo(path)
         self._update_model_info()
+        self.update_fit_check()
 
-    def _on_session_checkpoint(self, path: str) -> None:
-        self.set_checkpoint(path)
-        self.status.setText(f"Checkpoint set to {Path(path).name} (fine-tuned).")
+    def _select_in_combo(self, path: str) -> None:
+        if not path:
+            return
+        index = next((i for i in range(self.model_combo.count())
+                      if _same_file(self.model_combo.itemData(i), path)), -1)
+        if index < 0:
+            self.model_combo.addItem(f"File: {Path(path).name}", path)
+            index = self.model_combo.count() - 1
+            self.model_combo.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+        self.model_combo.setCurrentIndex(index)
 
-    def _update_model_info(self) -> None:
+    def _metadata(self) -> dict | None:
+        """The chosen checkpoint's metadata, or None when it cannot be read."""
         from src_model import CheckpointError, read_metadata
 
         path = self.checkpoint_edit.text().strip()
+        try:
+            return read_metadata(path) if path else None
+        except CheckpointError:
+            return None
+
+    def _update_model_info(self) -> None:
+        from src_model import CheckpointError, read_metadata
+        from training.shipped_models import summarize_checkpoint
+
+        path = self.checkpoint_edit.text().strip()
         if not path:
-            self.model_info.setText("No checkpoint: choose a .safetensors file.")
+            self.model_info.setText("No checkpoint: choose a model or a .safetensors file.")
             return
         try:
             meta = read_metadata(path)
         except CheckpointError as err:
-            self.model_info.setText(f"<span style='color: orange'>{err}</span>")
+            self.model_info.setText(f"<span style='color: orange'>{html.escape(str(err))}</span>")
+            self.model_info.setToolTip(str(err))
             return
+        summary = summarize_checkpoint(path, meta)
         model = meta.get("model", {})
-        names = ", ".join(meta.get("class_names", [])[1:])
-        norm = meta.get("normalization", {}).get("kind", "none")
-        self.model_info.setText(
-            f"{model.get('name')} · {model.get('num_classes')} classes ({names}) · input "
-            f"{'x'.join(map(str, meta.get('input_size', [])))} · intensities: {norm}"
-        )
+        lines = summary.details().split("\n")
+        lines[0] = f"<b>{html.escape(lines[0])}</b> · {model.get('name')}, " \
+                   f"{model.get('num_classes')} classes"
+        self.model_info.setText("<br>".join([lines[0], *map(html.escape, lines[1:])]))
+        tip = summary.details()
+        if summary.training_command:
+            tip += f"\nTraining command: {summary.training_command}"
+        self.model_info.setToolTip(f"{tip}\nFile: {path}")
+
+    def update_fit_check(self, *_args) -> list:
+        """Compare the chosen image with the chosen model; show disagreements in the panel."""
+        from training.fit_check import check_fit
+
+        layer = self.image_combo.layer()
+        meta = self._metadata()
+        issues = []
+        if layer is not None and meta is not None:
+            axis = self.axis_spin.value() if layer.ndim == 3 else 0
+            issues = check_fit(np.asarray(layer.data), meta, axis=axis,
+                               spacing=_spacing(layer))
+        self.fit_issues = issues
+        self.fit_label.setText("\n".join(f"⚠ {i.message}" for i in issues))
+        self.fit_label.setVisible(bool(issues))
+        return issues
 
     def _update_device_warning(self) -> None:
         choice = self.device_combo.currentText()
@@ -196,6 +293,10 @@ class SegmentWidget(QWidget):
         if self.device_combo.currentText() == "cuda" and not cuda_available():
             show_error("device=cuda but no CUDA GPU is available: choose auto or cpu.")
             return
+        issues = self.update_fit_check()
+        if issues:  # said, not enforced: the user may know better
+            show_warning(f"{Path(path).stem} on {layer.name}: "
+                         + " ".join(i.message for i in issues))
         volume = np.asarray(layer.data)
         axis = self.axis_spin.value() if volume.ndim == 3 else 0
         options = dict(
@@ -274,6 +375,7 @@ class SegmentWidget(QWidget):
         names = list(meta.get("class_names") or [])
         num_classes = int(meta.get("model", {}).get("num_classes", len(names)))
         name = f"{image_layer.name} [{Path(path).stem}]"
+        summary = summarize_result(result.labels, names or [str(c) for c in range(num_classes)])
         l2g = {
             "role": "segmentation",
             "source_image": image_layer.name,
@@ -283,11 +385,15 @@ class SegmentWidget(QWidget):
             "model_labels": result.labels.copy(),
             "explanation": result.explanation,
             "edited": False,
+            "found": [c.name for c in summary.found],
+            "spurious": {c.name: c.voxels for c in summary.spurious},
         }
         metadata = {META_KEY: l2g}
-        if "nifti" in image_layer.metadata:
+        for source in ("nifti", "dicom"):
             # kept as the image's (kind "image"), so the writer refuses to save over the scan
-            metadata["nifti"] = dict(image_layer.metadata["nifti"])
+            # and, for a DICOM scan, writes a SEG that references its series
+            if source in image_layer.metadata:
+                metadata[source] = dict(image_layer.metadata[source])
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
         if existing is not None and is_segmentation(existing) and not existing.metadata[
                 META_KEY].get("edited"):
@@ -308,13 +414,27 @@ class SegmentWidget(QWidget):
             layer.features = class_features(names)
         layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
         self.last_layer = layer
-        counts = np.bincount(result.labels.ravel(), minlength=num_classes)
-        found = [f"{names[c] if c < len(names) else c}" for c in range(1, num_classes)
-                 if counts[c]]
         self.status.setText(
             f"Done on {result.device} (batch {result.batch_size}): {layer.name}. "
-            f"Found: {', '.join(found) or 'nothing'}."
+            f"{summary.describe()}"
         )
+
+
+def _same_file(a: str | None, b: str) -> bool:
+    """Whether two spellings of a path (relative, absolute) name the same file."""
+    if not a:
+        return False
+    try:
+        return a == b or Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _spacing(layer) -> tuple[float, ...] | None:
+    """Voxel size in mm in the layer's axis order, when the layer came from a scan file."""
+    if "nifti" not in layer.metadata:
+        return None  # a plain array: its scale is not known to be millimetres
+    return tuple(float(s) for s in layer.scale[-layer.ndim:])
 
 
 def _mark_edited(layer) -> None:

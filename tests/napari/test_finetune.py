@@ -16,9 +16,17 @@ from napari_l2gnet.widgets.finetune import (
     copy_atomically,
     default_output_path,
     painted_slices,
+    user_finetune_dir,
 )
 
 CLASSES = ["background", "liver", "kidney"]
+
+
+@pytest.fixture(autouse=True)
+def user_data_home(tmp_path, monkeypatch) -> Path:
+    """Outputs default to the user's data folder: a temporary one here."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
 
 
 @pytest.fixture
@@ -85,17 +93,26 @@ def test_painted_slices_reads_both_history_formats() -> None:
     assert painted_slices(atoms[2:], 2) == {0}
 
 
-def test_default_output_path_is_unique_and_next_to_input(tmp_path) -> None:
-    src = tmp_path / "model.safetensors"
-    src.write_bytes(b"x")
+def test_default_output_goes_to_the_user_folder_not_the_package(tmp_path) -> None:
+    import napari_l2gnet
+
+    folder = user_finetune_dir()
+    assert folder == tmp_path / "xdg" / "napari-l2gnet" / "finetune"  # XDG_DATA_HOME honoured
+    package = Path(napari_l2gnet.__file__).parent
+    src = package / "resources" / "demo_l2gnet.safetensors"
     first = default_output_path(src)
-    assert first == tmp_path / "model_finetuned.safetensors"
-    first.write_bytes(b"x")
-    assert default_output_path(src) == tmp_path / "model_finetuned_2.safetensors"
-    # fine-tuning a fine-tuned checkpoint does not pile up suffixes
-    assert default_output_path(first).name == "model_finetuned_2.safetensors"
-    out = copy_atomically(src, tmp_path / "sub" / "copy.safetensors")
+    assert first == folder / "demo_l2gnet_finetuned.safetensors"
+    assert package not in first.parents
+    out = copy_atomically(_bytes(tmp_path / "m.safetensors"), first)
     assert out.read_bytes() == b"x" and not list(out.parent.glob("*.tmp"))
+    assert default_output_path(src) == folder / "demo_l2gnet_finetuned_2.safetensors"
+    # fine-tuning a fine-tuned checkpoint does not pile up suffixes
+    assert default_output_path(first).name == "demo_l2gnet_finetuned_2.safetensors"
+
+
+def _bytes(path: Path) -> Path:
+    path.write_bytes(b"x")
+    return path
 
 
 def test_change_scores() -> None:
@@ -118,18 +135,36 @@ def test_change_scores() -> None:
 # ----------------------------------------------------------------------- the widget
 
 
-def test_widget_defaults(setup, checkpoint) -> None:
+def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
+    from training.finetune import FinetuneSettings
+
     viewer, widget, labels = setup
     assert widget.image_combo.currentText() == "scan"
     assert widget.labels_combo.currentText() == "scan [tiny]"
-    assert widget.epochs_spin.value() == 2 and widget.lr_spin.value() == pytest.approx(1e-3)
+    d = FinetuneSettings()  # the CLI's defaults too
+    assert widget.lr_spin.value() == pytest.approx(d.lr)
+    assert widget.keep_spin.value() == pytest.approx(d.keep_weight)
+    assert widget.batch_spin.value() == d.batch_size
     assert widget.input_edit.text() == str(checkpoint)
-    assert widget.output_edit.text() == str(checkpoint.with_name("tiny_finetuned.safetensors"))
+    assert Path(widget.output_edit.text()) == (
+        user_data_home / "napari-l2gnet" / "finetune" / "tiny_finetuned.safetensors")
     assert widget.annotated_slices() == []
-    assert "No annotated slices" in widget.count_label.text()
+    assert "No annotated slices on 'scan [tiny]'" in widget.count_label.text()
     widget.slices_combo.setCurrentText(NON_EMPTY)
     assert widget.annotated_slices() == [0, 1, 2, 3]
     assert "4 annotated slices" in widget.count_label.text()
+
+
+def test_labels_choice_follows_segments_new_layer(setup) -> None:
+    viewer, widget, labels = setup
+    viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="mine")
+    widget.labels_combo.setCurrentText("scan [tiny]")
+    new = viewer.add_labels(_model_labels(), name="scan [tiny] (2)", metadata={
+        META_KEY: {"role": "segmentation", "source_image": "scan", "axis": 0,
+                   "class_names": CLASSES, "model_labels": _model_labels()}})
+    assert widget.labels_combo.layer() is new
+    viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="scratch")  # not Segment's
+    assert widget.labels_combo.layer() is new
 
 
 def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
@@ -144,9 +179,9 @@ def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
                     timeout=5000)
     liver, kidney = widget.change_rows
     assert liver["dice"] < 1 and kidney["dice"] < 1
-    assert widget.change_table.rowCount() == 2
-    assert widget.change_table.item(0, 0).text() == "liver"
-    assert float(widget.change_table.item(0, 1).text()) < 1
+    assert widget.changes.table.rowCount() == 2
+    assert widget.changes.table.item(0, 0).text() == "liver"
+    assert float(widget.changes.table.item(0, 1).text()) < 1
     # an untouched class: paint only the liver on another slice (liver grows into background)
     labels.data = _model_labels()
     widget.forget_painted()
@@ -154,7 +189,7 @@ def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
     widget.refresh_changes()
     liver, kidney = widget.change_rows
     assert liver["dice"] < 1 and kidney["dice"] == 1.0
-    assert widget.change_table.item(1, 1).text() == "1.000"
+    assert widget.changes.table.item(1, 1).text() == "1.000"
     assert widget.annotated_slices() == [2]
 
 
@@ -168,7 +203,7 @@ def test_paint_events_mark_slices_without_model_labels(setup, qtbot) -> None:
     mine.paint((10, 10, 3), 1)
     mine.data_setitem((np.array([1, 2]), np.array([1, 2]), np.array([0, 0])), 2)
     assert widget.annotated_slices() == [0, 3]
-    assert "keeps no model output" in widget.change_label.text()
+    assert "keeps no model output" in widget.changes.label.text()
     assert widget.image_combo.currentText() == "scan"
     widget.forget_painted()
     assert widget.annotated_slices() == []
@@ -178,50 +213,55 @@ def test_paint_events_mark_slices_without_model_labels(setup, qtbot) -> None:
     assert widget.input_edit.text() != "elsewhere.safetensors"
 
 
-def test_finetune_run_sets_session_checkpoint(setup, qtbot, checkpoint) -> None:
+def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -> None:
     from src_model import load_checkpoint
 
     viewer, widget, labels = setup
     _paint(labels, (1, 8, 8), 2)
     _paint(labels, (2, 8, 8), 2)
+    widget.epochs_spin.setValue(4)
+    widget.lr_spin.setValue(0.01)  # the tiny untrained model must beat its start here
     out = Path(widget.output_edit.text())
+    seen = []
+    session_for(viewer).checkpoint_changed.connect(lambda path, origin: seen.append((path, origin)))
     assert widget.start(), widget.status.text()
     assert widget.is_running() and not widget.start_button.isEnabled()
     _wait_done(qtbot, widget)
     assert widget.last_error is None, widget.last_error
-    assert out.is_file() and out != checkpoint
+    report = widget.last_report
+    assert widget.plot.dice_steps[0] == 0 and len(widget.plot.dice) == 5  # epoch 0 is plotted
+    assert widget.plot.dice[0] == pytest.approx(report.corrected_dice_before["mean"])
+    text = widget.result_label.text()
+    assert text == report.describe() and "Uncorrected slices" in text
+    assert not out.exists() and seen == []  # nothing changes before Accept
+    assert report.chosen_epoch > 0
+    assert widget.accept_button.isEnabled() and widget.accept()
+    assert out.is_file() and seen == [(str(out), "finetune")]
     model, meta = load_checkpoint(out)
-    assert model.num_classes == 3
-    assert meta["finetuned_from"] == str(checkpoint)
+    assert model.num_classes == 3 and meta["finetuned_from"] == str(checkpoint)
     assert meta["finetune"]["slices"] == [1, 2]
-    assert session_for(viewer).checkpoint == str(out)
     assert "Segment now uses it" in widget.status.text()
-    assert len(widget._losses) >= 2 and len(widget._dice) == 2  # plotted loss and Dice
-    assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
     # the input follows the session; the next default output does not overwrite this one
-    assert widget.input_edit.text() == str(out)
-    assert widget.output_edit.text() != str(out)
-    assert not list(out.parent.glob("*.tmp"))
+    assert widget.input_edit.text() == str(out) and widget.output_edit.text() != str(out)
+    assert not widget.accept_button.isEnabled()
 
 
-def test_stop_keeps_a_valid_checkpoint(setup, qtbot, checkpoint) -> None:
+def test_stop_keeps_a_valid_model(setup, qtbot) -> None:
     from src_model import load_checkpoint
 
     viewer, widget, labels = setup
     widget.slices_combo.setCurrentText(NON_EMPTY)
     widget.epochs_spin.setValue(500)
     widget.batch_spin.setValue(1)
-    out = Path(widget.output_edit.text())
     assert widget.start(), widget.status.text()
-    qtbot.waitUntil(lambda: len(widget._losses) >= 1, timeout=60000)
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
     widget.stop()
     assert "Stopping" in widget.status.text()
     _wait_done(qtbot, widget)
     assert widget.last_error is None, widget.last_error
     assert "Stopped early" in widget.status.text()
-    assert widget._run["step"] < 500 * 4
-    load_checkpoint(out)
-    assert session_for(viewer).checkpoint == str(out)
+    assert widget.last_report.stopped and widget._run["step"] < widget._run["total"]
+    load_checkpoint(widget.last_report.checkpoint)
 
 
 def test_refuses_to_overwrite_input(setup, checkpoint) -> None:
@@ -238,10 +278,10 @@ def test_refuses_to_overwrite_input(setup, checkpoint) -> None:
     widget.shutdown()
 
 
-def test_clear_errors(setup, make_napari_viewer) -> None:
+def test_clear_errors(setup) -> None:
     viewer, widget, labels = setup
-    assert not widget.start()  # nothing painted yet
-    assert "No annotated slices" in widget.status.text()
+    assert not widget.start()  # nothing painted yet: the message names the layer
+    assert "No annotated slices on 'scan [tiny]'" in widget.status.text()
     labels.data = np.where(labels.data == 2, 7, labels.data).astype(np.uint8)
     widget.slices_combo.setCurrentText(NON_EMPTY)
     assert not widget.start()
@@ -250,12 +290,27 @@ def test_clear_errors(setup, make_napari_viewer) -> None:
     assert widget.labels_combo.layer() is None
     assert not widget.start()
     assert "Choose a labels layer" in widget.status.text()
-    assert "no labels layer" in widget.change_label.text().lower()
+    assert "no labels layer" in widget.changes.label.text().lower()
     widget.input_edit.setText("/nonexistent/model.safetensors")
     viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="mine")
     assert not widget.start()
     assert "does not exist" in widget.status.text()
-    assert "keeps no model output" in widget.change_label.text()
+    assert "keeps no model output" in widget.changes.label.text()
+
+
+def test_rank_lists_uncertain_slices_and_click_jumps(setup, qtbot) -> None:
+    viewer, widget, labels = setup
+    _paint(labels, (1, 8, 8), 2)
+    assert widget.rank_slices()
+    qtbot.waitUntil(lambda: bool(widget.ranking.ranked), timeout=60000)
+    ranked = [i for i, _ in widget.ranking.ranked]
+    assert 1 not in ranked and set(ranked) <= {0, 2, 3}  # painted slice 1 left out
+    scores = [s for _, s in widget.ranking.ranked]
+    assert scores == sorted(scores, reverse=True)
+    item = widget.ranking.list.item(0)
+    assert item.text().startswith(f"slice {ranked[0]}")
+    widget.ranking.jump_to(item)
+    assert viewer.dims.current_step[0] == ranked[0]
 
 
 def test_both_widgets_offer_only_grey_2d_or_3d_images(setup) -> None:

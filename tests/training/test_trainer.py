@@ -221,8 +221,6 @@ def test_prepare_run_from_slices_and_a_checkpoint(tmp_path):
     assert setup.model == str(start) and setup.num_classes == 9
     assert setup.metadata["class_names"][1] == "c1"
     assert setup.metadata["normalization"]["kind"] == "none"
-    job = setup.job(threads=1)
-    assert job.checkpoint == str(start) and job.metadata["finetuned_from"] == str(start)
     result = setup.trainer().fit()
     _, meta = load_checkpoint(result.last_checkpoint)
     assert meta["finetuned_from"] == str(start) and meta["class_names"][1] == "c1"

@@ -1,0 +1,86 @@
+"""The Fine-tune widget's "how much you changed the model's output" panel (as MONAI Label).
+
+Dice and HD95 per class between the model's labels, kept in ``metadata["l2gnet"]
+["model_labels"]`` by Segment, and the layer now (``training.finetune.change_scores``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QGroupBox,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from training.finetune import change_scores
+
+from .._session import META_KEY
+
+
+class ChangeTable(QGroupBox):
+    """One row per class: Dice, HD95, voxels changed; ``rows`` holds the numbers."""
+
+    def __init__(self, current_layer) -> None:
+        super().__init__("How much you changed the model's output")
+        self._current_layer = current_layer  # () -> the labels layer to compare
+        self.rows: list[dict[str, Any]] = []
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["class", "Dice", "HD95", "voxels changed"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setMinimumHeight(20 * 10 + 12)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self.refresh)
+        col = QVBoxLayout(self)
+        col.addWidget(self.label)
+        col.addWidget(self.table)
+        col.addWidget(refresh)
+
+    def refresh(self, *_args) -> None:
+        """Dice and HD95 per class between the model's labels and the layer now."""
+        layer = self._current_layer()
+        meta = layer.metadata.get(META_KEY) if layer is not None else None
+        meta = meta if isinstance(meta, dict) else {}
+        model = meta.get("model_labels")
+        self.table.setRowCount(0)
+        self.rows = []
+        if layer is None:
+            self.label.setText("No labels layer")
+            return
+        if model is None:
+            self.label.setText(f"'{layer.name}' keeps no model output to compare with (only "
+                               "layers made by Segment do)")
+            return
+        try:
+            spacing = tuple(float(s) for s in layer.scale)
+            rows = change_scores(model, np.asarray(layer.data), meta.get("class_names"),
+                                 spacing)
+        except ValueError as err:
+            self.label.setText(str(err))
+            return
+        changed = sum(r["changed"] for r in rows)
+        self.label.setText(f"{changed} voxels changed; Dice 1 = as the model drew it; HD95 in "
+                           "the layer's scale units (mm for scans)")
+        self.table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            cells = [row["name"],
+                     "—" if row["dice"] is None else f"{row['dice']:.3f}",
+                     "—" if row["hd95"] is None else f"{row['hd95']:.2f}",
+                     str(row["changed"]) if row["present"] else "absent"]
+            for j, text in enumerate(cells):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.rows = rows

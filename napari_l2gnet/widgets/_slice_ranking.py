@@ -1,0 +1,91 @@
+""""Where to correct next": the slices the model is least sure of, listed; a click jumps there.
+
+The model segments the image in a napari thread worker; ``training.uncertainty`` scores each
+slice by its mean probability entropy. Slices already corrected are left out, and so are the
+neighbours of a listed slice (they look alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QGroupBox, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout
+
+LISTED = 10
+
+
+def rank_volume(volume: np.ndarray, checkpoint: str, axis: int,
+                exclude: list[int]) -> list[tuple[int, float]]:
+    """(slice, mean entropy) of the most uncertain slices not in ``exclude`` (in a thread)."""
+    from training.inference import predict_volume
+    from training.uncertainty import rank_scores, slice_entropy
+
+    probs = predict_volume(volume, checkpoint, axis=axis,
+                           return_probabilities=True).probabilities
+    if probs.ndim == 3:  # one 2-D slice
+        probs, axis = probs[:, None], 0
+    scores = slice_entropy(probs, axis)
+    return [(i, float(scores[i])) for i in rank_scores(scores, LISTED, exclude, spacing=2)]
+
+
+class SliceRanking(QGroupBox):
+    """A button that ranks, a list of ranked slices; ``ranked`` holds (slice, score)."""
+
+    def __init__(self, viewer, request: Callable[[], tuple | None], on_error) -> None:
+        super().__init__("Where to correct next")
+        self.viewer = viewer
+        self._request = request  # () -> (volume, checkpoint, axis, exclude) or None
+        self._on_error = on_error
+        self.ranked: list[tuple[int, float]] = []
+        self.worker = None
+        self.button = QPushButton("Rank slices by uncertainty")
+        self.button.setToolTip("Segment with the input checkpoint and list the slices whose "
+                               "class probabilities are most uncertain")
+        self.button.clicked.connect(self.rank)
+        self.list = QListWidget()
+        self.list.setMaximumHeight(110)
+        self.list.itemClicked.connect(self.jump_to)
+        col = QVBoxLayout(self)
+        col.addWidget(self.button)
+        col.addWidget(self.list)
+
+    def rank(self) -> bool:
+        from napari.qt.threading import create_worker
+
+        request = self._request()
+        if request is None:
+            return False
+        volume, checkpoint, axis, exclude = request
+        self.button.setEnabled(False)
+        self.list.clear()
+        self.list.addItem("segmenting…")
+        self.worker = create_worker(rank_volume, volume, checkpoint, axis, exclude)
+        self.worker.returned.connect(lambda ranked: self._show(ranked, axis))
+        self.worker.errored.connect(lambda err: self._on_error(f"Could not rank: {err}"))
+        self.worker.finished.connect(self._done)
+        self.worker.start()
+        return True
+
+    def _done(self) -> None:
+        self.worker = None
+        self.button.setEnabled(True)
+
+    def _show(self, ranked: list[tuple[int, float]], axis: int) -> None:
+        self.ranked = ranked
+        self.list.clear()
+        for index, score in ranked:
+            item = QListWidgetItem(f"slice {index}   uncertainty {score:.3f}")
+            item.setData(Qt.ItemDataRole.UserRole, (axis, index))
+            self.list.addItem(item)
+
+    def jump_to(self, item: QListWidgetItem) -> None:
+        where = item.data(Qt.ItemDataRole.UserRole)
+        if where is not None and self.viewer.dims.ndim >= 3:
+            axis, index = where
+            self.viewer.dims.set_current_step(axis, index)
+
+    def shutdown(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()

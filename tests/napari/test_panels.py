@@ -1,0 +1,47 @@
+"""The three panels together: they fit a 1000-px-high screen, and Explain's button leaves the
+plan layer selected (not the hidden codes layer)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_l2gnet.widgets.explain import ExplainWidget
+from napari_l2gnet.widgets.finetune import FinetuneWidget
+from napari_l2gnet.widgets.segment import SegmentWidget
+
+
+@pytest.fixture(autouse=True)
+def user_data_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+def test_three_panels_fit_a_1000_px_screen(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 32, 32), np.float32), name="scan")
+    for cls in (SegmentWidget, ExplainWidget, FinetuneWidget):
+        viewer.window.add_dock_widget(cls(viewer), area="right")
+    window = viewer.window._qt_window
+    assert window.minimumSizeHint().height() <= 1000  # 1951 px without the scroll areas
+    window.resize(1400, 1000)
+    window.show()
+    assert window.height() <= 1000
+
+
+def test_show_explanation_layers_selects_the_plan(make_napari_viewer, qtbot, tiny_checkpoint,
+                                                  scan) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(scan, name="scan")
+    segment = SegmentWidget(viewer)
+    segment.set_checkpoint(tiny_checkpoint)
+    segment.device_combo.setCurrentText("cpu")
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=60_000)
+    explain = ExplainWidget(viewer)
+    explain.show_button.click()  # as a user does (clicked() passes checked=False)
+    plan = viewer.layers["scan [tiny] plan"]
+    assert viewer.layers.selection.active is plan
+    assert set(viewer.layers.selection) == {plan}
+    viewer.layers.selection.active = viewer.layers["scan"]
+    explain.show_button.click()  # again, the layers now exist: the plan is selected again
+    assert set(viewer.layers.selection) == {plan}

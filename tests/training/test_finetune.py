@@ -1,0 +1,202 @@
+"""Fine-tuning on corrections (training.finetune): epoch 0 is the starting model, the start
+wins when nothing beats it, the report, the CLI, the uncertainty ranking, and the worker
+process that never re-runs the user's script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from training.finetune import (
+    CHOSEN,
+    REPORT,
+    CorrectedVolume,
+    FinetuneSettings,
+    pseudo_slice_indices,
+    run_finetune,
+    volume_from_arrays,
+)
+from training.normalization import NO_NORMALIZATION
+from training.uncertainty import rank_scores, rank_slices, slice_entropy
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = dict(epochs=2, samples_per_epoch=4, batch_size=2)
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    from src_model import build_model, save_checkpoint
+    from src_model.testing import tiny_config
+
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
+    meta = {"class_names": ["background", "a", "b"], "input_size": [32, 32],
+            "normalization": {"kind": "none"}}
+    return save_checkpoint(tmp_path / "start.safetensors", model, meta)
+
+
+def _scan(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.random((n, 32, 32), dtype=np.float32) * 0.2
+    labels = np.zeros((n, 32, 32), np.uint8)
+    image[:, 4:14, 4:14] += 0.7
+    labels[:, 4:14, 4:14] = 1
+    image[:, 18:28, 18:28] += 0.4
+    labels[:, 18:28, 18:28] = 2
+    return image, labels
+
+
+def test_epoch_zero_scores_the_start_and_report(checkpoint, tmp_path) -> None:
+    image, labels = _scan()
+    events = []
+    report = run_finetune(checkpoint, [CorrectedVolume("scan", image, labels, [1, 4])],
+                          FinetuneSettings(**QUICK), tmp_path / "run", callback=events.append)
+    first = events[0]
+    assert (first.kind, first.epoch, first.step) == ("epoch", 0, 0)
+    assert first.val_dice["mean"] == pytest.approx(report.corrected_dice_before["mean"])
+    assert first.total_steps == sum(e.kind == "step" for e in events) == 4
+    epochs = [e.epoch for e in events if e.kind == "epoch"]
+    assert epochs == [0, 1, 2]
+    assert [h["epoch"] for h in report.history] == [0, 1, 2]
+    saved = json.loads((tmp_path / "run" / REPORT).read_text())
+    assert saved["chosen_epoch"] == report.chosen_epoch
+    assert Path(report.checkpoint) == tmp_path / "run" / CHOSEN
+    best = max(h["val_dice"]["mean"] for h in report.history)
+    assert report.corrected_dice_after["mean"] == pytest.approx(best, abs=1e-6)
+    assert report.uncorrected_changed is not None and 0 <= report.uncorrected_changed <= 1
+
+
+def test_start_is_kept_when_nothing_beats_it(checkpoint, tmp_path) -> None:
+    from training.inference import predict_volume
+
+    image, _ = _scan()
+    own = predict_volume(image, str(checkpoint)).labels  # corrections = what it says: Dice 1
+    report = run_finetune(checkpoint, [CorrectedVolume("scan", image, own, [0, 3])],
+                          FinetuneSettings(**QUICK, lr=0.05), tmp_path / "run")
+    assert report.chosen_epoch == 0
+    assert report.corrected_dice_before == report.corrected_dice_after
+    assert report.uncorrected_changed == 0.0
+    assert Path(report.checkpoint).read_bytes() == checkpoint.read_bytes()
+    assert "kept" in report.describe()
+
+
+def test_pseudo_labels_follow_trust(checkpoint, tmp_path) -> None:
+    from training.inference import predict_volume
+
+    image, labels = _scan(8)
+    own = predict_volume(image, str(checkpoint)).labels
+    trusted = run_finetune(checkpoint, [CorrectedVolume("s", image, own, [2])],
+                           FinetuneSettings(**QUICK, keep_weight=2), tmp_path / "a")
+    assert trusted.trust == pytest.approx(1.0) and trusted.pseudo_slices == 2
+    assert trusted.kept_bn_stats
+    doubted = run_finetune(checkpoint, [CorrectedVolume("s", image, labels, [2])],
+                           FinetuneSettings(**QUICK, keep_weight=10), tmp_path / "c")
+    assert doubted.trust < 0.5  # the untrained start disagrees: it learns freely
+    assert doubted.pseudo_slices == 0 and not doubted.kept_bn_stats
+    off = run_finetune(checkpoint, [CorrectedVolume("s", image, own, [2])],
+                       FinetuneSettings(**QUICK, keep_weight=0), tmp_path / "b")
+    assert off.pseudo_slices == 0
+    assert pseudo_slice_indices([0, 1, 3, 4, 5, 6, 7], 3) == [0, 4, 7]
+    assert pseudo_slice_indices([5, 6], 9) == [5, 6] and pseudo_slice_indices([5], 0) == []
+
+
+def test_volume_from_arrays_names_the_layer() -> None:
+    image, labels = _scan()
+    vol = volume_from_arrays(np.moveaxis(image, 0, 2), np.moveaxis(labels, 0, 2), [1, 2],
+                             axis=2, normalization=NO_NORMALIZATION, num_classes=3, name="mine")
+    assert vol.image.shape == (6, 32, 32) and vol.uncorrected == [0, 3, 4, 5]
+    np.testing.assert_array_equal(vol.labels, labels)
+    with pytest.raises(ValueError, match="'mine' has label 2 but the model has 2 classes"):
+        volume_from_arrays(image, labels, [1], axis=0, normalization=NO_NORMALIZATION,
+                           num_classes=2, name="mine")
+    with pytest.raises(ValueError, match="outside 0..5"):
+        CorrectedVolume("x", image, labels, [6])
+
+
+def test_uncertainty_ranking() -> None:
+    probs = np.zeros((2, 5, 4, 4), np.float16)
+    probs[0] = 1.0  # certain everywhere ...
+    probs[:, 1] = 0.5  # ... but slice 1 is a coin toss
+    probs[0, 3], probs[1, 3] = 0.8, 0.2  # and slice 3 hesitates a little
+    probs[0, 4], probs[1, 4] = 0.55, 0.45  # slice 4 nearly a coin toss
+    scores = slice_entropy(probs)
+    assert scores[1] == pytest.approx(np.log(2), rel=1e-3) and scores[0] == pytest.approx(0)
+    assert rank_slices(probs) == [1, 4, 3, 0, 2]
+    assert rank_slices(probs, 2, exclude=[1]) == [4, 3]
+    assert rank_scores(scores, 3, spacing=2) == [1, 4]  # 3 and 0 neighbour 4 and 1
+    assert rank_slices(np.moveaxis(probs, 1, 3), 1, axis=2) == [1]  # slices along the last axis
+
+
+def _nifti(path: Path, data: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4)), str(path))
+
+
+def test_cli_finetune_on_nifti_with_labels_on_corrected_slices(checkpoint, tmp_path,
+                                                                capsys) -> None:
+    from training.cli import main
+
+    image, labels = _scan()
+    only = np.zeros_like(labels)
+    only[[1, 4]] = labels[[1, 4]]  # the corrected slices carry labels, the rest are 0
+    data = tmp_path / "data"
+    _nifti(data / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
+    _nifti(data / "labelsTr" / "scan.nii.gz", np.moveaxis(only, 0, 2))
+    out = tmp_path / "run"
+    argv = ["finetune", "--from", str(checkpoint), "--data", str(data), "--out-dir", str(out),
+            "--epochs", "2", "--batch-size", "2", "--threads", "1"]
+    assert main(argv) == 0
+    history = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    report = json.loads((out / REPORT).read_text())
+    assert report["corrected_slices"] == 2
+    from src_model import load_checkpoint
+
+    load_checkpoint(out / CHOSEN)
+    assert main(argv) == 2  # an existing run is not overwritten ...
+    assert "--overwrite" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    _nifti(empty / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
+    _nifti(empty / "labelsTr" / "scan.nii.gz", np.zeros((32, 32, 6), np.uint8))
+    assert main(["finetune", "--from", str(checkpoint), "--data", str(empty), "--out-dir",
+                 str(tmp_path / "run2")]) == 2
+    assert "No labelled slices" in capsys.readouterr().err
+
+
+def test_worker_never_reruns_an_unguarded_user_script(checkpoint, tmp_path) -> None:
+    """A user script with no ``if __name__ == "__main__":`` guard starts a fine-tune: the
+    script's top level runs once (multiprocessing's spawn would run it again in the child)."""
+    counter = tmp_path / "runs.txt"
+    script = tmp_path / "user_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import numpy as np
+        from training.finetune import CorrectedVolume, FinetuneSettings
+        from training.finetune_process import FinetuneJob, FinetuneProcess
+
+        with open({str(counter)!r}, "a") as f:
+            f.write("ran\\n")
+        rng = np.random.default_rng(0)
+        image = rng.random((4, 32, 32), dtype=np.float32)
+        labels = (image > 0.5).astype(np.uint8)
+        job = FinetuneJob({str(checkpoint)!r}, [CorrectedVolume("s", image, labels, [1])],
+                          FinetuneSettings(epochs=1, samples_per_epoch=2, batch_size=2),
+                          threads=1)
+        proc = FinetuneProcess(job, {str(tmp_path / "run")!r})
+        proc.start()
+        assert proc.join(300)
+        events = proc.poll()
+        assert proc.result is not None, proc.error
+        print("EVENTS", [e.kind for e in events])
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env={**__import__("os").environ,
+                                                       "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert counter.read_text().splitlines() == ["ran"]
+    assert "EVENTS ['epoch', 'step', 'epoch', 'done']" in done.stdout

@@ -1,0 +1,40 @@
+"""The shipped cardiac MRI model: its model card, its size, and its Dice on real ACDC volumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from src_model import read_metadata
+from training.data.readers import read_h5_volumes
+from training.evaluate import evaluate
+from training.fit_check import MRI, ScanExpectation
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKPOINT = REPO / "napari_l2gnet" / "resources" / "acdc_cine_mri_l2gnet.safetensors"
+# the first validation patient's two frames (val.list order), not the model's best cases
+CASES = ("patient002_frame01", "patient002_frame02")
+
+
+def test_card_says_what_the_model_is():
+    assert CHECKPOINT.stat().st_size <= 25 * 2**20
+    meta = read_metadata(CHECKPOINT)
+    assert meta["class_names"] == ["background", "RV", "Myo", "LV"]
+    card = meta["card"]
+    assert "ACDC" in card["display_name"] and "ACDC" in card["training_data"]
+    assert card["modality"].startswith("MRI") and card["intended_use"]
+    assert card["training_command"].startswith("l2gnet train")
+    assert card["validation_dice"]["mean"] >= 0.83  # 0.838 measured: README, "Shipped models"
+    assert meta["evaluation"]["protocol"] == "transunet"
+    assert meta["evaluation"]["command"].startswith("l2gnet evaluate")
+    assert ScanExpectation.from_metadata(meta).modality == MRI
+
+
+def test_scores_at_least_085_on_two_validation_volumes(shared_data):
+    folder = shared_data / "acdc" / "val_volumes"
+    cases = [c for c in read_h5_volumes(folder) if c.name in CASES]
+    assert sorted(c.name for c in cases) == sorted(CASES)
+    report = evaluate(CHECKPOINT, cases, protocol="transunet", device="cpu")
+    assert report["summary"]["mean"]["dice"] >= 0.85, report["summary"]
+    for name in ("RV", "Myo", "LV"):
+        assert report["summary"]["per_class"][name]["dice"] > 0.7
+

@@ -1,0 +1,393 @@
+"""Fine-tune a checkpoint on a user's corrected slices, never silently worse (no Qt).
+
+One path for the napari Fine-tune widget and ``l2gnet finetune``: ``run_finetune(checkpoint,
+volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tuning"):
+
+1. **Score the start.** The starting model segments each volume once; its Dice on the
+   corrected slices is epoch 0 of the curve (the ``TrainEvent`` callback and the log), and
+   its labels are the reference for "how much did the uncorrected slices change".
+2. **Guard against forgetting.** Measured on the sample phantom and on a real CT (README,
+   "Fine-tuning on corrections"), the choices are: no flips in the augmentation (left and
+   right kidney differ only by side: rot90/flip taught the model to swap them), and two
+   measures taken when the start agrees with the corrections (``trust``, its mean Dice on
+   them, >= ``TRUST``): its own labels on ``round(keep_weight x trust x corrected)``
+   uncorrected slices mixed in as pseudo-labels, and its BatchNorm statistics kept. A model
+   that is already right keeps what it knows; a model that is wrong there (a new kind of
+   scan) learns freely.
+3. **Choose honestly.** ``training.fit.fit`` validates each epoch on the corrected slices; the
+   starting model is a candidate too, so a run that only made things worse returns the start.
+4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
+   uncorrected slices changed (``FinetuneReport``, also written to ``out_dir/finetune.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch-importing modules: for annotations only
+    from .fit import TrainEvent
+
+CHOSEN = "finetuned.safetensors"
+TRUST = 0.5  # the start's Dice on the corrections from which its knowledge is guarded
+REPORT = "finetune.json"
+
+
+@dataclass
+class FinetuneSettings:
+    """How to fine-tune on corrections; the widget's form and the CLI's flags default here."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 4
+    samples_per_epoch: int = 32  # the slices are repeated (augmented anew) to fill an epoch
+    optimizer: str = "adamw"
+    augment: str = "rotate"  # never "transunet": its flips swap left and right organs
+    keep_weight: float = 4.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
+    keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
+    #   the start agrees with the corrections (trust >= TRUST), else they adapt to the new scans
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0")
+        if self.samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
+        if not self.keep_weight >= 0:
+            raise ValueError(f"keep_weight must be >= 0, got {self.keep_weight}")
+
+
+@dataclass
+class CorrectedVolume:
+    """One scan to learn from: ``image`` (S, H, W) normalised to [0, 1] as the checkpoint
+    expects, ``labels`` (S, H, W) holding the user's corrections on the ``corrected`` slices
+    (the other slices' labels are ignored)."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    corrected: list[int]
+
+    def __post_init__(self) -> None:
+        self.image, self.labels = np.asarray(self.image), np.asarray(self.labels)
+        if self.image.shape != self.labels.shape or self.image.ndim != 3:
+            raise ValueError(f"{self.name}: image {self.image.shape} and labels "
+                             f"{self.labels.shape} must be 3-D volumes of the same shape")
+        n = self.image.shape[0]
+        self.corrected = sorted({int(i) for i in self.corrected})
+        bad = [i for i in self.corrected if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"{self.name}: corrected slices {bad} are outside 0..{n - 1}")
+
+    @property
+    def uncorrected(self) -> list[int]:
+        done = set(self.corrected)
+        return [i for i in range(self.image.shape[0]) if i not in done]
+
+
+@dataclass
+class FinetuneReport:
+    """What a run did, in the numbers a user can judge it by."""
+
+    checkpoint: str  # the chosen model (a copy of the start if nothing beat it)
+    chosen_epoch: int  # 0: the starting model was best
+    corrected_dice_before: dict[str, float]
+    corrected_dice_after: dict[str, float]
+    uncorrected_agreement: float | None  # mean Dice start vs new labels on untouched slices
+    uncorrected_changed: float | None  # fraction of untouched voxels whose label changed
+    trust: float
+    kept_bn_stats: bool
+    corrected_slices: int
+    pseudo_slices: int
+    seconds: float
+    stopped: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A few lines for the widget's result panel and the CLI's log."""
+        b, a = self.corrected_dice_before.get("mean"), self.corrected_dice_after.get("mean")
+        lines = [f"Dice on the {self.corrected_slices} corrected slices: {_fmt(b)} before, "
+                 f"{_fmt(a)} after (epoch {self.chosen_epoch})."]
+        if self.chosen_epoch == 0:
+            lines.append("No epoch beat the starting model, so it is kept.")
+        if self.uncorrected_changed is not None:
+            lines.append(f"Uncorrected slices: {100 * self.uncorrected_changed:.1f}% of voxels "
+                         "changed label; Dice with the labels before "
+                         f"{_fmt(self.uncorrected_agreement)}.")
+        if self.pseudo_slices:
+            lines.append(f"{self.pseudo_slices} uncorrected slices kept the starting model's "
+                         "labels as targets (it agreed with the corrections).")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+# ---------------------------------------------------------------------------- pieces
+def corrected_case(volumes: Sequence[CorrectedVolume]):
+    """The corrected slices of all volumes stacked as one ``Case`` (what Dice is scored on)."""
+    from .data.cases import Case
+
+    images = [v.image[i] for v in volumes for i in v.corrected]
+    labels = [v.labels[i] for v in volumes for i in v.corrected]
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:  # volumes of different in-plane sizes: score each separately
+        raise ValueError(f"Corrected slices have different shapes {sorted(shapes)}")
+    return Case("corrected slices", np.stack(images).astype(np.float32),
+                np.stack(labels).astype(np.uint8))
+
+
+def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | None:
+    """Mean Dice over the foreground classes present in ``a`` or ``b`` (None: none is)."""
+    from .metrics import dice
+
+    scores = [dice(a == c, b == c) for c in range(1, num_classes)
+              if (a == c).any() or (b == c).any()]
+    return float(np.mean(scores)) if scores else None
+
+
+def pseudo_slice_indices(uncorrected: Sequence[int], count: int) -> list[int]:
+    """``count`` of the uncorrected slices, evenly spread (they anchor the whole volume)."""
+    uncorrected = list(uncorrected)
+    if count <= 0 or not uncorrected:
+        return []
+    if count >= len(uncorrected):
+        return uncorrected
+    pos = np.linspace(0, len(uncorrected) - 1, count).round().astype(int)
+    return [uncorrected[i] for i in sorted(set(pos.tolist()))]
+
+
+def present_only(val: dict[str, float] | None) -> dict[str, float] | None:
+    """Validation Dice without the classes absent from both sides (NaN: undefined, and not
+    JSON); a mean of 1 when nothing is present anywhere (nothing to disagree about)."""
+    if val is None:
+        return None
+    out = {k: float(v) for k, v in val.items() if not math.isnan(float(v))}
+    out.setdefault("mean", 1.0)
+    return out
+
+
+_TRAINER: type | None = None
+
+
+def _trainer_class() -> type:
+    """``training.trainer.Trainer`` whose validation Dice is ``present_only`` (a class absent
+    from the corrected slices would otherwise put NaN in the checkpoint's metadata, which
+    ``save_checkpoint`` refuses). Built on first use: the trainer imports torch."""
+    global _TRAINER
+    if _TRAINER is None:
+        from .trainer import Trainer
+
+        class FinetuneTrainer(Trainer):
+            def validate(self) -> dict | None:
+                return present_only(super().validate())
+
+        _TRAINER = FinetuneTrainer
+    return _TRAINER
+
+
+def volume_from_arrays(
+    volume: np.ndarray, labels: np.ndarray, corrected: Sequence[int], *, axis: int,
+    normalization, num_classes: int, name: str = "labels",
+) -> CorrectedVolume:
+    """What the widget hands over (a raw volume, its labels layer, the corrected slices along
+    ``axis``) as a ``CorrectedVolume``, normalised as the checkpoint expects.
+
+    ``name`` (the labels layer's) goes into the messages: each says what to fix.
+    """
+    from .normalization import normalize
+
+    volume, labels = np.asarray(volume), np.asarray(labels)
+    if volume.ndim == 2 and labels.ndim == 2:
+        volume, labels, axis = volume[None], labels[None], 0
+    if volume.ndim != 3 or volume.shape != labels.shape:
+        raise ValueError(f"'{name}' {labels.shape} must be a 2-D or 3-D labels layer of the "
+                         f"image's shape {volume.shape}: pick the labels drawn on this image")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"'{name}' has negative labels: use class indices 0..{num_classes - 1}")
+    top = int(labels.max(initial=0))
+    if top >= num_classes:
+        raise ValueError(f"Labels layer '{name}' has label {top} but the model has "
+                         f"{num_classes} classes (0..{num_classes - 1}): fix those voxels or "
+                         "use a checkpoint with more classes")
+    image = np.moveaxis(normalize(volume, normalization), axis, 0).astype(np.float32)
+    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected))
+
+
+def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spacing=None):
+    """Per foreground class: how much ``labels`` differs from the model's ``model_labels``.
+
+    Rows of ``{"name", "dice", "hd95", "changed", "present"}``; Dice and HD95 (clinical
+    protocol, in the units of ``spacing``) come from ``training.metrics.score_case`` on the
+    class's bounding box; an untouched class scores Dice 1 and HD95 0 without computing; a
+    class only one side has scores Dice 0 and HD95 None (undefined); a class neither has,
+    None and None.
+    """
+    from .metrics import bounding_box, score_case
+
+    model_labels, labels = np.asarray(model_labels), np.asarray(labels)
+    if model_labels.shape != labels.shape:
+        raise ValueError(f"The model's labels {model_labels.shape} and the layer's "
+                         f"{labels.shape} have different shapes")
+    top = int(max(model_labels.max(initial=0), labels.max(initial=0)))
+    names = list(class_names or [])
+    rows = []
+    for c in range(1, max(len(names), top + 1)):
+        before, after = model_labels == c, labels == c
+        changed = int((before != after).sum())
+        present = bool(before.any() or after.any())
+        name = names[c] if c < len(names) else f"class {c}"
+        if not present:
+            rows.append(dict(name=name, dice=None, hd95=None, changed=0, present=False))
+            continue
+        if not changed:
+            rows.append(dict(name=name, dice=1.0, hd95=0.0, changed=0, present=True))
+            continue
+        box = bounding_box(before | after, margin=1)
+        score = score_case(after[box].astype(np.uint8), before[box].astype(np.uint8), 2,
+                           protocol="clinical", spacing=spacing)[0]
+        # one side empty (the model missed the class, or the user erased all of it): Dice 0
+        d = 0.0 if score["dice"] is None else score["dice"]
+        rows.append(dict(name=name, dice=d, hd95=score["hd95"], changed=changed, present=True))
+    return rows
+
+
+# ---------------------------------------------------------------------------- the run
+def run_finetune(
+    checkpoint: str | Path,
+    volumes: Sequence[CorrectedVolume],
+    settings: FinetuneSettings,
+    out_dir: str | Path,
+    *,
+    metadata: dict[str, Any] | None = None,
+    callback: Callable[[TrainEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    overwrite: bool = False,
+) -> FinetuneReport:
+    """Fine-tune ``checkpoint`` on the corrected slices of ``volumes``; see the module doc.
+
+    Writes ``out_dir/finetuned.safetensors`` (the chosen model), ``out_dir/finetune.json``
+    (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
+    ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
+    is replaced only with ``overwrite``. ``metadata`` entries are added to the checkpoint's.
+    """
+    from src_model import load_checkpoint
+
+    from .data.cases import Slice
+    from .inference import predict_volume, resolve_device
+    from .run_setup import prepare_run
+    from .trainer import TrainConfig, TrainEvent, seed_everything, validate
+
+    t0 = time.perf_counter()
+    volumes = list(volumes)
+    if not any(v.corrected for v in volumes):
+        raise ValueError("No corrected slices to fine-tune on")
+    out = Path(out_dir)
+    seed_everything(settings.seed)
+    model, meta = load_checkpoint(checkpoint)
+    meta = {**meta, **(metadata or {})}
+    num_classes = model.num_classes
+    class_names = list(meta.get("class_names") or
+                       ["background"] + [f"class {i}" for i in range(1, num_classes)])
+    input_size = tuple(meta.get("input_size") or (224, 224))
+    device = resolve_device(settings.device)
+    plain = {"normalization": {"kind": "none"}}  # volumes are normalised already
+
+    def segment(net) -> list[np.ndarray]:
+        return [predict_volume(v.image, net, input_size=input_size, device=device,
+                               batch_size=settings.batch_size, metadata=plain).labels
+                for v in volumes]
+
+    before = segment(model)
+    case = corrected_case(volumes)
+    dice_before = present_only(validate(model, [case], class_names, input_size, device,
+                                        settings.batch_size))
+
+    # the guards, as much as the start agrees with the corrections
+    trust = max(0.0, dice_before["mean"])
+    trusted = trust >= TRUST
+    keep_bn = trusted if settings.keep_bn_stats is None else settings.keep_bn_stats
+    cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+                      optimizer=settings.optimizer, input_size=input_size,
+                      augment=settings.augment, seed=settings.seed, device=settings.device,
+                      max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
+                      freeze_batchnorm=keep_bn)
+    slices, pseudo = [], 0
+    for v, pred in zip(volumes, before, strict=True):
+        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
+                   for i in v.corrected]
+        count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
+        for i in pseudo_slice_indices(v.uncorrected, count):
+            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)"))
+            pseudo += 1
+    n_base = len(slices)
+
+    slices = slices * max(1, math.ceil(settings.samples_per_epoch / len(slices)))
+    per_epoch = (len(slices) // cfg.batch_size if len(slices) > cfg.batch_size
+                 else 1)  # as fit's DataLoader counts (drop_last when there is more)
+    total = per_epoch * cfg.epochs if cfg.max_steps is None else min(
+        per_epoch * cfg.epochs, cfg.max_steps)
+    if callback is not None:  # epoch 0: the starting model on the corrected slices
+        callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
+                            val_dice=dice_before, checkpoint=str(checkpoint),
+                            seconds=time.perf_counter() - t0))
+    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata)
+    trainer = _trainer_class()(model, setup.slices, setup.val_cases, setup.config,
+                               metadata=setup.metadata, callback=callback,
+                               should_stop=should_stop)  # the model scored above, not a copy
+    result = trainer.fit()
+
+    scored = [r for r in result.history if r.get("val_dice")]
+    best = max(scored, key=lambda r: r["val_dice"]["mean"], default=None)  # first of equals
+    chosen = out / CHOSEN
+    if result.best_checkpoint and best and best["val_dice"]["mean"] > dice_before["mean"]:
+        shutil.copyfile(result.best_checkpoint, chosen)
+        chosen_epoch = best["epoch"]
+    else:  # nothing beat the start (ties go to it): the start is the result
+        shutil.copyfile(checkpoint, chosen)
+        chosen_epoch = 0
+
+    new_model, _ = load_checkpoint(chosen)
+    after = before if chosen_epoch == 0 else segment(new_model)
+    dice_after = (dice_before if chosen_epoch == 0 else
+                  present_only(validate(new_model, [case], class_names, input_size, device,
+                                        settings.batch_size)))
+    agree, changed, voxels = [], 0, 0
+    for v, b, a in zip(volumes, before, after, strict=True):
+        idx = v.uncorrected
+        if idx:
+            score = label_agreement(b[idx], a[idx], num_classes)
+            if score is not None:
+                agree.append(score)
+            changed += int((b[idx] != a[idx]).sum())
+            voxels += b[idx].size
+    report = FinetuneReport(
+        checkpoint=str(chosen), chosen_epoch=chosen_epoch,
+        corrected_dice_before=dice_before, corrected_dice_after=dice_after,
+        uncorrected_agreement=float(np.mean(agree)) if agree else (1.0 if voxels else None),
+        uncorrected_changed=changed / voxels if voxels else None,
+        trust=trust, kept_bn_stats=cfg.freeze_batchnorm, corrected_slices=n_base - pseudo,
+        pseudo_slices=pseudo,
+        seconds=time.perf_counter() - t0, stopped=result.stopped,
+        history=[{"epoch": 0, "step": 0, "val_dice": dice_before, "seconds": 0.0},
+                 *result.history],
+    )
+    (out / REPORT).write_text(json.dumps(asdict(report), indent=1, default=_json_default))
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
