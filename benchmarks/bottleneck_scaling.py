@@ -1,6 +1,6 @@
 """L2GMapper vs one self-attention transformer layer: forward+backward time and peak memory vs n.
 
-DESIGN.md claims O(n*t) memory per reference for the L2GMapper against self-attention's
+docs/design.md claims O(n*t) memory per reference for the L2GMapper against self-attention's
 O(n^2); this measures it instead of assuming it. For each device present (cpu always, cuda
 if available), width and token count n = s*s (s = 14, 28, 56, 112 by default), it prints one
 JSON line to stdout:

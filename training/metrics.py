@@ -1,6 +1,6 @@
 """Dice and HD95 per class per volume, implemented once on numpy/scipy.
 
-Two protocols (see DESIGN.md, "Evaluation protocol"):
+Two protocols (see docs/design.md, "Evaluation protocols"):
 
 ``"transunet"``
     TransUNet's test script (``calculate_metric_percase``), quirks included: per class, with

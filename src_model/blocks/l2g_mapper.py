@@ -1,6 +1,6 @@
 """L2GMapper: the optimal-transport bottleneck of L2GNet (Gorade et al., 2026, eq. 1-3).
 
-For the n = h*w discrete tokens z_dis of an image (DESIGN.md "L2GMapper"):
+For the n = h*w discrete tokens z_dis of an image (docs/design.md "L2GMapper"):
 
 1. psi = Nyström embedding of each token in R^k (eq. 1);
 2. for each of q learnable references z_ref^r (t x k): T^r = Sinkhorn(M^r, eps, iters) with

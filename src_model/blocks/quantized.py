@@ -37,7 +37,7 @@ class QuantizedBottleneck(Bottleneck):
         )
 
     def quantize(self, z_con: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        """Quantise and report what DESIGN.md asks of a quantiser (loss, codes, usage)."""
+        """Quantise and report what docs/design.md asks of a quantiser (loss, codes, usage)."""
         q = self.quantizer(z_con)
         aux = {
             "quant_loss": q.loss,

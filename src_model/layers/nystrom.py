@@ -82,7 +82,7 @@ def kernel_inv_sqrt(gram: Tensor, eig_floor: float = 1e-6, reg: float = 1e-2) ->
 class NystromEmbedding(nn.Module):
     """psi(z) = kappa(w, w)^(-1/2) kappa(w, z): tokens (..., dim) -> (..., num_anchors).
 
-    Paper eq. 1; DESIGN.md "L2GMapper" step 1. The anchors are free parameters, projected onto
+    Paper eq. 1; docs/design.md "L2GMapper" step 1. The anchors are free parameters, projected onto
     the unit sphere in every forward (OTKE keeps them unit-norm). The whole embedding runs in
     float32 (float64 if the input or anchors are) with autocast off: ``eigh`` needs it, and the
     kernel's exponent must not be rounded to half precision. The output is in that dtype.

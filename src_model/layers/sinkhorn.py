@@ -40,7 +40,7 @@ def sinkhorn_log(
 
     Alternates the row (``a``) and column (``b``) scalings ``iters`` times, the column update
     last: the plan's column sums equal ``b`` to rounding, its row sums approach ``a`` as the
-    iterations grow (paper: 10 iterations; DESIGN.md "L2GMapper" step 2). Differentiable
+    iterations grow (paper: 10 iterations; docs/design.md "L2GMapper" step 2). Differentiable
     end to end by plain autograd through the iterations.
 
     Args:

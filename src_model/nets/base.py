@@ -1,7 +1,7 @@
 """``Segmenter``: the one body every system shares; systems differ only in the bottleneck.
 
 encoder -> pre-bottleneck (2 conv blocks) -> bottleneck -> post-bottleneck (2 conv blocks)
--> decoder with skips -> 1x1 head (DESIGN.md "The model").
+-> decoder with skips -> 1x1 head (docs/design.md "The model").
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ PLAN_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class L2GNetConfig(QuantizerConfig):
-    """L2GNet's bottleneck (paper eq. 1-3; DESIGN.md "L2GMapper").
+    """L2GNet's bottleneck (paper eq. 1-3; docs/design.md "L2GMapper").
 
     Args:
         num_refs: q, the number of learnable references (paper: 2 or 4).

@@ -19,7 +19,7 @@ def _mapper(**kwargs) -> L2GMapper:
 
 
 def _reference_dense(m: L2GMapper, z: torch.Tensor) -> torch.Tensor:
-    """One image, one reference and one token at a time, straight from DESIGN.md."""
+    """One image, one reference and one token at a time, straight from docs/design.md."""
     b, _, h, w = z.shape
     n, t, q, k = h * w, m.ref_size, m.num_refs, m.num_anchors
     out = torch.zeros(b, q * k, h, w)
