@@ -16,7 +16,7 @@ from .base import Segmenter, build_segmenter
 
 PLAN_RETURNS = ("residual", "replace", "gate")
 
-# Named settings of the plan design choices (docs/design_plans.md); pass one as config
+# Named settings of the plan design choices (docs/design.md "Plan design choices"); pass one as config
 # overrides, e.g. ``build_model("l2gnet", n, **PLAN_PRESETS["sharp"])`` or the same as
 # ``--set`` options. "paper" is the paper-literal reading, today's default: every field below
 # defaults to it, so checkpoints saved before these fields existed load unchanged.
@@ -53,7 +53,7 @@ class L2GNetConfig(QuantizerConfig):
             per-pixel, per-channel sigmoid mix of the two).
 
     Every field added after the first release defaults to that release's behaviour, so a
-    checkpoint whose metadata lacks it loads unchanged (docs/design_plans.md).
+    checkpoint whose metadata lacks it loads unchanged (docs/design.md "Plan design choices").
     """
 
     num_refs: int = 4
