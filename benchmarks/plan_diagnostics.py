@@ -20,7 +20,8 @@ folder, NIfTI imagesTr+labelsTr). One JSON line per reference r of the mapper, w
   quantiser's code of each token (what the mapper is fed), and the gain over position: an upper
   reference for how anatomical content-driven buckets could be.
 
-The maths is ``training.plan_metrics`` (docs/design.md "Plan design choices"). Targets (issue 11): row entropy
+The maths is ``training.plan_metrics`` (docs/design.md "Plan design choices").
+Targets (issue 11): row entropy
 <= 0.6, homogeneity gain >= 0.15 for the best reference, uniform plans cost >= 0.02 Dice.
 """
 

@@ -2,7 +2,8 @@
 
 The Explain widget shows each token's argmax bucket as the model's explanation. These numbers
 say how much of the class a bucket tells beyond what the token's position already tells
-(the 1-D positional filter S alone makes buckets into horizontal bands; docs/design.md "Plan design choices"):
+(the 1-D positional filter S alone makes buckets into horizontal bands; docs/design.md
+"Plan design choices"):
 
 - ``row_entropy_ratio``: mean entropy of the plan's rows (each normalised to sum 1) over
   log t; 1 = every token spreads evenly over all buckets, 0 = each token in one bucket.

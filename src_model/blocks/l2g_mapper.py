@@ -12,7 +12,8 @@ Then (our choice, not the paper's) the t pooled buckets go back to the token gri
 same plan, ``transport_back``, and a 1x1 convolution projects q*k -> out_dim channels.
 
 The choices the paper leaves open are switches here (defaults = the paper-literal reading, what
-every checkpoint before them was trained with; docs/design.md "Plan design choices"): the cost (raw dot
+every checkpoint before them was trained with; docs/design.md "Plan design choices"): the cost
+(raw dot
 product, or a scale-free cosine over a temperature), where S enters (before Sinkhorn too, or
 only after), whether rows are renormalised after S, and the column marginal (uniform 1/t, or
 learned per reference).

@@ -16,7 +16,8 @@ from .base import Segmenter, build_segmenter
 
 PLAN_RETURNS = ("residual", "replace", "gate")
 
-# Named settings of the plan design choices (docs/design.md "Plan design choices"); pass one as config
+# Named settings of the plan design choices (docs/design.md "Plan design choices"); pass one
+# as config
 # overrides, e.g. ``build_model("l2gnet", n, **PLAN_PRESETS["sharp"])`` or the same as
 # ``--set`` options. "paper" is the paper-literal reading, today's default: every field below
 # defaults to it, so checkpoints saved before these fields existed load unchanged.

@@ -1,4 +1,5 @@
-"""The L2G ablation switches (docs/design.md "Plan design choices"): shapes, plan sums, gradients, defaults."""
+"""The L2G ablation switches (docs/design.md "Plan design choices"): shapes, plan sums,
+gradients, defaults."""
 
 from __future__ import annotations
 
