@@ -24,6 +24,14 @@ _RESNETS: dict[str, tuple] = {
 ENCODER_NAMES = tuple(_RESNETS)
 
 
+def encoder_channels(name: str) -> tuple[int, ...]:
+    """Feature widths of encoder ``name`` at strides 2, 4, 8, 16 (its ``out_channels``),
+    without building it: nets that size their blocks from the encoder ask here."""
+    if name not in _RESNETS:
+        raise ValueError(f"Unknown encoder {name!r}; available: {', '.join(ENCODER_NAMES)}")
+    return _RESNETS[name][1]
+
+
 class EncoderWeightsError(FileNotFoundError):
     """ImageNet weights were asked for but no local file provides them."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..blocks.aspp import ASPP, DeepLabV3PlusDecoder
 from ..config import BodyConfig, _positive
-from ..encoders import _RESNETS
+from ..encoders import encoder_channels
 from ..registry import register_model
 from .base import Segmenter, build_segmenter
 
@@ -45,7 +45,7 @@ class DeepLabV3PlusConfig(BodyConfig):
 
 @register_model("deeplabv3plus", DeepLabV3PlusConfig, "DeepLabV3+ (R50): ASPP + DeepLabV3+ decoder")
 def build_deeplabv3plus(num_classes: int, config: DeepLabV3PlusConfig) -> Segmenter:
-    widths = _RESNETS[config.encoder][1]  # encoder widths at strides 2, 4, 8, 16
+    widths = encoder_channels(config.encoder)  # encoder widths at strides 2, 4, 8, 16
     decoder = DeepLabV3PlusDecoder(
         config.pre_channels or widths[-1],
         widths[1],
