@@ -99,14 +99,15 @@ def dice_from_eval(report: dict[str, Any]) -> dict[str, float]:
 
 
 def build_card(meta: dict[str, Any], preset: dict[str, Any], report: dict[str, Any] | None,
-               eval_command: str | None) -> dict[str, Any]:
+               eval_command: str | None, training_command: str | None = None) -> dict[str, Any]:
     """The new metadata: ``meta`` with card, expected scan and evaluation filled in."""
     out = dict(meta)
     card = dict(out.get("card") or {})
     card.update(preset["card"])
     training = out.get("training") or {}
-    if training.get("command"):
-        card["training_command"] = training["command"]
+    if training_command or training.get("command"):
+        # a model trained in stages records every stage (the checkpoint knows only its last)
+        card["training_command"] = training_command or training["command"]
     if report is not None:
         card["validation_dice"] = dice_from_eval(report)
         out["evaluation"] = {
@@ -131,13 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--eval", type=Path, help="l2gnet evaluate --out report (validation Dice)")
     p.add_argument("--eval-command", help="the evaluate command line, recorded as given")
+    p.add_argument("--training-command", help="the training command(s), recorded as given "
+                   "(default: the command in the checkpoint's training record)")
     args = p.parse_args(argv)
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists: pass --overwrite to replace it", file=sys.stderr)
         return 2
     tensors, meta = read_checkpoint(args.checkpoint)
     report = json.loads(args.eval.read_text()) if args.eval else None
-    new_meta = build_card(meta, PRESETS[args.preset], report, args.eval_command)
+    new_meta = build_card(meta, PRESETS[args.preset], report, args.eval_command,
+                          args.training_command)
     with atomic_write_path(args.out) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(new_meta)})
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size,

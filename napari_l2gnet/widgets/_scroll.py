@@ -1,12 +1,41 @@
 """Let a docked panel be shorter than its content: its layout moves into a scroll area.
 
 Three panels docked together must fit a 1000-px-high screen; without a scroll area napari
-grows the window to the sum of their heights and clips what does not fit.
+grows the window to the sum of their heights and clips what does not fit. The scroll area
+scrolls up and down only and asks for its content's full width, so no line of a panel (a
+model's description, a warning) is ever cut off at the right edge.
 """
 
 from __future__ import annotations
 
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+
+class VerticalScrollArea(QScrollArea):
+    """A scroll area as wide as its content's minimum width, scrolling vertically only."""
+
+    def __init__(self, inner: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(inner)
+        inner.installEventFilter(self)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        inner = self.widget()
+        if inner is not None:
+            hint.setWidth(inner.minimumSizeHint().width()
+                          + self.verticalScrollBar().sizeHint().width()
+                          + 2 * self.frameWidth())
+        return hint
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's minimum width may have grown
+        return super().eventFilter(watched, event)
 
 
 def make_scrollable(widget: QWidget) -> QScrollArea:
@@ -17,10 +46,7 @@ def make_scrollable(widget: QWidget) -> QScrollArea:
     """
     inner = QWidget()
     inner.setLayout(widget.layout())
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setWidget(inner)
+    scroll = VerticalScrollArea(inner)
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll)
