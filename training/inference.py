@@ -258,6 +258,18 @@ def _metadata_entry(meta: CheckpointMeta | Mapping[str, Any], name: str) -> Any:
     return meta.get(name)
 
 
+def run_to_end(gen: Generator[tuple[int, int], None, VolumePrediction],
+               progress: ProgressFn | None = None) -> VolumePrediction:
+    """Drive a per-batch prediction generator to its result, reporting ``(done, total)``."""
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
+
+
 class SliceInferer:
     """Segments volumes slice by slice with one model and one set of ``InferenceSettings``.
 
@@ -277,14 +289,7 @@ class SliceInferer:
     def __call__(self, volume: np.ndarray, *, progress: ProgressFn | None = None,
                  cancel: CancelFn | None = None) -> VolumePrediction:
         """Segment ``volume``; ``progress(done, total)`` after each batch."""
-        gen = self.iterate(volume, cancel=cancel)
-        while True:
-            try:
-                done, total = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if progress is not None:
-                progress(done, total)
+        return run_to_end(self.iterate(volume, cancel=cancel), progress)
 
     def iterate(self, volume: np.ndarray, *, cancel: CancelFn | None = None
                 ) -> Generator[tuple[int, int], None, VolumePrediction]:
@@ -392,11 +397,4 @@ def predict_volume(
     ``progress(done, total)`` is called after each batch; ``cancel()`` returning True stops the
     work between batches with ``PredictionCancelled``.
     """
-    gen = iter_predict_volume(volume, model_or_checkpoint, **kwargs)
-    while True:
-        try:
-            done, total = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)
+    return run_to_end(iter_predict_volume(volume, model_or_checkpoint, **kwargs), progress)
