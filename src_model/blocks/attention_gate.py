@@ -13,7 +13,10 @@ from torch.nn import functional as F
 
 
 class AttentionGate(nn.Module):
-    """``gate(skip, gating) -> skip * alpha``; the last alpha (B, 1, H, W) is kept in ``alpha``.
+    """``gate(skip, gating) -> skip * alpha``, alpha (B, 1, H, W) = sigmoid(psi(...)).
+
+    The gate keeps no state between calls; ``src_model.nets.attn_unet.attention_maps`` reads
+    the alphas of one forward pass through hooks on ``psi``.
 
     Args:
         skip_channels: channels of the encoder skip (x in the paper).
@@ -27,7 +30,6 @@ class AttentionGate(nn.Module):
         self.theta_x = nn.Conv2d(skip_channels, inter, kernel_size=1, bias=False)
         self.phi_g = nn.Conv2d(gating_channels, inter, kernel_size=1, bias=True)
         self.psi = nn.Conv2d(inter, 1, kernel_size=1, bias=True)
-        self.alpha: Tensor | None = None  # last attention map, detached, for reporting
 
     def forward(self, skip: Tensor, gating: Tensor) -> Tensor:
         if gating.shape[-2:] != skip.shape[-2:]:
@@ -35,7 +37,6 @@ class AttentionGate(nn.Module):
                 gating, size=skip.shape[-2:], mode="bilinear", align_corners=False
             )
         alpha = self.psi(F.relu(self.theta_x(skip) + self.phi_g(gating))).sigmoid()
-        self.alpha = alpha.detach()
         return skip * alpha
 
 

@@ -1,12 +1,13 @@
 """R50 Attention U-Net (Oktay et al., "Attention U-Net: Learning Where to Look for the
 Pancreas", MIDL 2018): UNet's identity bottleneck with attention gates on the skips.
 
-Each gate's last attention map is kept on the module (``AttentionGate.alpha``); see
-``attention_maps``.
+``attention_maps(model, x)`` returns the gates' attention maps for an input, read through
+forward hooks (the gates keep no state between calls).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..blocks.attention_gate import AttentionGate, attention_gate_factory
@@ -23,7 +24,17 @@ def build_attn_unet(num_classes: int, config: BodyConfig) -> Segmenter:
     )
 
 
-def attention_maps(model: Segmenter) -> list[Tensor]:
-    """The gates' last alpha maps (B, 1, H, W), deepest skip first (after a forward)."""
+def attention_maps(model: Segmenter, x: Tensor) -> list[Tensor]:
+    """The gates' alpha maps (B, 1, H, W) for input ``x``, in the order the decoder applies
+    them (deepest skip first). Runs one forward pass without gradients."""
+    maps: list[Tensor] = []
     gates = [m for m in model.modules() if isinstance(m, AttentionGate)]
-    return [g.alpha for g in gates if g.alpha is not None]
+    handles = [g.psi.register_forward_hook(lambda _m, _i, out: maps.append(out.detach().sigmoid()))
+               for g in gates]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return maps

@@ -59,12 +59,13 @@ def test_models_without_quantiser_report_zero_quant_loss(name):
     assert "codes" not in out.aux
 
 
-def test_attention_gates_keep_their_maps():
+def test_attention_maps_of_one_input_without_state_on_the_gates():
     model = build_model("attn_unet", 3, **tiny_config("attn_unet"))
     gates = [m for m in model.modules() if isinstance(m, AttentionGate)]
     assert len(gates) == 3  # one per skip (strides 8, 4, 2)
-    model(torch.randn(1, 3, 64, 48))
-    maps = attention_maps(model)
+    maps = attention_maps(model, torch.randn(1, 3, 64, 48))
+    assert not any(g._forward_hooks or g.psi._forward_hooks for g in gates)  # hooks removed
+    assert not any(hasattr(g, "alpha") for g in gates)
     assert [tuple(a.shape) for a in maps] == [(1, 1, 8, 6), (1, 1, 16, 12), (1, 1, 32, 24)]
     assert all(float(a.min()) >= 0 and float(a.max()) <= 1 for a in maps)
 
