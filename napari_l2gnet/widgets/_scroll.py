@@ -11,6 +11,8 @@ from __future__ import annotations
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
+MIN_VISIBLE_HEIGHT = 180  # px of a panel that stay visible; three panels still fit 1000 px
+
 
 class VerticalScrollArea(QScrollArea):
     """A scroll area as wide as its content's minimum width, scrolling vertically only."""
@@ -30,6 +32,8 @@ class VerticalScrollArea(QScrollArea):
             hint.setWidth(inner.minimumSizeHint().width()
                           + self.verticalScrollBar().sizeHint().width()
                           + 2 * self.frameWidth())
+            # never squeezed to a sliver by the panels docked beside it
+            hint.setHeight(min(inner.sizeHint().height(), MIN_VISIBLE_HEIGHT))
         return hint
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
