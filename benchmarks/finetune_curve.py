@@ -42,12 +42,11 @@ def load_scan(scan: str) -> tuple[np.ndarray, np.ndarray]:
 
         ph = make_phantom(0)
         return ph.image, ph.labels
-    from scan_io.nifti import display_orientation, load_nifti, to_display
+    from scan_io import load_scan as read_scan
 
-    img = load_nifti(DATA / "example_ct_sm.nii.gz")
-    seg = load_nifti(DATA / "example_seg_synapse8.nii.gz")
-    orient = display_orientation(img.affine)
-    return to_display(img.data, orient), to_display(np.asarray(seg.data), orient)
+    image = read_scan(DATA / "example_ct_sm.nii.gz")
+    truth = read_scan(DATA / "example_seg_synapse8.nii.gz", labels=True)
+    return image.data, truth.data
 
 
 def even_slices(truth: np.ndarray, count: int) -> list[int]:
@@ -128,18 +127,9 @@ def run(scan: str, count: int, pick: str, overrides: dict, threads: int,
     }
 
 
-def parse_set(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def main() -> None:
+    from training.commands.train import parse_set
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scan", choices=["ct", "sample"], default="ct")
     p.add_argument("--slices", type=int, nargs="+", default=[2, 4, 6, 10])
