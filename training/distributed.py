@@ -1,7 +1,8 @@
 """Data-parallel training with ``torch.distributed``, as launched by ``torchrun``.
 
 ``torchrun --nproc_per_node N -m training.cli train ...`` starts N processes with ``RANK``,
-``LOCAL_RANK`` and ``WORLD_SIZE`` set; ``distributed_session`` joins them into one process
+``LOCAL_RANK`` and ``WORLD_SIZE`` set (``predict`` likewise, to split scans across the
+processes); ``distributed_session`` joins them into one process
 group (NCCL when training on CUDA, one GPU per process chosen by ``LOCAL_RANK``; gloo on CPU)
 and yields a ``DistContext``. A plain ``l2gnet train`` gets ``DistContext()``: world size 1,
 no process group, nothing changes. Only rank 0 writes files, logs and progress; decisions a
@@ -12,7 +13,7 @@ rank takes alone (is the output folder usable?) are taken on rank 0 and shared
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +48,28 @@ class DistContext:
         if self.enabled and device.type == "cuda":
             return torch.device("cuda", self.local_rank)
         return device
+
+    def device_name(self, requested: str) -> str:
+        """A CLI ``--device`` for this rank: ``auto``/``cuda`` become ``cuda:LOCAL_RANK`` (one
+        GPU per process) when distributed; anything else is kept as given."""
+        if not self.enabled or requested not in ("auto", "cuda"):
+            return requested
+        if requested == "cuda" or torch.cuda.is_available():
+            return f"cuda:{self.local_rank}"
+        return "cpu"
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of a list every rank holds alike: ``items[rank::world_size]``, so
+        each item is handled by exactly one rank."""
+        return list(items[self.rank::self.world_size])
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value`` (small, picklable), in rank order, on every rank."""
+        if not self.enabled:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
 
     def barrier(self) -> None:
         if self.enabled:
@@ -104,11 +127,13 @@ def launched_by_torchrun() -> bool:
 
 
 @contextmanager
-def distributed_session(device: str = "auto") -> Iterator[DistContext]:
+def distributed_session(device: str = "auto", backend: str | None = None
+                        ) -> Iterator[DistContext]:
     """Join the ``torchrun`` process group for the body (a no-op outside ``torchrun``).
 
-    ``device`` is the requested training device: NCCL and one GPU per process for CUDA
-    (``auto`` on a machine with GPUs), gloo otherwise.
+    ``device`` is the requested device: NCCL and one GPU per process for CUDA (``auto`` on a
+    machine with GPUs), gloo otherwise. ``backend`` overrides that choice: batch prediction
+    asks for gloo, since its ranks exchange only small Python objects.
     """
     if not launched_by_torchrun():
         yield DistContext()
@@ -118,7 +143,7 @@ def distributed_session(device: str = "auto") -> Iterator[DistContext]:
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if cuda:
         torch.cuda.set_device(ctx.local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
     try:
         yield ctx
     finally:

@@ -8,7 +8,7 @@ Everything that can be checked is checked before the first scan (inputs exist, o
 new or ``--overwrite`` is given, no output is an input, the output folder is writable, the
 device exists, the checkpoint loads). A folder of scans is then processed to the end even when
 some scans fail; the failures are listed together at the end and the exit status is 2. Under
-``torchrun`` the scans are split across the ranks (``shards.Shards``).
+``torchrun`` the scans are split across the ranks (``training.distributed``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from . import batch_size_arg
 
 if TYPE_CHECKING:
-    from .shards import Shards
+    from ..distributed import DistContext
 
 OUTPUT_MARK = b"napari-l2gnet labels"
 """Written into the NIfTI header's ``descrip`` of every label map this command writes, so that
@@ -190,17 +190,14 @@ def _prepare(args: argparse.Namespace, device: str, announce: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .shards import Shards
+    from ..distributed import distributed_session
 
-    shards = Shards.from_environment()
-    try:
+    with distributed_session(args.device, backend="gloo") as shards:
         return _run(args, shards)
-    finally:
-        shards.close()
 
 
-def _run(args: argparse.Namespace, shards: Shards) -> int:
-    device = shards.device(args.device)
+def _run(args: argparse.Namespace, shards: DistContext) -> int:
+    device = shards.device_name(args.device)
     single = shards.world_size == 1
     try:
         jobs, inferer = _prepare(args, device, announce=shards.is_main)
