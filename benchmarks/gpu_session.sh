@@ -1,40 +1,110 @@
 #!/bin/bash
-# Everything this project needs a CUDA GPU for, in one call of about 5 minutes, for a session
-# that is lent a GPU machine (see README "Benchmarks"). Runs from the repository root with the
-# machine's own python3 (torch, h5py, scipy, safetensors, pytest are there; nothing is
+# Everything this project needs a CUDA GPU for, in one call of at most GPU_SESSION_SECONDS
+# (default 540), for a session that is lent a GPU machine (see README "Benchmarks"). Runs
+# from the repository root with the machine's own python3 (torch, h5py, scipy, safetensors,
+# pytest are there; nibabel is taken from .whl/site when that folder exists, nothing is
 # installed) and writes each result to $OUT (default: runs/gpu):
+#   env.txt                 GPU, driver, torch
 #   cuda_tests.txt          AMP inference/training, OOM halving, CPU fallback (tests/training/test_cuda.py)
 #   predict_volume.jsonl    512x512x200 CT volume, paper configs, l2gnet and transunet side by side
 #   bottleneck.jsonl        L2GMapper vs transformer layer, time and memory against tokens n
-#   env.txt                 GPU, driver, torch
-# With ACDC_EPOCHS=N (and .devdata/acdc.npz from benchmarks/pack_acdc.py, named in the device
-# tool's carry) it then trains L2GNet in the paper's setting (R50, 224, SGD 0.01, batch 24) for
-# N epochs and scores best and last checkpoints on the 20 held-out volumes:
-#   acdc_train.log, acdc_eval_best.txt, acdc_eval_last.txt   (checkpoints stay in runs/ there)
+# With ACDC_EPOCHS=N and the packed data (.devdata/acdc.npz.xz from benchmarks/pack_acdc.py,
+# named in the device tool's carry) it then trains, all at once on the one GPU:
+#   paper_*    the paper's setting (R50, 224, SGD 0.01, batch 24), N epochs, the last
+#              checkpoint scored on the 20 held-out volumes: L2GNet paper-literal plans, L2GNet with the
+#              "sharp" plan preset, and the UNet (identity bottleneck);
+#   abl_*      with ABLATION_EPOCHS=M > 0: the README's CPU plan-ablation config (ResNet-18
+#              body, 128 x 128, AdamW) for M epochs, two seeds, last checkpoint scored;
+# and runs benchmarks/plan_diagnostics.py on every L2GNet checkpoint. Logs, evaluations and
+# diagnostics go to $OUT/acdc_results.tgz (rewritten as jobs finish, so a cut-off run still
+# returns what ended). Checkpoints stay in runs/gpu_acdc there.
 set -u
+START=$SECONDS
+BUDGET=${GPU_SESSION_SECONDS:-540}
+left() { echo $((BUDGET - (SECONDS - START))); }
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+[ -d .whl/site ] && export PYTHONPATH=$PWD/.whl/site:$PYTHONPATH
 PY=${PY:-python3}
-{ nvidia-smi -L; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } \
+DEVICE=${DEVICE:-cuda}  # cpu: a dry run of the script on a tiny pack (ACDC_PACK)
+PACK=${ACDC_PACK:-.devdata/acdc.npz.xz}
+ACDC=${ACDC_DIR:-/tmp/acdc}
+RUNS=runs/gpu_acdc
+WITH_ACDC=0
+if [ "${ACDC_EPOCHS:-0}" -gt 0 ] && [ -f "$PACK" ]; then
+  WITH_ACDC=1
+  mkdir -p "$RUNS"
+  "$PY" benchmarks/pack_acdc.py unpack "$PACK" "$ACDC" > "$RUNS/unpack.txt" 2>&1 &
+  UNPACK=$!  # CPU only: runs beside the GPU benchmarks
+fi
+
+{ nvidia-smi -L; nproc; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } \
   > "$OUT/env.txt" 2>&1
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/training/test_cuda.py \
+timeout 90 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/training/test_cuda.py \
   > "$OUT/cuda_tests.txt" 2>&1
 echo "cuda tests: exit $?" >> "$OUT/env.txt"
-timeout 180 "$PY" benchmarks/predict_volume.py --devices cuda > "$OUT/predict_volume.jsonl" 2>&1
-timeout 180 "$PY" benchmarks/bottleneck_scaling.py --devices cuda --repeats 5 \
+timeout 70 "$PY" benchmarks/predict_volume.py --devices cuda > "$OUT/predict_volume.jsonl" 2>&1
+echo "predict_volume: exit $?" >> "$OUT/env.txt"
+timeout 60 "$PY" benchmarks/bottleneck_scaling.py --devices cuda --repeats 3 \
   > "$OUT/bottleneck.jsonl" 2>&1
+echo "bottleneck_scaling: exit $? at $((SECONDS - START)) s" >> "$OUT/env.txt"
 tail -n 3 "$OUT/cuda_tests.txt"; cat "$OUT/predict_volume.jsonl" "$OUT/bottleneck.jsonl"
-if [ "${ACDC_EPOCHS:-0}" -gt 0 ] && [ -f .devdata/acdc.npz ]; then
-  "$PY" benchmarks/pack_acdc.py unpack .devdata/acdc.npz /tmp/acdc
-  "$PY" -m training.cli train --model l2gnet --data /tmp/acdc/train_slices \
-    --val /tmp/acdc/val_volumes --class-names background,RV,Myo,LV --input-size 224 224 \
-    --epochs "$ACDC_EPOCHS" --batch-size 24 --num-workers 8 --out-dir runs/acdc_gpu_l2gnet \
-    > "$OUT/acdc_train.log" 2>&1
-  for ck in best last; do
-    "$PY" -m training.cli evaluate --checkpoint "runs/acdc_gpu_l2gnet/$ck.safetensors" \
-      --data /tmp/acdc/val_volumes --out "runs/acdc_gpu_l2gnet/eval_$ck.json" \
-      > "$OUT/acdc_eval_$ck.txt" 2>&1
-    grep -A4 '^class' "$OUT/acdc_eval_$ck.txt"
+[ "$WITH_ACDC" = 1 ] || exit 0
+
+wait "$UNPACK" || { cat "$RUNS/unpack.txt"; exit 1; }
+save() {  # what has ended so far, atomically, into $OUT
+  tar czf "$OUT/.acdc.tgz" --exclude='*.safetensors' -C "$RUNS" . && mv "$OUT/.acdc.tgz" "$OUT/acdc_results.tgz"
+}
+CLI=("$PY" -m training.cli)
+CLASSES=(--class-names background,RV,Myo,LV)
+SHARP=(--set cost=cosine --set cost_temperature=0.02 --set sinkhorn_eps=1 --set pos_mode=none
+       --set column_marginal=learned --set ref_size=4 --set plan_return=replace)
+PAPER=(--data "$ACDC/train_slices" "${CLASSES[@]}" --input-size 224 224
+       --epochs "$ACDC_EPOCHS" --batch-size 24 --num-workers 3 --threads 2 --device "$DEVICE")
+BODY=(--set encoder=resnet18 --set pre_channels=64 --set "decoder_channels=[64,32,16,16]"
+      --set decoder_head_channels=64)
+QUANT=(--set codebook_size=64 --set code_dim=64 --set num_refs=4 --set ref_size=16 --set num_anchors=32)
+ABL=(--data "$ACDC/train_slices" "${CLASSES[@]}" --input-size 128 128 --epochs "${ABLATION_EPOCHS:-0}"
+     --batch-size 8 --optimizer adamw --lr 0.002 --threads 1 --device "$DEVICE")
+TRAIN_SECONDS=$(($(left) - 90))  # what is left after the scoring below
+PIDS=()
+running() { local p; for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+train() {  # NAME ARGS...: one training in the background, cut at TRAIN_SECONDS
+  local name=$1; shift
+  timeout "$TRAIN_SECONDS" "${CLI[@]}" train "$@" --out-dir "$RUNS/$name" > "$RUNS/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+train paper_l2gnet --model l2gnet "${PAPER[@]}"
+train paper_l2gnet_sharp --model l2gnet "${PAPER[@]}" "${SHARP[@]}"
+train paper_unet --model unet "${PAPER[@]}"
+if [ "${ABLATION_EPOCHS:-0}" -gt 0 ]; then
+  for seed in 0 1; do
+    train "abl_default_s$seed" --model l2gnet "${ABL[@]}" --seed "$seed" "${BODY[@]}" "${QUANT[@]}"
+    train "abl_sharp_s$seed" --model l2gnet "${ABL[@]}" --seed "$seed" "${BODY[@]}" "${QUANT[@]}" "${SHARP[@]}"
   done
+  train abl_posnone_s0 --model l2gnet "${ABL[@]}" --seed 0 "${BODY[@]}" "${QUANT[@]}" --set pos_mode=none
+  train abl_unet_s0 --model unet "${ABL[@]}" --seed 0 "${BODY[@]}"
 fi
+while running; do sleep 15; save; done
+echo "trainings ended at $((SECONDS - START)) s" >> "$RUNS/timeline.txt"
+
+score() {  # NAME CHECKPOINT: the last epoch's (no validation during training, as TransUNet)
+  local ck="$RUNS/$1/$2.safetensors"
+  [ -f "$ck" ] || return 0
+  "${CLI[@]}" evaluate --checkpoint "$ck" --data "$ACDC/val_volumes" --device "$DEVICE" \
+    --out "$RUNS/$1/eval_$2.json" > "$RUNS/$1/eval_$2.txt" 2>&1
+  case "$1" in *unet*) return 0 ;; esac
+  "$PY" benchmarks/plan_diagnostics.py "$ck" --data "$ACDC/val_volumes" --device "$DEVICE" --threads 1 \
+    > "$RUNS/$1/diagnostics_$2.jsonl" 2> "$RUNS/$1/diagnostics_$2.err"
+}
+PIDS=()
+for run in "$RUNS"/*/; do
+  name=$(basename "$run")
+  score "$name" last &
+  PIDS+=($!)
+done
+while running && [ "$(left)" -gt 5 ]; do sleep 3; done
+echo "scoring ended at $((SECONDS - START)) s" >> "$RUNS/timeline.txt"
+save
+grep -H 'mean' "$RUNS"/*/eval_*.txt

@@ -4,16 +4,20 @@ The device tool carries at most 64 MiB with the checkout; ../shared/data/acdc is
 float32 HDF5. ``pack`` stores the training slices already resized to the training input
 (cubic for images, nearest for labels; the augmentation then runs on 224 x 224 instead of
 before the resize) and the validation volumes at their own size, all as 8-bit images, in one
-compressed ``.npz`` (about 50 MB). ``unpack`` writes the ACDC HDF5 layout the readers take:
+compressed ``.npz`` (48 MiB), or, named ``*.npz.xz``, an xz stream with a byte-delta filter
+(38.5 MiB, what fits beside the checkout in the device tool's 64 MiB; packing takes minutes).
+``unpack`` writes the ACDC HDF5 layout the readers take:
 images in [0, 1] (8-bit steps of 1/255, well below MRI noise), labels unchanged.
 
-    python benchmarks/pack_acdc.py pack ../shared/data/acdc .devdata/acdc.npz   # here
-    PYTHONPATH=. python3 benchmarks/pack_acdc.py unpack .devdata/acdc.npz /tmp/acdc  # there
+    python benchmarks/pack_acdc.py pack ../shared/data/acdc .devdata/acdc.npz.xz   # here
+    PYTHONPATH=. python3 benchmarks/pack_acdc.py unpack .devdata/acdc.npz.xz /tmp/acdc  # there
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import lzma
 from pathlib import Path
 
 import h5py
@@ -21,6 +25,8 @@ import numpy as np
 
 from training.data.readers import read_acdc_slices, read_h5_volumes
 from training.data.transforms import resize_pair
+
+_XZ_FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 6}]
 
 
 def _to_u8(image: np.ndarray) -> np.ndarray:
@@ -43,13 +49,21 @@ def pack(acdc: Path, dest: Path, size: int) -> None:
         arrays[f"val_image_{i}"] = _to_u8(case.image)
         arrays[f"val_label_{i}"] = case.label
     dest.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(dest, **arrays)
+    if dest.name.endswith(".xz"):  # delta filter: neighbouring 8-bit pixels differ little
+        with lzma.open(dest, "wb", format=lzma.FORMAT_XZ, filters=_XZ_FILTERS) as f:
+            np.savez(f, **arrays)
+    else:
+        np.savez_compressed(dest, **arrays)
     print(f"{dest}: {len(slices)} slices at {size}x{size}, {len(volumes)} volumes, "
           f"{dest.stat().st_size / 2**20:.1f} MiB")
 
 
 def unpack(src: Path, out: Path) -> None:
-    data = np.load(src)
+    if src.name.endswith(".xz"):
+        with lzma.open(src) as f:
+            data = np.load(io.BytesIO(f.read()))
+    else:
+        data = np.load(src)
     (out / "train_slices").mkdir(parents=True, exist_ok=True)
     (out / "val_volumes").mkdir(parents=True, exist_ok=True)
     for name, image, label in zip(data["train_names"], data["train_images"],

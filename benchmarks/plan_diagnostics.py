@@ -64,7 +64,7 @@ def _override(mapper, mode: str | None):
         mapper.plan_override = old
 
 
-def _dice_pass(model, meta, cases, protocol, capture=None) -> float:
+def _dice_pass(model, meta, cases, protocol, capture=None, device: str = "cpu") -> float:
     """Mean Dice over ``cases`` as ``l2gnet evaluate``; fills ``capture`` with plans per slice."""
     from training.inference import predict_volume
     from training.metrics import score_case, summarize
@@ -72,7 +72,7 @@ def _dice_pass(model, meta, cases, protocol, capture=None) -> float:
     rows = []
     raw_meta = {**meta, "normalization": {"kind": "none"}}  # cases are normalised already
     for case in cases:
-        pred = predict_volume(case.image, model, metadata=raw_meta, device="cpu", batch_size=8,
+        pred = predict_volume(case.image, model, metadata=raw_meta, device=device, batch_size=8,
                               resize_back="nearest" if protocol == "transunet" else "logits")
         rows.append(score_case(pred.labels, case.label, model.num_classes, protocol=protocol,
                                spacing=case.spacing))
@@ -83,7 +83,7 @@ def _dice_pass(model, meta, cases, protocol, capture=None) -> float:
 
 
 def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
-             max_cases: int | None = None) -> list[dict]:
+             max_cases: int | None = None, device: str = "cpu") -> list[dict]:
     import torch
 
     from src_model import load_checkpoint
@@ -113,19 +113,22 @@ def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
     handle = mapper.register_forward_hook(grab)
     try:
         with torch.no_grad():
-            dice = _dice_pass(model, meta, cases, protocol, capture)
+            dice = _dice_pass(model, meta, cases, protocol, capture, device)
     finally:
         handle.remove()
     deltas = {}
+
+    def dice_now() -> float:
+        return _dice_pass(model, meta, cases, protocol, device=device)
+
     with torch.no_grad():
         with _override(mapper, "uniform"):
-            deltas["dice_delta_uniform"] = _dice_pass(model, meta, cases, protocol) - dice
+            deltas["dice_delta_uniform"] = dice_now() - dice
         if mapper.pos_mode != "none":
             with _override(mapper, "uniform_content"):
-                deltas["dice_delta_uniform_content"] = (
-                    _dice_pass(model, meta, cases, protocol) - dice)
+                deltas["dice_delta_uniform_content"] = dice_now() - dice
         with _zero_mapper(mapper):
-            deltas["dice_delta_zero_mapper"] = _dice_pass(model, meta, cases, protocol) - dice
+            deltas["dice_delta_zero_mapper"] = dice_now() - dice
 
     raw_p, plans = np.concatenate(raw), np.concatenate(weighted)  # (slices, q, n, t)
     if len(set(grids)) != 1:
@@ -167,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocol", choices=["transunet", "clinical"], default="transunet")
     p.add_argument("--max-cases", type=int, help="score only the first N volumes")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (AMP there, as l2gnet predict)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    for line in diagnose(args.checkpoint, args.data, args.protocol, args.max_cases):
+    for line in diagnose(args.checkpoint, args.data, args.protocol, args.max_cases,
+                         args.device):
         print(json.dumps(line), flush=True)
     return 0
 
