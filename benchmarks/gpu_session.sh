@@ -14,7 +14,10 @@
 #              checkpoint scored on the 20 held-out volumes: L2GNet paper-literal plans, L2GNet with the
 #              "sharp" plan preset, and the UNet (identity bottleneck);
 #   abl_*      with ABLATION_EPOCHS=M > 0: the README's CPU plan-ablation config (ResNet-18
-#              body, 128 x 128, AdamW) for M epochs, two seeds, last checkpoint scored;
+#              body, 128 x 128, AdamW) for M epochs, the rows and seeds of ABLATION_SPEC
+#              (default: paper-literal and sharp with seeds 0 and 1, pos_mode=none and unet
+#              with seed 0), last checkpoint scored;
+# BENCH=0 skips the tests and benchmarks, PAPER_ROWS=0 the paper-setting runs.
 # and runs benchmarks/plan_diagnostics.py on every L2GNet checkpoint. Logs, evaluations and
 # diagnostics go to $OUT/acdc_results.tgz (rewritten as jobs finish, so a cut-off run still
 # returns what ended). Checkpoints stay in runs/gpu_acdc there.
@@ -39,6 +42,7 @@ if [ "${ACDC_EPOCHS:-0}" -gt 0 ] && [ -f "$PACK" ]; then
   UNPACK=$!  # CPU only: runs beside the GPU benchmarks
 fi
 
+if [ "${BENCH:-1}" = 1 ]; then
 { nvidia-smi -L; nproc; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } \
   > "$OUT/env.txt" 2>&1
 timeout 90 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/training/test_cuda.py \
@@ -50,6 +54,7 @@ timeout 60 "$PY" benchmarks/bottleneck_scaling.py --devices cuda --repeats 3 \
   > "$OUT/bottleneck.jsonl" 2>&1
 echo "bottleneck_scaling: exit $? at $((SECONDS - START)) s" >> "$OUT/env.txt"
 tail -n 3 "$OUT/cuda_tests.txt"; cat "$OUT/predict_volume.jsonl" "$OUT/bottleneck.jsonl"
+fi
 [ "$WITH_ACDC" = 1 ] || exit 0
 
 wait "$UNPACK" || { cat "$RUNS/unpack.txt"; exit 1; }
@@ -75,16 +80,31 @@ train() {  # NAME ARGS...: one training in the background, cut at TRAIN_SECONDS
   timeout "$TRAIN_SECONDS" "${CLI[@]}" train "$@" --out-dir "$RUNS/$name" > "$RUNS/$name.log" 2>&1 &
   PIDS+=($!)
 }
-train paper_l2gnet --model l2gnet "${PAPER[@]}"
-train paper_l2gnet_sharp --model l2gnet "${PAPER[@]}" "${SHARP[@]}"
-train paper_unet --model unet "${PAPER[@]}"
+if [ "${PAPER_ROWS:-1}" = 1 ]; then
+  train paper_l2gnet --model l2gnet "${PAPER[@]}"
+  train paper_l2gnet_sharp --model l2gnet "${PAPER[@]}" "${SHARP[@]}"
+  train paper_unet --model unet "${PAPER[@]}"
+fi
+# ABLATION_SPEC: "ROW:SEEDS ..."; ROW is a key of ROWS (its --set/loss options beyond the
+# CPU config) or "unet"
+declare -A ROWS=(
+  [default]="" [sharp]="${SHARP[*]}" [posnone]="--set pos_mode=none"
+  [bucket]="--bucket-weight 1" [sharp_bucket]="${SHARP[*]} --bucket-weight 1"
+  [posnone_bucket]="--set pos_mode=none --bucket-weight 1"
+)
 if [ "${ABLATION_EPOCHS:-0}" -gt 0 ]; then
-  for seed in 0 1; do
-    train "abl_default_s$seed" --model l2gnet "${ABL[@]}" --seed "$seed" "${BODY[@]}" "${QUANT[@]}"
-    train "abl_sharp_s$seed" --model l2gnet "${ABL[@]}" --seed "$seed" "${BODY[@]}" "${QUANT[@]}" "${SHARP[@]}"
+  for spec in ${ABLATION_SPEC:-default:0,1 sharp:0,1 posnone:0 unet:0}; do
+    row=${spec%%:*}
+    seeds=${spec#*:}
+    for s in ${seeds//,/ }; do
+        if [ "$row" = unet ]; then
+          train "abl_unet_s$s" --model unet "${ABL[@]}" --seed "$s" "${BODY[@]}"
+        else  # shellcheck disable=SC2086 (the row's options are split on purpose)
+          train "abl_${row}_s$s" --model l2gnet "${ABL[@]}" --seed "$s" "${BODY[@]}" \
+            "${QUANT[@]}" ${ROWS[$row]}
+        fi
+    done
   done
-  train abl_posnone_s0 --model l2gnet "${ABL[@]}" --seed 0 "${BODY[@]}" "${QUANT[@]}" --set pos_mode=none
-  train abl_unet_s0 --model unet "${ABL[@]}" --seed 0 "${BODY[@]}"
 fi
 while running; do sleep 15; save; done
 echo "trainings ended at $((SECONDS - START)) s" >> "$RUNS/timeline.txt"

@@ -1,7 +1,7 @@
-"""Training loss: cross-entropy + soft Dice + quantiser loss + optional spectral term.
+"""Training loss: cross-entropy + soft Dice + quantiser loss + optional spectral and bucket terms.
 
 ``total = ce_weight * CE + dice_weight * (1 - soft Dice) + quant_weight * quant_loss
-+ spectral_weight * spectral``
++ spectral_weight * spectral + bucket_weight * bucket``
 
 - **CE**: ``F.cross_entropy`` on the logits. For ``num_classes == 2`` the equivalent binary
   form is used: ``BCE-with-logits(logits[:, 1] - logits[:, 0], target)``. A two-way softmax is
@@ -26,6 +26,15 @@
   shape and scale content rather than position, which CE and Dice already constrain.
   Classes absent from a sample's truth are skipped (their amplitude spectrum is 0 and the
   correlation undefined); false positives there are left to CE and Dice.
+- **bucket** (ours, not the paper's; docs/design.md "Plan design choices"): asks L2GNet's
+  transport plans to route tokens of one class to the same buckets, so that a bucket means an
+  anatomical structure. Each token's class mixture ``y_i`` is the one-hot truth averaged over
+  the token's patch. Each bucket ``j`` of reference ``r`` gets the class mixture of the tokens
+  it received over the batch, ``m_rj = sum_(b,i) T_bij y_bi / sum_(b,i) T_bij``; each token's
+  class is then predicted from its plan row, ``p_i = sum_j (T_ij / sum_j' T_ij') m_rj``, and
+  ``bucket = -mean sum_c y_ic log p_ic`` over tokens and references. It is lowest when every
+  row puts its mass on buckets that hold one class: sharp, anatomical plans. No parameters:
+  the bucket's class is read from the batch (per rank under DDP). 0 for models without plans.
 
 **Under DistributedDataParallel** (``SegmentationLoss(..., sync_ranks=True)``, what the
 trainer uses with more than one rank), Dice's sums and the spectral term's sum and count are
@@ -40,6 +49,7 @@ precision only takes power-of-two sizes). ``forward`` never synchronises with th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,7 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LossConfig", "SegmentationLoss", "dice_loss", "spectral_correlation_loss"]
+__all__ = ["LossConfig", "SegmentationLoss", "bucket_class_loss", "dice_loss",
+           "spectral_correlation_loss"]
 
 DICE_SMOOTH = 1e-5
 
@@ -60,9 +71,11 @@ class LossConfig:
     dice_weight: float = 1.0
     quant_weight: float = 1.0
     spectral_weight: float = 0.0
+    bucket_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("ce_weight", "dice_weight", "quant_weight", "spectral_weight"):
+        for name in ("ce_weight", "dice_weight", "quant_weight", "spectral_weight",
+                     "bucket_weight"):
             value = float(getattr(self, name))
             if not value >= 0.0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {value}")
@@ -147,6 +160,35 @@ def spectral_correlation_loss(
     return total[0] / total[1].clamp_min(1.0)
 
 
+def token_class_mixture(target: torch.Tensor, num_classes: int, n: int) -> torch.Tensor:
+    """(B, H, W) labels -> (B, n, C): each token's class fractions over its patch.
+
+    The token grid is the labels' grid divided by the one stride s with (H/s) (W/s) = n.
+    """
+    b, height, width = target.shape
+    stride = round(math.sqrt(height * width / n))
+    grid = (height // max(stride, 1), width // max(stride, 1))
+    if grid[0] * grid[1] != n:
+        raise ValueError(f"cannot place {n} tokens on a {height} x {width} label map")
+    onehot = F.one_hot(target.long(), num_classes).permute(0, 3, 1, 2).float()
+    return F.adaptive_avg_pool2d(onehot, grid).flatten(2).transpose(1, 2)
+
+
+def bucket_class_loss(plans: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cross-entropy of each token's class predicted through its plan row (module docstring).
+
+    ``plans`` (B, q, n, t) transport plans, ``target`` (B, H, W) labels -> 0-d float32.
+    """
+    with torch.autocast(plans.device.type, enabled=False):  # float32: logs of small masses
+        plans = plans.float()
+        y = token_class_mixture(target, num_classes, plans.shape[2])  # (B, n, C)
+        mass = plans.sum(dim=(0, 2)).clamp_min(1e-12)  # (q, t)
+        bucket_class = torch.einsum("bqnt,bnc->qtc", plans, y) / mass.unsqueeze(-1)
+        rows = plans / plans.sum(-1, keepdim=True).clamp_min(1e-12)
+        predicted = torch.einsum("bqnt,qtc->bqnc", rows, bucket_class)
+        return -(y.unsqueeze(1) * predicted.clamp_min(1e-8).log()).sum(-1).mean()
+
+
 class SegmentationLoss(nn.Module):
     """Weighted sum of CE, soft Dice, quantiser loss and spectral loss (module docstring)."""
 
@@ -164,12 +206,13 @@ class SegmentationLoss(nn.Module):
         logits: torch.Tensor,
         target: torch.Tensor,
         quant_loss: torch.Tensor | float | None = None,
+        plans: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``logits`` (B, C, H, W), ``target`` (B, H, W) long -> ``(total, parts)``.
 
-        ``parts`` holds detached 0-d float tensors ``ce``, ``dice``, ``quant``, ``spectral``
-        (unweighted) and ``total``; ``spectral`` is only computed when its weight is > 0 and
-        reads 0 otherwise.
+        ``parts`` holds detached 0-d float tensors ``ce``, ``dice``, ``quant``, ``spectral``,
+        ``bucket`` (unweighted) and ``total``; ``spectral`` and ``bucket`` are only computed
+        when their weight is > 0 (``bucket`` also needs ``plans``) and read 0 otherwise.
         """
         if logits.ndim != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(
@@ -203,6 +246,8 @@ class SegmentationLoss(nn.Module):
 
         spectral = (spectral_correlation_loss(probs, onehot, reduce=self.reduce)
                     if cfg.spectral_weight > 0 else zero)
+        bucket = (bucket_class_loss(plans, target, self.num_classes)
+                  if cfg.bucket_weight > 0 and plans is not None else zero)
 
         total = zero
         for weight, term in (
@@ -210,6 +255,7 @@ class SegmentationLoss(nn.Module):
             (cfg.dice_weight, dice),
             (cfg.quant_weight, quant),
             (cfg.spectral_weight, spectral),
+            (cfg.bucket_weight, bucket),
         ):
             if weight > 0:
                 total = total + weight * term
@@ -218,6 +264,7 @@ class SegmentationLoss(nn.Module):
             "dice": dice.detach(),
             "quant": quant.detach(),
             "spectral": spectral.detach(),
+            "bucket": bucket.detach(),
             "total": total.detach(),
         }
         return total, parts

@@ -366,7 +366,8 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             out = self.net(x)
-            loss, parts = self.criterion(out.logits.float(), y, out.aux["quant_loss"].float())
+            loss, parts = self.criterion(out.logits.float(), y, out.aux["quant_loss"].float(),
+                                         out.aux.get("plans"))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -90,6 +90,9 @@ def add_parser(sub) -> None:
     p.add_argument("--input-size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     p.add_argument("--augment", choices=["transunet", "rotate", "none"], default="transunet")
     p.add_argument("--spectral-weight", type=float, help="override the preset's weight")
+    p.add_argument("--bucket-weight", type=float,
+                   help="weight of the bucket-class term that ties L2GNet's plans to the "
+                        "labels (training/losses.py; 0 = the paper's loss)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int)
@@ -128,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     model_name, loss = resolve_preset(args.model)
     if args.spectral_weight is not None:
         loss.spectral_weight = args.spectral_weight
+    if args.bucket_weight is not None:
+        loss.bucket_weight = args.bucket_weight
     model_config = tiny_config(model_name) if args.tiny and not args.from_checkpoint else {}
     model_config.update(parse_set(args.set))
     argv = getattr(args, "argv", None) or sys.argv[1:]  # cli.main sets args.argv

@@ -1,0 +1,96 @@
+"""training.losses.bucket_class_loss: the term that ties L2GNet's plans to the labels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from src_model import build_model
+from src_model.testing import tiny_config
+from training.losses import LossConfig, SegmentationLoss, bucket_class_loss, token_class_mixture
+
+
+def _labels() -> torch.Tensor:
+    """Two 16 x 16 slices, 4 x 4 tokens of 4 x 4 pixels, each token one class."""
+    t = torch.zeros(2, 16, 16, dtype=torch.long)
+    t[0, :8, :8] = 1
+    t[0, 8:, 8:] = 2
+    t[1, :4, 4:12] = 2
+    t[1, 12:, :8] = 1
+    return t
+
+
+def _token_classes(labels: torch.Tensor) -> torch.Tensor:
+    return token_class_mixture(labels, 3, 16).argmax(-1)  # (B, n)
+
+
+def test_token_mixture_follows_the_patches() -> None:
+    y = token_class_mixture(_labels(), 3, 16)
+    assert y.shape == (2, 16, 3)
+    assert torch.allclose(y.sum(-1), torch.ones(2, 16))
+    assert y[0, 0].tolist() == [0.0, 1.0, 0.0] and y[0, 15].tolist() == [0.0, 0.0, 1.0]
+    mixed = torch.zeros(1, 16, 16, dtype=torch.long)
+    mixed[0, :2, :4] = 1  # half of the first token
+    assert token_class_mixture(mixed, 3, 16)[0, 0].tolist() == [0.5, 0.5, 0.0]
+    with pytest.raises(ValueError, match="cannot place 15 tokens"):
+        token_class_mixture(_labels(), 3, 15)
+
+
+def test_plans_that_route_by_class_score_zero_and_uniform_plans_the_class_entropy() -> None:
+    labels = _labels()
+    cls = _token_classes(labels)  # (B, n)
+    t = 4
+    by_class = F.one_hot(cls, t).float().unsqueeze(1) / (16 * t)  # (B, q=1, n, t)
+    assert bucket_class_loss(by_class, labels, 3).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.full((2, 1, 16, t), 1.0 / (16 * t))
+    prior = torch.bincount(cls.flatten(), minlength=3).float() / cls.numel()
+    entropy = -(prior * prior.log()).sum().item()
+    assert bucket_class_loss(uniform, labels, 3).item() == pytest.approx(entropy, rel=1e-5)
+    by_position = F.one_hot(torch.arange(16) % t, t).float().expand(2, 1, 16, t) / (16 * t)
+    assert bucket_class_loss(by_position, labels, 3).item() > 0.5 * entropy  # position: no class
+
+
+def test_descending_the_loss_makes_rows_sharp_and_buckets_class_pure() -> None:
+    labels = _labels()
+    cls = _token_classes(labels)
+    torch.manual_seed(0)
+    logits = (0.01 * torch.randn(2, 1, 16, 4)).requires_grad_()
+    opt = torch.optim.Adam([logits], lr=0.1)
+    start = None
+    for _ in range(200):
+        plans = logits.softmax(-1) / 16
+        loss = bucket_class_loss(plans, labels, 3)
+        start = loss.item() if start is None else start
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 < start
+    buckets = logits.argmax(-1).squeeze(1)  # (B, n)
+    for b in buckets.unique():  # every used bucket holds one class
+        assert cls[buckets == b].unique().numel() == 1
+    rows = plans.squeeze(1) * 16
+    entropy = -(rows * rows.clamp_min(1e-12).log()).sum(-1).mean().item() / math.log(4)
+    assert entropy < 0.3
+
+
+def test_the_term_reaches_the_model_through_the_training_loss() -> None:
+    torch.manual_seed(0)
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
+    x = torch.randn(2, 3, 32, 32)
+    target = torch.zeros(2, 32, 32, dtype=torch.long)
+    target[:, 8:24, 8:24] = 1
+    out = model(x)
+    with_term = SegmentationLoss(LossConfig(bucket_weight=1.0), 3)
+    total, parts = with_term(out.logits, target, out.aux["quant_loss"], out.aux["plans"])
+    assert parts["bucket"].item() > 0
+    total.backward()
+    refs = [p for name, p in model.named_parameters() if "references" in name]
+    assert refs and all(p.grad is not None and p.grad.abs().sum() > 0 for p in refs)
+    _, parts = SegmentationLoss(LossConfig(), 3)(out.logits, target, out.aux["quant_loss"],
+                                                 out.aux["plans"])
+    assert parts["bucket"].item() == 0.0  # weight 0: the paper's loss
+    with pytest.raises(ValueError, match="bucket_weight"):
+        LossConfig(bucket_weight=-1.0)
