@@ -81,8 +81,8 @@ train() {  # NAME ARGS...: one training in the background, cut at TRAIN_SECONDS
   PIDS+=($!)
 }
 if [ "${PAPER_ROWS:-1}" = 1 ]; then
-  train paper_l2gnet --model l2gnet "${PAPER[@]}"
-  train paper_l2gnet_sharp --model l2gnet "${PAPER[@]}" "${SHARP[@]}"
+  train paper_l2gnet --model l2gnet-paper "${PAPER[@]}"
+  train paper_l2gnet_sharp --model l2gnet-paper "${PAPER[@]}" "${SHARP[@]}"
   train paper_unet --model unet "${PAPER[@]}"
 fi
 # ABLATION_SPEC: "ROW:SEEDS ..."; ROW is a key of ROWS (its --set/loss options beyond the
@@ -100,7 +100,7 @@ if [ "${ABLATION_EPOCHS:-0}" -gt 0 ]; then
         if [ "$row" = unet ]; then
           train "abl_unet_s$s" --model unet "${ABL[@]}" --seed "$s" "${BODY[@]}"
         else  # shellcheck disable=SC2086 (the row's options are split on purpose)
-          train "abl_${row}_s$s" --model l2gnet "${ABL[@]}" --seed "$s" "${BODY[@]}" \
+          train "abl_${row}_s$s" --model l2gnet-paper "${ABL[@]}" --seed "$s" "${BODY[@]}" \
             "${QUANT[@]}" ${ROWS[$row]}
         fi
     done

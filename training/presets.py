@@ -1,34 +1,57 @@
-"""Training presets: a preset name picks a model and the loss weights.
+"""Training presets: a ``--model`` name picks a network, config overrides and loss weights.
 
-``ssnet`` / ``transsnet`` are SSNet's recipe (Gorade et al., arXiv:2401.10373): a plain UNet /
-TransUNet trained with the spectral correlation term added. Every registered model name is
-also a preset with the default loss (the names come from ``src_model.list_models``, not a copy).
+``l2gnet`` and ``l2gnet-paper`` are the paper-literal reading (every plan field at its
+dataclass default, the paper's loss); ``l2gnet-paper`` names it for good, whatever the default
+becomes. ``l2gnet-explain`` is the ``sharp`` plan settings with the bucket-class term, so that
+the transport plans are sharp and follow the labels (docs/design.md "Plan design choices";
+README plan ablation). ``ssnet`` / ``transsnet`` are
+SSNet's recipe (Gorade et al., arXiv:2401.10373): a plain UNet / TransUNet trained with the
+spectral correlation term added. Every other registered model name is also a preset with the
+default loss (the names come from ``src_model.list_models``, not a copy). ``--set`` options
+are applied after a preset's config overrides, so they win.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from src_model import list_models
+from src_model.nets.l2gnet import PLAN_PRESETS
 from training.losses import LossConfig
 
-__all__ = ["MODEL_NAMES", "PRESETS", "resolve_preset"]
+__all__ = ["MODEL_NAMES", "PRESETS", "TrainingPreset", "resolve_preset"]
 
 MODEL_NAMES: tuple[str, ...] = tuple(list_models())
 
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    **{name: (name, {}) for name in MODEL_NAMES},
-    "ssnet": ("unet", {"spectral_weight": 0.1}),
-    "transsnet": ("transunet", {"spectral_weight": 0.1}),
+
+@dataclass(frozen=True)
+class TrainingPreset:
+    """The network to build, config overrides applied before ``--set``, and loss weights."""
+
+    model: str
+    model_config: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, float] = field(default_factory=dict)
+
+    def loss_config(self) -> LossConfig:
+        return dataclasses.replace(LossConfig(), **self.loss)
+
+
+PRESETS: dict[str, TrainingPreset] = {
+    **{name: TrainingPreset(name) for name in MODEL_NAMES},
+    "l2gnet-paper": TrainingPreset("l2gnet"),
+    "l2gnet-explain": TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]),
+                                     {"bucket_weight": 1.0}),
+    "ssnet": TrainingPreset("unet", loss={"spectral_weight": 0.1}),
+    "transsnet": TrainingPreset("transunet", loss={"spectral_weight": 0.1}),
 }
 
 
-def resolve_preset(name: str) -> tuple[str, LossConfig]:
-    """``name`` -> ``(model name, LossConfig)``; ValueError listing the accepted names."""
+def resolve_preset(name: str) -> TrainingPreset:
+    """``name`` -> its ``TrainingPreset``; ValueError listing the accepted names."""
     if name not in PRESETS:
         raise ValueError(
             f"unknown training preset {name!r}; accepted: {', '.join(sorted(PRESETS))}"
         )
-    model_name, overrides = PRESETS[name]
-    return model_name, dataclasses.replace(LossConfig(), **overrides)
+    return PRESETS[name]

@@ -128,10 +128,12 @@ def prepare_run(
         model_name = base["model"]["name"]
         n_classes = int(base["model"]["num_classes"])
     else:
-        model_name, _ = resolve_preset(model)
+        preset = resolve_preset(model)
+        model_name = preset.model
         n_classes = num_classes or (len(SYNAPSE_CLASSES) if phantom else max_label(slices) + 1)
         seed_everything(config.seed)  # the same initial weights on every rank and every run
-        built = build_model(model_name, n_classes, **dict(model_config or {}))
+        built = build_model(model_name, n_classes,
+                            **{**preset.model_config, **dict(model_config or {})})
     if class_names is not None:
         names = [str(n) for n in class_names]
     elif phantom and base is None:

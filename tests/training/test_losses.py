@@ -6,8 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from src_model import build_model
+from src_model.nets.l2gnet import PLAN_PRESETS
+from src_model.testing import tiny_config
 from training.losses import LossConfig, SegmentationLoss, spectral_correlation_loss
-from training.presets import MODEL_NAMES, PRESETS, resolve_preset
+from training.presets import MODEL_NAMES, TrainingPreset, resolve_preset
 
 
 def _target(b: int = 2, h: int = 32, w: int = 32, c: int = 4) -> torch.Tensor:
@@ -143,14 +146,28 @@ def test_half_precision_logits_and_shape_errors() -> None:
 
 
 def test_presets() -> None:
-    assert resolve_preset("ssnet") == ("unet", LossConfig(spectral_weight=0.1))
-    assert resolve_preset("transsnet") == ("transunet", LossConfig(spectral_weight=0.1))
+    ssnet = resolve_preset("ssnet")
+    assert (ssnet.model, ssnet.loss_config()) == ("unet", LossConfig(spectral_weight=0.1))
+    transsnet = resolve_preset("transsnet")
+    assert (transsnet.model, transsnet.loss_config()) == (
+        "transunet", LossConfig(spectral_weight=0.1))
     for name in MODEL_NAMES:
-        assert resolve_preset(name) == (name, LossConfig())
-    model, cfg = resolve_preset("ssnet")
-    assert PRESETS["ssnet"][1] == {"spectral_weight": 0.1}  # not mutated by resolving
-    cfg.spectral_weight = 5.0
-    assert resolve_preset("ssnet")[1].spectral_weight == 0.1
+        assert resolve_preset(name) == TrainingPreset(name)
+        assert resolve_preset(name).loss_config() == LossConfig()
+    cfg = resolve_preset("ssnet").loss_config()
+    cfg.spectral_weight = 5.0  # a copy: the preset is not mutated
+    assert resolve_preset("ssnet").loss_config().spectral_weight == 0.1
+
+
+def test_the_explain_preset_ties_plans_to_labels_and_the_paper_reading_stays_buildable():
+    explain, paper = resolve_preset("l2gnet-explain"), resolve_preset("l2gnet-paper")
+    assert explain.model == paper.model == "l2gnet"
+    assert explain.model_config == PLAN_PRESETS["sharp"]
+    assert explain.loss_config() == LossConfig(bucket_weight=1.0)
+    assert paper.model_config == {} and paper.loss_config() == LossConfig()
+    paper_net = build_model("l2gnet", 4, **tiny_config("l2gnet"))  # dataclass defaults = paper
+    for key, value in PLAN_PRESETS["paper"].items():
+        assert getattr(paper_net.config, key) == value
 
 
 def test_resolve_preset_error_lists_names() -> None:

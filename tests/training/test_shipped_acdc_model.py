@@ -23,7 +23,7 @@ def test_card_says_what_the_model_is():
     assert "ACDC" in card["display_name"] and "ACDC" in card["training_data"]
     assert card["modality"].startswith("MRI") and card["intended_use"]
     assert card["training_command"].startswith("l2gnet train")
-    assert card["validation_dice"]["mean"] >= 0.84  # 0.847 measured: README, "Shipped models"
+    assert card["validation_dice"]["mean"] >= 0.88  # 0.8805 measured: README, "Shipped models"
     assert meta["evaluation"]["protocol"] == "transunet"
     assert meta["evaluation"]["command"].startswith("l2gnet evaluate")
     assert ScanExpectation.from_metadata(meta).modality == MRI

@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_name, loss = resolve_preset(args.model)
+    preset = resolve_preset(args.model)
+    model_name, loss = preset.model, preset.loss_config()
     if args.spectral_weight is not None:
         loss.spectral_weight = args.spectral_weight
     if args.bucket_weight is not None:
