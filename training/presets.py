@@ -1,14 +1,15 @@
 """Training presets: a ``--model`` name picks a network, config overrides and loss weights.
 
-``l2gnet`` and ``l2gnet-paper`` are the paper-literal reading (every plan field at its
-dataclass default, the paper's loss); ``l2gnet-paper`` names it for good, whatever the default
-becomes. ``l2gnet-explain`` is the ``sharp`` plan settings with the bucket-class term, so that
-the transport plans are sharp and follow the labels (docs/design.md "Plan design choices";
-README plan ablation). ``ssnet`` / ``transsnet`` are
-SSNet's recipe (Gorade et al., arXiv:2401.10373): a plain UNet / TransUNet trained with the
-spectral correlation term added. Every other registered model name is also a preset with the
-default loss (the names come from ``src_model.list_models``, not a copy). ``--set`` options
-are applied after a preset's config overrides, so they win.
+``l2gnet`` trains L2GNet as this project does by default, the same as ``l2gnet-explain``:
+the ``sharp`` plan settings with the bucket-class term, so that the transport plans are sharp
+and follow the labels (docs/design.md "Plan design choices"; README plan ablation).
+``l2gnet-paper`` is the paper-literal reading (every plan field at its dataclass default, the
+paper's loss), which is also what a checkpoint means where its metadata lacks a field.
+``ssnet`` / ``transsnet`` are SSNet's recipe (Gorade et al., arXiv:2401.10373): a plain
+UNet / TransUNet trained with the spectral correlation term added. Every other registered
+model name is also a preset with the default loss (the names come from
+``src_model.list_models``, not a copy). ``--set`` options are applied after a preset's config
+overrides, so they win.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ class TrainingPreset:
 
 PRESETS: dict[str, TrainingPreset] = {
     **{name: TrainingPreset(name) for name in MODEL_NAMES},
-    "l2gnet-paper": TrainingPreset("l2gnet"),
+    "l2gnet": TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]), {"bucket_weight": 1.0}),
     "l2gnet-explain": TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]),
                                      {"bucket_weight": 1.0}),
+    "l2gnet-paper": TrainingPreset("l2gnet"),
     "ssnet": TrainingPreset("unet", loss={"spectral_weight": 0.1}),
     "transsnet": TrainingPreset("transunet", loss={"spectral_weight": 0.1}),
 }
