@@ -35,6 +35,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from .fit import TrainEvent
+    from .losses import LossConfig
 
 CHOSEN = "finetuned.safetensors"
 TRUST = 0.5  # the start's Dice on the corrections from which its knowledge is guarded
@@ -264,6 +265,15 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
 
 
 # ---------------------------------------------------------------------------- the run
+def finetune_loss(meta: dict[str, Any]) -> LossConfig:
+    """The paper's loss, plus the bucket term at the weight the checkpoint was trained with:
+    a fine-tune keeps the plans tied to the labels where training did (docs/design.md)."""
+    from .losses import LossConfig
+
+    trained = ((meta.get("training") or {}).get("config") or {}).get("loss") or {}
+    return LossConfig(bucket_weight=float(trained.get("bucket_weight", 0.0)))
+
+
 def run_finetune(
     checkpoint: str | Path,
     volumes: Sequence[CorrectedVolume],
@@ -322,7 +332,7 @@ def run_finetune(
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      freeze_batchnorm=keep_bn)
+                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta))
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
         slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")

@@ -34,13 +34,15 @@
   class is then predicted from its plan row, ``p_i = sum_j (T_ij / sum_j' T_ij') m_rj``, and
   ``bucket = -mean sum_c y_ic log p_ic`` over tokens and references. It is lowest when every
   row puts its mass on buckets that hold one class: sharp, anatomical plans. No parameters:
-  the bucket's class is read from the batch (per rank under DDP). 0 for models without plans.
+  the bucket's class is read from the batch (the global batch under DDP, below). 0 for models
+  without plans.
 
 **Under DistributedDataParallel** (``SegmentationLoss(..., sync_ranks=True)``, what the
-trainer uses with more than one rank), Dice's sums and the spectral term's sum and count are
-summed over ranks with a differentiable all-reduce (nnU-Net does the same for its batch
-Dice), so each term is the one of the global batch; CE and the quantiser loss are per-rank
-means that DDP's gradient averaging turns into the global mean (equal batch per rank).
+trainer uses with more than one rank), Dice's sums, the spectral term's sum and count and the
+bucket term's class counts are summed over ranks with a differentiable all-reduce (nnU-Net
+does the same for its batch Dice), so each term is the one of the global batch; CE, the
+quantiser loss and the bucket term's token mean are per-rank means that DDP's gradient
+averaging turns into the global mean (equal batch per rank).
 
 The loss is computed in float32 whatever the logits' dtype (AMP-safe, and ``fft2`` in half
 precision only takes power-of-two sizes). ``forward`` never synchronises with the device (no
@@ -174,16 +176,18 @@ def token_class_mixture(target: torch.Tensor, num_classes: int, n: int) -> torch
     return F.adaptive_avg_pool2d(onehot, grid).flatten(2).transpose(1, 2)
 
 
-def bucket_class_loss(plans: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def bucket_class_loss(plans: torch.Tensor, target: torch.Tensor, num_classes: int,
+                      reduce: Callable[[torch.Tensor], torch.Tensor] = _no_sync) -> torch.Tensor:
     """Cross-entropy of each token's class predicted through its plan row (module docstring).
 
     ``plans`` (B, q, n, t) transport plans, ``target`` (B, H, W) labels -> 0-d float32.
+    ``reduce`` sums the buckets' class counts over ranks (DDP: the global batch's buckets).
     """
     with torch.autocast(plans.device.type, enabled=False):  # float32: logs of small masses
         plans = plans.float()
         y = token_class_mixture(target, num_classes, plans.shape[2])  # (B, n, C)
-        mass = plans.sum(dim=(0, 2)).clamp_min(1e-12)  # (q, t)
-        bucket_class = torch.einsum("bqnt,bnc->qtc", plans, y) / mass.unsqueeze(-1)
+        mass = reduce(plans.sum(dim=(0, 2))).clamp_min(1e-12)  # (q, t)
+        bucket_class = reduce(torch.einsum("bqnt,bnc->qtc", plans, y)) / mass.unsqueeze(-1)
         rows = plans / plans.sum(-1, keepdim=True).clamp_min(1e-12)
         predicted = torch.einsum("bqnt,qtc->bqnc", rows, bucket_class)
         return -(y.unsqueeze(1) * predicted.clamp_min(1e-8).log()).sum(-1).mean()
@@ -246,7 +250,7 @@ class SegmentationLoss(nn.Module):
 
         spectral = (spectral_correlation_loss(probs, onehot, reduce=self.reduce)
                     if cfg.spectral_weight > 0 else zero)
-        bucket = (bucket_class_loss(plans, target, self.num_classes)
+        bucket = (bucket_class_loss(plans, target, self.num_classes, self.reduce)
                   if cfg.bucket_weight > 0 and plans is not None else zero)
 
         total = zero

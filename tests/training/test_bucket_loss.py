@@ -94,3 +94,12 @@ def test_the_term_reaches_the_model_through_the_training_loss() -> None:
     assert parts["bucket"].item() == 0.0  # weight 0: the paper's loss
     with pytest.raises(ValueError, match="bucket_weight"):
         LossConfig(bucket_weight=-1.0)
+
+
+def test_a_finetune_keeps_the_bucket_term_its_checkpoint_was_trained_with() -> None:
+    from training.finetune import finetune_loss
+
+    trained = {"training": {"config": {"loss": {"bucket_weight": 1.0, "ce_weight": 1.0}}}}
+    assert finetune_loss(trained) == LossConfig(bucket_weight=1.0)
+    assert finetune_loss({}) == LossConfig()  # paper-literal or older checkpoints
+    assert finetune_loss({"training": {"config": {"loss": {}}}}) == LossConfig()
