@@ -12,7 +12,8 @@
 # named in the device tool's carry) it then trains, all at once on the one GPU:
 #   paper_*    the paper's setting (R50, 224, SGD 0.01, batch 24), N epochs, the last
 #              checkpoint scored on the 20 held-out volumes: L2GNet paper-literal plans, L2GNet with the
-#              "sharp" plan preset, and the UNet (identity bottleneck);
+#              "sharp" plan preset, today's default L2GNet (sharp + bucket term; not yet run on a
+#              GPU), and the UNet (identity bottleneck);
 #   abl_*      with ABLATION_EPOCHS=M > 0: the README's CPU plan-ablation config (ResNet-18
 #              body, 128 x 128, AdamW) for M epochs, the rows and seeds of ABLATION_SPEC
 #              (default: paper-literal and sharp with seeds 0 and 1, pos_mode=none and unet
@@ -83,6 +84,7 @@ train() {  # NAME ARGS...: one training in the background, cut at TRAIN_SECONDS
 if [ "${PAPER_ROWS:-1}" = 1 ]; then
   train paper_l2gnet --model l2gnet-paper "${PAPER[@]}"
   train paper_l2gnet_sharp --model l2gnet-paper "${PAPER[@]}" "${SHARP[@]}"
+  train paper_l2gnet_default --model l2gnet "${PAPER[@]}"  # today's default: sharp + bucket
   train paper_unet --model unet "${PAPER[@]}"
 fi
 # ABLATION_SPEC: "ROW:SEEDS ..."; ROW is a key of ROWS (its --set/loss options beyond the
