@@ -18,10 +18,10 @@
 #              body, 128 x 128, AdamW) for M epochs, the rows and seeds of ABLATION_SPEC
 #              (default: paper-literal and sharp with seeds 0 and 1, pos_mode=none and unet
 #              with seed 0), last checkpoint scored;
-# BENCH=0 skips the tests and benchmarks, PAPER_ROWS=0 the paper-setting runs.
 # and runs benchmarks/plan_diagnostics.py on every L2GNet checkpoint. Logs, evaluations and
 # diagnostics go to $OUT/acdc_results.tgz (rewritten as jobs finish, so a cut-off run still
 # returns what ended). Checkpoints stay in runs/gpu_acdc there.
+# BENCH=0 skips the tests and benchmarks, PAPER_ROWS=0 the paper-setting runs.
 set -u
 START=$SECONDS
 BUDGET=${GPU_SESSION_SECONDS:-540}

@@ -167,7 +167,7 @@ def token_class_mixture(target: torch.Tensor, num_classes: int, n: int) -> torch
 
     The token grid is the labels' grid divided by the one stride s with (H/s) (W/s) = n.
     """
-    b, height, width = target.shape
+    height, width = target.shape[-2:]
     stride = round(math.sqrt(height * width / n))
     grid = (height // max(stride, 1), width // max(stride, 1))
     if grid[0] * grid[1] != n:

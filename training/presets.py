@@ -39,11 +39,12 @@ class TrainingPreset:
         return dataclasses.replace(LossConfig(), **self.loss)
 
 
+_L2GNET_EXPLAIN = TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]), {"bucket_weight": 1.0})
+
 PRESETS: dict[str, TrainingPreset] = {
     **{name: TrainingPreset(name) for name in MODEL_NAMES},
-    "l2gnet": TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]), {"bucket_weight": 1.0}),
-    "l2gnet-explain": TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]),
-                                     {"bucket_weight": 1.0}),
+    "l2gnet": _L2GNET_EXPLAIN,
+    "l2gnet-explain": _L2GNET_EXPLAIN,
     "l2gnet-paper": TrainingPreset("l2gnet"),
     "ssnet": TrainingPreset("unet", loss={"spectral_weight": 0.1}),
     "transsnet": TrainingPreset("transunet", loss={"spectral_weight": 0.1}),
