@@ -84,7 +84,7 @@ train() {  # NAME ARGS...: one training in the background, cut at TRAIN_SECONDS
 if [ "${PAPER_ROWS:-1}" = 1 ]; then
   train paper_l2gnet --model l2gnet-paper "${PAPER[@]}"
   train paper_l2gnet_sharp --model l2gnet-paper "${PAPER[@]}" "${SHARP[@]}"
-  train paper_l2gnet_default --model l2gnet "${PAPER[@]}"  # today's default: sharp + bucket
+  train paper_l2gnet_default --model l2gnet "${PAPER[@]}"  # today's default: sharp + bucket + vote
   train paper_unet --model unet "${PAPER[@]}"
 fi
 # ABLATION_SPEC: "ROW:SEEDS ..."; ROW is a key of ROWS (its --set/loss options beyond the
@@ -93,6 +93,7 @@ declare -A ROWS=(
   [default]="" [sharp]="${SHARP[*]}" [posnone]="--set pos_mode=none"
   [bucket]="--bucket-weight 1" [sharp_bucket]="${SHARP[*]} --bucket-weight 1"
   [posnone_bucket]="--set pos_mode=none --bucket-weight 1"
+  [sharp_vote]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1"
 )
 if [ "${ABLATION_EPOCHS:-0}" -gt 0 ]; then
   for spec in ${ABLATION_SPEC:-default:0,1 sharp:0,1 posnone:0 unet:0}; do

@@ -14,7 +14,9 @@ class SegOutput:
 
     ``aux`` keys (present when the model has the component):
     ``quant_loss`` (scalar; 0 without a quantiser), ``codes`` (B x h x w code indices),
-    ``plans`` (B x q x n x t transport plans, L2GNet), ``codebook_usage`` (dict with
+    ``plans`` (B x q x n x t transport plans, L2GNet), ``vote_logits`` (B x C x h x w class
+    votes of the buckets, L2GNet with ``plan_vote``; the body adds them, upsampled, to
+    ``logits``), ``codebook_usage`` (dict with
     ``perplexity`` and ``dead_codes``), ``attention`` (attention maps, attention models).
     Everything is at the bottleneck's resolution: nothing is upsampled for explanation's sake.
     """

@@ -266,12 +266,14 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
 
 # ---------------------------------------------------------------------------- the run
 def finetune_loss(meta: dict[str, Any]) -> LossConfig:
-    """The paper's loss, plus the bucket term at the weight the checkpoint was trained with:
-    a fine-tune keeps the plans tied to the labels where training did (docs/design.md)."""
+    """The paper's loss, plus the bucket and vote terms at the weights the checkpoint was
+    trained with: a fine-tune keeps the plans tied to the labels where training did
+    (docs/design.md)."""
     from .losses import LossConfig
 
     trained = ((meta.get("training") or {}).get("config") or {}).get("loss") or {}
-    return LossConfig(bucket_weight=float(trained.get("bucket_weight", 0.0)))
+    return LossConfig(bucket_weight=float(trained.get("bucket_weight", 0.0)),
+                      vote_weight=float(trained.get("vote_weight", 0.0)))
 
 
 def run_finetune(

@@ -46,13 +46,15 @@ class Explanation:
     ``plans``: (S, q, h, w, t) transport plans T[:, r, :, j] reshaped onto the token grid;
     ``buckets``: (S, q, h, w) argmax over the t buckets; ``codes``: (S, h, w) VQ indices.
     ``grid_scale``: (sy, sx) size of one bottleneck cell in slice pixels, to place the maps over
-    the scan with napari's scale/translate.
+    the scan with napari's scale/translate. ``bucket_votes``: (q, t, C) each bucket's learned
+    class logits, added to the output through the plans (L2GNet ``plan_vote``), else None.
     """
 
     plans: np.ndarray | None
     buckets: np.ndarray | None
     codes: np.ndarray | None
     grid_scale: tuple[float, float]
+    bucket_votes: np.ndarray | None = None
 
 
 @dataclass
@@ -247,9 +249,12 @@ class _ExplanationBuffer:
             self.plans[start:stop] = p.cpu().numpy().astype(np.float16)
             self.buckets[start:stop] = p.argmax(-1).cpu().numpy()
 
-    def result(self, slice_size: tuple[int, int]) -> Explanation:
+    def result(self, slice_size: tuple[int, int], model: torch.nn.Module) -> Explanation:
         scale = (slice_size[0] / self.h, slice_size[1] / self.w)
-        return Explanation(self.plans, self.buckets, self.codes, scale)
+        votes = getattr(getattr(model, "bottleneck", None), "bucket_votes", None)
+        if votes is not None:
+            votes = votes.detach().float().cpu().numpy()
+        return Explanation(self.plans, self.buckets, self.codes, scale, votes)
 
 
 def _metadata_entry(meta: CheckpointMeta | Mapping[str, Any], name: str) -> Any:
@@ -342,7 +347,7 @@ class SliceInferer:
                 probs = None if probs is None else np.moveaxis(probs, 1, axis + 1)
             return VolumePrediction(
                 labels=labels, probabilities=probs,
-                explanation=explanation.result((height, width)) if cfg.explain else None,
+                explanation=explanation.result((height, width), model) if cfg.explain else None,
                 device=str(fallback.device), batch_size=fallback.batch_size, axis=axis,
                 metadata=self.metadata)
         finally:

@@ -1,7 +1,7 @@
-"""Training loss: cross-entropy + soft Dice + quantiser loss + optional spectral and bucket terms.
+"""Training loss: CE + soft Dice + quantiser loss + optional spectral, bucket and vote terms.
 
 ``total = ce_weight * CE + dice_weight * (1 - soft Dice) + quant_weight * quant_loss
-+ spectral_weight * spectral + bucket_weight * bucket``
++ spectral_weight * spectral + bucket_weight * bucket + vote_weight * vote``
 
 - **CE**: ``F.cross_entropy`` on the logits. For ``num_classes == 2`` the equivalent binary
   form is used: ``BCE-with-logits(logits[:, 1] - logits[:, 0], target)``. A two-way softmax is
@@ -36,6 +36,11 @@
   row puts its mass on buckets that hold one class: sharp, anatomical plans. No parameters:
   the bucket's class is read from the batch (the global batch under DDP, below). 0 for models
   without plans.
+- **vote** (ours; docs/design.md "Plan design choices"): for an L2GNet with ``plan_vote``, the
+  cross-entropy of the buckets' votes alone (``aux["vote_logits"]``, token resolution)
+  against each token's class mixture: ``vote = -mean sum_c y_ic log softmax(v_i)_c``. It
+  makes the votes a coarse segmentation in their own right, so the output the decoder refines
+  depends on which bucket each token is sent to. 0 for models without votes.
 
 **Under DistributedDataParallel** (``SegmentationLoss(..., sync_ranks=True)``, what the
 trainer uses with more than one rank), Dice's sums, the spectral term's sum and count and the
@@ -59,8 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LossConfig", "SegmentationLoss", "bucket_class_loss", "dice_loss",
-           "spectral_correlation_loss"]
+__all__ = ["LossConfig", "SegmentationLoss", "bucket_class_loss", "bucket_vote_loss",
+           "dice_loss", "spectral_correlation_loss"]
 
 DICE_SMOOTH = 1e-5
 
@@ -74,10 +79,11 @@ class LossConfig:
     quant_weight: float = 1.0
     spectral_weight: float = 0.0
     bucket_weight: float = 0.0
+    vote_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("ce_weight", "dice_weight", "quant_weight", "spectral_weight",
-                     "bucket_weight"):
+                     "bucket_weight", "vote_weight"):
             value = float(getattr(self, name))
             if not value >= 0.0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {value}")
@@ -193,6 +199,18 @@ def bucket_class_loss(plans: torch.Tensor, target: torch.Tensor, num_classes: in
         return -(y.unsqueeze(1) * predicted.clamp_min(1e-8).log()).sum(-1).mean()
 
 
+def bucket_vote_loss(vote_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the buckets' votes against each token's class mixture (module docstring).
+
+    ``vote_logits`` (B, C, h, w) at token resolution, ``target`` (B, H, W) -> 0-d float32.
+    """
+    with torch.autocast(vote_logits.device.type, enabled=False):
+        b, c, h, w = vote_logits.shape
+        y = token_class_mixture(target, c, h * w)  # (B, n, C)
+        log_p = vote_logits.float().flatten(2).transpose(1, 2).log_softmax(-1)
+        return -(y * log_p).sum(-1).mean()
+
+
 class SegmentationLoss(nn.Module):
     """Weighted sum of CE, soft Dice, quantiser loss and spectral loss (module docstring)."""
 
@@ -211,12 +229,14 @@ class SegmentationLoss(nn.Module):
         target: torch.Tensor,
         quant_loss: torch.Tensor | float | None = None,
         plans: torch.Tensor | None = None,
+        vote_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``logits`` (B, C, H, W), ``target`` (B, H, W) long -> ``(total, parts)``.
 
         ``parts`` holds detached 0-d float tensors ``ce``, ``dice``, ``quant``, ``spectral``,
-        ``bucket`` (unweighted) and ``total``; ``spectral`` and ``bucket`` are only computed
-        when their weight is > 0 (``bucket`` also needs ``plans``) and read 0 otherwise.
+        ``bucket``, ``vote`` (unweighted) and ``total``; ``spectral``, ``bucket`` and ``vote``
+        are only computed when their weight is > 0 (``bucket`` also needs ``plans``, ``vote``
+        needs ``vote_logits``) and read 0 otherwise.
         """
         if logits.ndim != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(
@@ -252,6 +272,8 @@ class SegmentationLoss(nn.Module):
                     if cfg.spectral_weight > 0 else zero)
         bucket = (bucket_class_loss(plans, target, self.num_classes, self.reduce)
                   if cfg.bucket_weight > 0 and plans is not None else zero)
+        vote = (bucket_vote_loss(vote_logits, target)
+                if cfg.vote_weight > 0 and vote_logits is not None else zero)
 
         total = zero
         for weight, term in (
@@ -260,6 +282,7 @@ class SegmentationLoss(nn.Module):
             (cfg.quant_weight, quant),
             (cfg.spectral_weight, spectral),
             (cfg.bucket_weight, bucket),
+            (cfg.vote_weight, vote),
         ):
             if weight > 0:
                 total = total + weight * term
@@ -269,6 +292,7 @@ class SegmentationLoss(nn.Module):
             "quant": quant.detach(),
             "spectral": spectral.detach(),
             "bucket": bucket.detach(),
+            "vote": vote.detach(),
             "total": total.detach(),
         }
         return total, parts

@@ -367,7 +367,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             out = self.net(x)
             loss, parts = self.criterion(out.logits.float(), y, out.aux["quant_loss"].float(),
-                                         out.aux.get("plans"))
+                                         out.aux.get("plans"), out.aux.get("vote_logits"))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -57,6 +57,20 @@ def bucket_table(plans_r: np.ndarray, buckets_r: np.ndarray, labels_on_grid: np.
     return rows
 
 
+def vote_texts(votes_r: np.ndarray, class_names: list[str]) -> list[str]:
+    """Per bucket j: the class its learned vote favours and that class's softmax share.
+
+    ``votes_r`` (t, C): reference r's bucket votes (L2GNet ``plan_vote``), the class logits a
+    token sent wholly to bucket j adds to the output.
+    """
+    z = votes_r.astype(np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    top = p.argmax(-1)
+    return [f"{class_names[c] if c < len(class_names) else c} {p[j, c]:.0%}"
+            for j, c in enumerate(top)]
+
+
 def labels_at_cells(labels: np.ndarray, axis: int, grid_shape: tuple[int, int],
                     grid_scale: tuple[float, float]) -> np.ndarray:
     """The label at each bottleneck cell's centre pixel: (S, h, w), slices first."""
@@ -79,8 +93,9 @@ class ExplainWidget(QWidget):
         self.show_button = QPushButton("Show explanation layers")
         self.info = QLabel("Segment an image with 'keep transport plans' ticked.")
         self.info.setWordWrap(True)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["bucket", "mass", "classes it covers"])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["bucket", "mass", "classes it covers",
+                                              "votes for"])
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(220)
@@ -191,11 +206,14 @@ class ExplainWidget(QWidget):
         r = self.ref_spin.value()
         grid = labels_at_cells(np.asarray(seg.data), int(meta.get("axis", 0)),
                                exp.plans.shape[2:4], exp.grid_scale)
-        rows = bucket_table(exp.plans[:, r], exp.buckets[:, r], grid,
-                            list(meta.get("class_names") or []))
+        names = list(meta.get("class_names") or [])
+        rows = bucket_table(exp.plans[:, r], exp.buckets[:, r], grid, names)
+        votes = (vote_texts(exp.bucket_votes[r], names) if exp.bucket_votes is not None
+                 else [""] * len(rows))
+        self.table.setColumnHidden(3, exp.bucket_votes is None)
         self.table.setRowCount(len(rows))
-        for i, (j, mass, text) in enumerate(rows):
-            for col, value in enumerate((str(j), f"{mass:.1%}", text)):
+        for i, ((j, mass, text), vote) in enumerate(zip(rows, votes, strict=True)):
+            for col, value in enumerate((str(j), f"{mass:.1%}", text, vote)):
                 self.table.setItem(i, col, QTableWidgetItem(value))
         self.table.resizeColumnsToContents()
         self.table.selectRow(self.bucket_spin.value())

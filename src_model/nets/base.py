@@ -82,6 +82,11 @@ class Segmenter(nn.Module):
         self.check_input(x)
         feats, z, aux = self.forward_features(x)
         logits = self.head(self.decoder(z, feats[:-1]))
+        votes = aux.get("vote_logits")
+        if votes is not None:  # token-level class votes of a bottleneck (L2GNet plan_vote)
+            logits = logits + nn.functional.interpolate(
+                votes.to(logits.dtype), size=logits.shape[-2:], mode="bilinear",
+                align_corners=False)
         if "quant_loss" not in aux:
             aux["quant_loss"] = torch.zeros((), device=x.device, dtype=logits.dtype)
         return SegOutput(logits=logits, aux=aux)

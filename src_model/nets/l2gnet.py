@@ -52,6 +52,10 @@ class L2GNetConfig(QuantizerConfig):
         plan_return: how the mapper's map meets the continuous map z_con: ``"residual"``
             (z_con + mapper), ``"replace"`` (the mapper's map alone) or ``"gate"`` (a learned
             per-pixel, per-channel sigmoid mix of the two).
+        plan_vote: give every bucket learned class logits and add each token's vote (its plan
+            row times them, summed over references) to the output logits, upsampled (ours, not
+            the paper's): the output then depends on where the plans send each token, which
+            the skips cannot route around, and each bucket has a readable class.
 
     Every field added after the first release defaults to that release's behaviour, so a
     checkpoint whose metadata lacks it loads unchanged (docs/design.md "Plan design choices").
@@ -71,6 +75,7 @@ class L2GNetConfig(QuantizerConfig):
     renormalize_rows: bool = False
     column_marginal: str = "uniform"
     plan_return: str = "residual"
+    plan_vote: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,10 +94,11 @@ class L2GBottleneck(QuantizedBottleneck):
 
     ``plan_return`` picks the combination: residual add (the decoder can bypass the mapper),
     replace (it cannot, through this path), or a learned gate g = sigmoid(conv1x1([z_con,
-    mapper])) giving (1 - g) * z_con + g * mapper.
+    mapper])) giving (1 - g) * z_con + g * mapper. With ``plan_vote`` it also returns
+    ``aux["vote_logits"]`` (B, C, h, w), which the body adds to its output logits.
     """
 
-    def __init__(self, config: L2GNetConfig):
+    def __init__(self, config: L2GNetConfig, num_classes: int = 2):
         super().__init__(config)
         self.mapper = L2GMapper(
             config.code_dim,
@@ -114,11 +120,28 @@ class L2GBottleneck(QuantizedBottleneck):
         self.plan_return = config.plan_return
         self.gate = (nn.Conv2d(2 * config.code_dim, config.code_dim, kernel_size=1)
                      if config.plan_return == "gate" else None)
+        # Zero start: the vote adds nothing until training finds what each bucket holds.
+        self.bucket_votes = (nn.Parameter(torch.zeros(config.num_refs, config.ref_size,
+                                                      num_classes))
+                             if config.plan_vote else None)
+
+    def vote_logits(self, plans: Tensor, h: int, w: int) -> Tensor:
+        """(B, q, n, t) plans -> (B, C, h, w): sum_r sum_j n T^r_ij v^r_j, v the bucket votes.
+
+        A token whose row sits on one bucket gets that bucket's vote; a uniform row gets the
+        mean vote of the reference, the same for every token.
+        """
+        n = plans.shape[2]
+        votes = self.bucket_votes.to(plans.dtype)
+        tokens = n * torch.einsum("bqnt,qtc->bcn", plans, votes)
+        return tokens.reshape(plans.shape[0], -1, h, w)
 
     def forward(self, z_con: Tensor) -> tuple[Tensor, dict[str, Any]]:
         z_dis, aux = self.quantize(z_con)
         dense, plans = self.mapper(z_dis)
         aux["plans"] = plans
+        if self.bucket_votes is not None:
+            aux["vote_logits"] = self.vote_logits(plans, *z_dis.shape[-2:])
         if self.plan_return == "replace":
             return dense, aux
         if self.gate is not None:
@@ -130,4 +153,5 @@ class L2GBottleneck(QuantizedBottleneck):
 
 @register_model("l2gnet", L2GNetConfig, "L2GNet: quantiser + optimal-transport L2GMapper")
 def build_l2gnet(num_classes: int, config: L2GNetConfig) -> Segmenter:
-    return build_segmenter("l2gnet", num_classes, config, lambda width: L2GBottleneck(config))
+    return build_segmenter("l2gnet", num_classes, config,
+                           lambda width: L2GBottleneck(config, num_classes))

@@ -7,7 +7,7 @@ import pytest
 from qtpy.QtCore import QTimer
 
 from napari_l2gnet._session import session_for
-from napari_l2gnet.widgets.explain import ExplainWidget, bucket_table
+from napari_l2gnet.widgets.explain import ExplainWidget, bucket_table, vote_texts
 from napari_l2gnet.widgets.segment import SegmentWidget
 
 TIMEOUT_MS = 60_000
@@ -148,6 +148,36 @@ def test_explain_layers_align_and_switch_without_rerun(make_napari_viewer, qtbot
     names = [lyr.name for lyr in viewer.layers]
     assert len([n for n in names if n.startswith("scan [tiny] ")]) == 3
     assert explain.table.rowCount() == t
+    assert explain.table.isColumnHidden(3)  # no bucket votes in this model
+
+
+def test_explain_table_says_what_each_bucket_votes_for(make_napari_viewer, qtbot, tmp_path,
+                                                      scan):
+    """A model with bucket votes (the default): the table's last column reads them."""
+    import torch
+
+    from src_model import build_model, save_checkpoint
+    from src_model.testing import tiny_config
+
+    torch.manual_seed(0)
+    model = build_model("l2gnet", 3, **{**tiny_config("l2gnet"), "plan_vote": True})
+    with torch.no_grad():
+        model.bottleneck.bucket_votes.zero_()
+        model.bottleneck.bucket_votes[0, 2, 1] = 4.0  # reference 0, bucket 2 votes "organ a"
+    path = tmp_path / "voting.safetensors"
+    save_checkpoint(path, model, {"class_names": ["background", "organ a", "organ b"],
+                                  "input_size": [32, 32], "normalization": {"kind": "none"}})
+    viewer = make_napari_viewer()
+    viewer.add_image(scan, name="scan")
+    segment = _segment(qtbot, viewer, path)
+    exp = segment.last_layer.metadata["l2gnet"]["explanation"]
+    assert exp.bucket_votes.shape == (2, 4, 3)
+    explain = ExplainWidget(viewer)
+    explain.ref_spin.setValue(0)
+    explain._fill_table()
+    assert not explain.table.isColumnHidden(3)
+    assert explain.table.item(2, 3).text() == "organ a 96%"
+    assert explain.table.item(0, 3).text() == "background 33%"
 
 
 def test_bucket_table_masses_and_classes():
@@ -160,6 +190,14 @@ def test_bucket_table_masses_and_classes():
     assert rows[0][1] == pytest.approx(0.6) and rows[1][1] == pytest.approx(0.4)
     assert rows[0][2] == "liver 100%"
     assert "spleen 50%" in rows[1][2] and "background 50%" in rows[1][2]
+
+
+def test_vote_texts_name_each_buckets_favoured_class():
+    votes = np.array([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
+    texts = vote_texts(votes, ["background", "liver", "spleen"])
+    assert texts[0] == "background 99%"
+    assert texts[1] == "background 33%"  # a flat vote: no class stands out
+    assert texts[2] == "spleen 84%"
 
 
 def test_layer_choosers_follow_renames(make_napari_viewer, scan):

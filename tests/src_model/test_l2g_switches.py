@@ -27,9 +27,11 @@ def test_defaults_are_the_first_release_behaviour():
     assert (cfg.cost, cfg.pos_mode, cfg.pos_before_sinkhorn, cfg.renormalize_rows,
             cfg.column_marginal, cfg.plan_return) == ("dot", "1d", True, False, "uniform",
                                                       "residual")
+    assert cfg.plan_vote is False
     old = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
            if f.name not in ("cost", "cost_temperature", "pos_before_sinkhorn",
-                             "renormalize_rows", "column_marginal", "plan_return")}
+                             "renormalize_rows", "column_marginal", "plan_return",
+                             "plan_vote")}
     assert L2GNetConfig(**old) == cfg
 
 
@@ -140,3 +142,52 @@ def test_paper_preset_is_the_default_and_presets_build():
     for overrides in PLAN_PRESETS.values():
         model = build_model("l2gnet", 3, **{**tiny_config("l2gnet"), **overrides})
         assert model(torch.randn(1, 3, 32, 32)).logits.shape == (1, 3, 32, 32)
+
+
+def _vote_model():
+    torch.manual_seed(0)
+    model = build_model("l2gnet", 3, **{**tiny_config("l2gnet"), "plan_vote": True,
+                                        "cost": "cosine", "pos_mode": "none"})
+    with torch.no_grad():
+        model.bottleneck.bucket_votes.normal_(0, 3.0)
+    return model.eval()
+
+
+def test_plan_vote_reads_each_tokens_bucket_vote():
+    """A row on one bucket gets that bucket's vote; a uniform row the reference's mean vote."""
+    bottleneck = _vote_model().bottleneck
+    votes = bottleneck.bucket_votes.detach()  # (q=2, t=4, C=3)
+    n, t = 4, 4
+    plans = torch.zeros(1, 2, n, t)
+    plans[0, :, torch.arange(n), torch.tensor([0, 1, 2, 3])] = 1 / n
+    got = bottleneck.vote_logits(plans, 2, 2)[0].reshape(3, n)
+    torch.testing.assert_close(got.T, votes[0] + votes[1])
+    uniform = bottleneck.vote_logits(torch.full((1, 2, n, t), 1 / (n * t)), 2, 2)[0]
+    torch.testing.assert_close(uniform.reshape(3, n).T,
+                               (votes[0].mean(0) + votes[1].mean(0)).expand(n, 3))
+
+
+def test_plan_vote_makes_the_output_depend_on_the_plans_and_trains_the_votes():
+    model = _vote_model()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x).logits
+        model.bottleneck.mapper.plan_override = "uniform"
+        uniform = model(x).logits
+        model.bottleneck.mapper.plan_override = None
+        model.bottleneck.bucket_votes.zero_()
+        no_vote = model(x).logits
+    assert float((logits - uniform).abs().max()) > 0.1  # the plans now move the output
+    assert float((logits - no_vote).abs().max()) > 0.1  # and the votes are added to it
+    model.train()
+    out = model(x)
+    assert out.aux["vote_logits"].shape == (1, 3, 2, 2)
+    out.logits.square().mean().backward()
+    assert model.bottleneck.bucket_votes.grad.abs().sum() > 0
+    assert model.bottleneck.mapper.references.grad.abs().sum() > 0
+
+
+def test_without_plan_vote_there_is_no_vote():
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
+    assert model.bottleneck.bucket_votes is None
+    assert "vote_logits" not in model(torch.randn(1, 3, 32, 32)).aux

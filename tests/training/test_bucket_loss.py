@@ -10,7 +10,13 @@ import torch.nn.functional as F
 
 from src_model import build_model
 from src_model.testing import tiny_config
-from training.losses import LossConfig, SegmentationLoss, bucket_class_loss, token_class_mixture
+from training.losses import (
+    LossConfig,
+    SegmentationLoss,
+    bucket_class_loss,
+    bucket_vote_loss,
+    token_class_mixture,
+)
 
 
 def _labels() -> torch.Tensor:
@@ -101,5 +107,37 @@ def test_a_finetune_keeps_the_bucket_term_its_checkpoint_was_trained_with() -> N
 
     trained = {"training": {"config": {"loss": {"bucket_weight": 1.0, "ce_weight": 1.0}}}}
     assert finetune_loss(trained) == LossConfig(bucket_weight=1.0)
+    voted = {"training": {"config": {"loss": {"bucket_weight": 1.0, "vote_weight": 2.0}}}}
+    assert finetune_loss(voted) == LossConfig(bucket_weight=1.0, vote_weight=2.0)
     assert finetune_loss({}) == LossConfig()  # paper-literal or older checkpoints
     assert finetune_loss({"training": {"config": {"loss": {}}}}) == LossConfig()
+
+
+def test_vote_loss_is_the_cross_entropy_of_the_votes_against_the_token_classes() -> None:
+    labels = _labels()
+    classes = _token_classes(labels).reshape(2, 4, 4)
+    right = 20.0 * F.one_hot(classes, 3).permute(0, 3, 1, 2).float()  # confident, correct
+    assert bucket_vote_loss(right, labels).item() < 1e-6
+    flat = torch.zeros(2, 3, 4, 4)
+    assert bucket_vote_loss(flat, labels).item() == pytest.approx(math.log(3), abs=1e-6)
+    wrong = right.roll(1, dims=1)
+    assert bucket_vote_loss(wrong, labels).item() > 10.0
+
+
+def test_vote_term_trains_the_votes_and_the_plans_through_the_training_loss() -> None:
+    torch.manual_seed(0)
+    model = build_model("l2gnet", 3, **{**tiny_config("l2gnet"), "plan_vote": True,
+                                        "cost": "cosine", "pos_mode": "none"})
+    target = torch.zeros(2, 32, 32, dtype=torch.long)
+    target[:, 8:24, 8:24] = 1
+    out = model(torch.randn(2, 3, 32, 32))
+    loss = SegmentationLoss(LossConfig(ce_weight=0.0, dice_weight=0.0, quant_weight=0.0,
+                                       vote_weight=1.0), 3)
+    total, parts = loss(out.logits, target, out.aux["quant_loss"], out.aux["plans"],
+                        out.aux["vote_logits"])
+    assert parts["vote"].item() == pytest.approx(math.log(3), abs=1e-5)  # zero-start votes
+    total.backward()
+    assert model.bottleneck.bucket_votes.grad.abs().sum() > 0
+    _, parts = SegmentationLoss(LossConfig(), 3)(out.logits, target, None, None,
+                                                 out.aux["vote_logits"])
+    assert parts["vote"].item() == 0.0  # weight 0: no term

@@ -54,7 +54,7 @@ def test_gradient_flows_to_logits() -> None:
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
     assert logits.grad.abs().sum() > 0
     assert quant.grad == pytest.approx(1.0)
-    assert set(parts) == {"ce", "dice", "quant", "spectral", "bucket", "total"}
+    assert set(parts) == {"ce", "dice", "quant", "spectral", "bucket", "vote", "total"}
     assert all(not v.requires_grad and v.ndim == 0 for v in parts.values())
 
 

@@ -93,6 +93,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bucket-weight", type=float,
                    help="weight of the bucket-class term that ties L2GNet's plans to the "
                         "labels (training/losses.py; 0 = the paper's loss)")
+    p.add_argument("--vote-weight", type=float,
+                   help="weight of the term that trains L2GNet's bucket votes (plan_vote) as a "
+                        "coarse segmentation (training/losses.py)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int)
@@ -134,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         loss.spectral_weight = args.spectral_weight
     if args.bucket_weight is not None:
         loss.bucket_weight = args.bucket_weight
+    if args.vote_weight is not None:
+        loss.vote_weight = args.vote_weight
     model_config = tiny_config(model_name) if args.tiny and not args.from_checkpoint else {}
     model_config.update(parse_set(args.set))
     argv = getattr(args, "argv", None) or sys.argv[1:]  # cli.main sets args.argv
