@@ -50,6 +50,21 @@ def organ_bucket(plans_r: np.ndarray, labels_on_grid: np.ndarray) -> int:
     return int(np.bincount(argmax[on_organs], minlength=t).argmax())
 
 
+def clearest_reference(plans: np.ndarray, labels_on_grid: np.ndarray) -> int:
+    """The reference whose organ bucket (``organ_bucket``) holds the largest share of organ
+    tokens among the tokens it is first choice for: the reference to show first.
+
+    ``plans`` (S, q, h, w, t), ``labels_on_grid`` (S, h, w).
+    """
+    on_organs = labels_on_grid.reshape(-1) > 0
+    purity = []
+    for r in range(plans.shape[1]):
+        j = organ_bucket(plans[:, r], labels_on_grid)
+        mine = plans[:, r].reshape(-1, plans.shape[-1]).argmax(-1) == j
+        purity.append(on_organs[mine].mean() if mine.any() else 0.0)
+    return int(np.argmax(purity))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_l2gnet.demo",
                                      description=__doc__.split("\n\n")[0])
@@ -106,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if finetune is not None:  # ready to fine-tune on corrections of this segmentation
         finetune.labels_combo.setCurrentText(seg_layer.name)
-    # Show the transport plan of reference 0 for the bucket that gathers the organs.
+    # Show the transport plan of the bucket that gathers the organs, in the reference where
+    # that bucket is the most organ-pure.
     explain.seg_combo.refresh()
     exp = seg_layer.metadata["l2gnet"]["explanation"]
     if exp is not None and exp.plans is not None:
         grid = labels_at_cells(np.asarray(seg_layer.data), 0, exp.plans.shape[2:4],
                                exp.grid_scale)
-        explain.ref_spin.setValue(0)
-        explain.bucket_spin.setValue(organ_bucket(exp.plans[:, 0], grid))
+        r = clearest_reference(exp.plans, grid)
+        explain.ref_spin.setValue(r)
+        explain.bucket_spin.setValue(organ_bucket(exp.plans[:, r], grid))
         explain.show_layers()
         explain_dock.raise_()
     mid = image.data.shape[0] * 0.6

@@ -2,7 +2,8 @@
 
 ``l2gnet`` trains L2GNet as this project does by default, the same as ``l2gnet-explain``:
 the ``sharp`` plan settings with the bucket-class term, so that the transport plans are sharp
-and follow the labels (docs/design.md "Plan design choices"; README plan ablation).
+and follow the labels, and bucket votes trained by the vote term, so that the output depends
+on them (docs/design.md "Plan design choices"; README plan ablation).
 ``l2gnet-paper`` is the paper-literal reading (every plan field at its dataclass default, the
 paper's loss), which is also what a checkpoint means where its metadata lacks a field.
 ``ssnet`` / ``transsnet`` are SSNet's recipe (Gorade et al., arXiv:2401.10373): a plain
@@ -39,7 +40,8 @@ class TrainingPreset:
         return dataclasses.replace(LossConfig(), **self.loss)
 
 
-_L2GNET_EXPLAIN = TrainingPreset("l2gnet", dict(PLAN_PRESETS["sharp"]), {"bucket_weight": 1.0})
+_L2GNET_EXPLAIN = TrainingPreset("l2gnet", {**PLAN_PRESETS["sharp"], "plan_vote": True},
+                                 {"bucket_weight": 1.0, "vote_weight": 1.0})
 
 PRESETS: dict[str, TrainingPreset] = {
     **{name: TrainingPreset(name) for name in MODEL_NAMES},

@@ -85,3 +85,16 @@ def test_demo_headless_runs_the_whole_loop(tmp_path):
     sample = make_phantom(0)
     np.testing.assert_allclose(labels.affine, sample.affine)
     assert labels.data.shape == sample.to_nifti_order(sample.labels).shape
+
+
+def test_demo_shows_the_reference_whose_organ_bucket_is_purest():
+    from napari_l2gnet.demo import clearest_reference, organ_bucket
+
+    labels = np.zeros((1, 2, 2), np.int64)
+    labels[0, 0] = 1  # the top row is organ
+    plans = np.zeros((1, 2, 2, 2, 3), np.float32)  # (S, q, h, w, t)
+    plans[0, 0, :, :, 0] = 1.0  # reference 0: every token in bucket 0 (half organ)
+    plans[0, 1, 0, :, 2] = 1.0  # reference 1: organ tokens alone in bucket 2
+    plans[0, 1, 1, :, 1] = 1.0
+    assert organ_bucket(plans[:, 0], labels) == 0 and organ_bucket(plans[:, 1], labels) == 2
+    assert clearest_reference(plans, labels) == 1

@@ -163,8 +163,8 @@ def test_l2gnet_trains_with_plans_tied_to_labels_and_the_paper_reading_stays_bui
     explain, paper = resolve_preset("l2gnet"), resolve_preset("l2gnet-paper")
     assert resolve_preset("l2gnet-explain") == explain
     assert explain.model == paper.model == "l2gnet"
-    assert explain.model_config == PLAN_PRESETS["sharp"]
-    assert explain.loss_config() == LossConfig(bucket_weight=1.0)
+    assert explain.model_config == {**PLAN_PRESETS["sharp"], "plan_vote": True}
+    assert explain.loss_config() == LossConfig(bucket_weight=1.0, vote_weight=1.0)
     assert paper.model_config == {} and paper.loss_config() == LossConfig()
     paper_net = build_model("l2gnet", 4, **tiny_config("l2gnet"))  # dataclass defaults = paper
     for key, value in PLAN_PRESETS["paper"].items():
