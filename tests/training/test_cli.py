@@ -127,6 +127,26 @@ def test_fine_tune_from_a_checkpoint(checkpoint, tmp_path):
     assert meta["model"]["config"] == base["model"]["config"]
     assert meta["normalization"] == base["normalization"]
     assert meta["training"]["data"] == "phantom:4"
+    assert meta["training"]["config"]["loss"] == base["training"]["config"]["loss"]
+
+
+def test_continued_training_keeps_the_checkpoints_plan_terms_unless_given(tmp_path):
+    """A paper-literal checkpoint continues with the paper's loss, not the default preset's."""
+    common = ["--data", "phantom:4", "--phantom-shape", "6", "48", "48", "--input-size", "48",
+              "48", "--epochs", "1", "--max-steps", "1", "--device", "cpu"]
+    paper, kept, given = tmp_path / "paper", tmp_path / "kept", tmp_path / "given"
+    assert main(["train", "--tiny", "--model", "l2gnet-paper", *common,
+                 "--out-dir", str(paper)]) == 0
+    for out, extra in ((kept, []), (given, ["--bucket-weight", "2"])):
+        assert main(["train", "--from", str(paper / "last.safetensors"), *common, *extra,
+                     "--out-dir", str(out)]) == 0
+
+    def weights(run: Path) -> tuple[float, float]:
+        loss = load_checkpoint(run / "last.safetensors")[1]["training"]["config"]["loss"]
+        return loss["bucket_weight"], loss["vote_weight"]
+
+    assert weights(paper) == weights(kept) == (0.0, 0.0)
+    assert weights(given) == (2.0, 0.0)
 
 
 def test_train_on_unlabelled_data_is_a_user_error(tmp_path, capsys):

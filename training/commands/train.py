@@ -72,7 +72,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default="l2gnet",
                    help="model name or training preset (e.g. l2gnet, transunet, unet, ssnet)")
     p.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT",
-                   help="fine-tune this checkpoint instead of building --model")
+                   help="fine-tune this checkpoint instead of building --model; the bucket "
+                        "and vote loss weights are the checkpoint's unless given")
     p.add_argument("--data", required=True, help="training data (folder or phantom:SEEDS)")
     p.add_argument("--val", help="validation volumes (folder or phantom:SEEDS)")
     p.add_argument("--out-dir", default="runs/l2gnet")
@@ -114,6 +115,24 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _continued_loss(checkpoint: str, preset_loss):
+    """Training on from a checkpoint keeps the plan terms (bucket, vote) it was trained with,
+    not the preset's: a paper-literal checkpoint continues with the paper's loss. An
+    unreadable checkpoint is left to ``prepare_run``, which says what is wrong with it."""
+    import dataclasses
+
+    from src_model import read_metadata
+
+    from ..finetune import finetune_loss
+
+    try:
+        trained = finetune_loss(read_metadata(checkpoint))
+    except Exception:  # noqa: BLE001 - reported by prepare_run with the file's name
+        return preset_loss
+    return dataclasses.replace(preset_loss, bucket_weight=trained.bucket_weight,
+                               vote_weight=trained.vote_weight)
+
+
 def run(args: argparse.Namespace) -> int:
     """Set the run up (``prepare_run``), train it (``Trainer``), print its history.
 
@@ -133,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     preset = resolve_preset(args.model)
     model_name, loss = preset.model, preset.loss_config()
+    if args.from_checkpoint:
+        loss = _continued_loss(args.from_checkpoint, loss)
     if args.spectral_weight is not None:
         loss.spectral_weight = args.spectral_weight
     if args.bucket_weight is not None:
