@@ -10,7 +10,9 @@ folder, NIfTI imagesTr+labelsTr). One JSON line per reference r of the mapper, w
 - reliance: ``dice`` (mean Dice as ``l2gnet evaluate``), ``dice_delta_uniform`` (every plan
   replaced by the uniform 1/(n t)), ``dice_delta_uniform_content`` (the Sinkhorn plan
   replaced by uniform before S, so only position is left; absent without S) and
-  ``dice_delta_zero_mapper`` (the mapper's output zeroed); negative = the model needs it;
+  ``dice_delta_zero_mapper`` (the mapper's dense output zeroed; its plans, and so the bucket
+  votes of a ``plan_vote`` model, are kept); negative = the model needs it. Uniform plans
+  also make every token's bucket vote the same;
 - anatomy (``all_`` for every token, ``fg_`` for foreground tokens): each token's argmax bucket
   (what the Explain widget draws) against its class (the majority label of its cell), as
   homogeneity I(class; bucket)/H(class) and NMI, beside the same for a position-only
