@@ -40,27 +40,28 @@ def dice_report(pred: np.ndarray, truth: np.ndarray, class_names: list[str]) -> 
     return out
 
 
-def organ_bucket(plans_r: np.ndarray, labels_on_grid: np.ndarray) -> int:
-    """The bucket that most organ (not background) tokens send most of their mass to."""
-    t = plans_r.shape[-1]
+def organ_bucket(buckets_r: np.ndarray, labels_on_grid: np.ndarray, t: int) -> int:
+    """The bucket that most organ (not background) tokens send most of their mass to.
+
+    ``buckets_r`` (S, h, w): each token's first-choice bucket of one reference (the
+    explanation's ``buckets``), ``labels_on_grid`` (S, h, w), ``t`` buckets.
+    """
     on_organs = labels_on_grid.reshape(-1) > 0
     if not on_organs.any():
         return 0
-    argmax = plans_r.reshape(-1, t).argmax(-1)
-    return int(np.bincount(argmax[on_organs], minlength=t).argmax())
+    return int(np.bincount(buckets_r.reshape(-1)[on_organs], minlength=t).argmax())
 
 
-def clearest_reference(plans: np.ndarray, labels_on_grid: np.ndarray) -> int:
+def clearest_reference(buckets: np.ndarray, labels_on_grid: np.ndarray, t: int) -> int:
     """The reference whose organ bucket (``organ_bucket``) holds the largest share of organ
     tokens among the tokens it is first choice for: the reference to show first.
 
-    ``plans`` (S, q, h, w, t), ``labels_on_grid`` (S, h, w).
+    ``buckets`` (S, q, h, w) first-choice buckets, ``labels_on_grid`` (S, h, w).
     """
     on_organs = labels_on_grid.reshape(-1) > 0
     purity = []
-    for r in range(plans.shape[1]):
-        j = organ_bucket(plans[:, r], labels_on_grid)
-        mine = plans[:, r].reshape(-1, plans.shape[-1]).argmax(-1) == j
+    for r in range(buckets.shape[1]):
+        mine = buckets[:, r].reshape(-1) == organ_bucket(buckets[:, r], labels_on_grid, t)
         purity.append(on_organs[mine].mean() if mine.any() else 0.0)
     return int(np.argmax(purity))
 
@@ -128,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     if exp is not None and exp.plans is not None:
         grid = labels_at_cells(np.asarray(seg_layer.data), 0, exp.plans.shape[2:4],
                                exp.grid_scale)
-        r = clearest_reference(exp.plans, grid)
+        t = exp.plans.shape[-1]
+        r = clearest_reference(exp.buckets, grid, t)
         explain.ref_spin.setValue(r)
-        explain.bucket_spin.setValue(organ_bucket(exp.plans[:, r], grid))
+        explain.bucket_spin.setValue(organ_bucket(exp.buckets[:, r], grid, t))
         explain.show_layers()
         explain_dock.raise_()
     mid = image.data.shape[0] * 0.6

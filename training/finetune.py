@@ -265,15 +265,23 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
 
 
 # ---------------------------------------------------------------------------- the run
+PLAN_LOSS_TERMS = ("bucket_weight", "vote_weight")
+
+
+def trained_plan_weights(meta: dict[str, Any]) -> dict[str, float]:
+    """The weights of the plan terms (bucket, vote) the checkpoint was trained with; 0 for a
+    term its metadata does not record (paper-literal and older checkpoints)."""
+    trained = ((meta.get("training") or {}).get("config") or {}).get("loss") or {}
+    return {name: float(trained.get(name, 0.0)) for name in PLAN_LOSS_TERMS}
+
+
 def finetune_loss(meta: dict[str, Any]) -> LossConfig:
     """The paper's loss, plus the bucket and vote terms at the weights the checkpoint was
     trained with: a fine-tune keeps the plans tied to the labels where training did
     (docs/design.md)."""
     from .losses import LossConfig
 
-    trained = ((meta.get("training") or {}).get("config") or {}).get("loss") or {}
-    return LossConfig(bucket_weight=float(trained.get("bucket_weight", 0.0)),
-                      vote_weight=float(trained.get("vote_weight", 0.0)))
+    return LossConfig(**trained_plan_weights(meta))
 
 
 def run_finetune(

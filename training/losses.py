@@ -205,7 +205,7 @@ def bucket_vote_loss(vote_logits: torch.Tensor, target: torch.Tensor) -> torch.T
     ``vote_logits`` (B, C, h, w) at token resolution, ``target`` (B, H, W) -> 0-d float32.
     """
     with torch.autocast(vote_logits.device.type, enabled=False):
-        b, c, h, w = vote_logits.shape
+        _, c, h, w = vote_logits.shape
         y = token_class_mixture(target, c, h * w)  # (B, n, C)
         log_p = vote_logits.float().flatten(2).transpose(1, 2).log_softmax(-1)
         return -(y * log_p).sum(-1).mean()

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from scipy.special import softmax
 
 from .._session import META_KEY
 from ._layers import LayerCombo, grid_placement
@@ -63,9 +64,7 @@ def vote_texts(votes_r: np.ndarray, class_names: list[str]) -> list[str]:
     ``votes_r`` (t, C): reference r's bucket votes (L2GNet ``plan_vote``), the class logits a
     token sent wholly to bucket j adds to the output.
     """
-    z = votes_r.astype(np.float64)
-    p = np.exp(z - z.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
+    p = softmax(votes_r.astype(np.float64), axis=-1)
     top = p.argmax(-1)
     return [f"{class_names[c] if c < len(class_names) else c} {p[j, c]:.0%}"
             for j, c in enumerate(top)]

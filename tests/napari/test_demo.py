@@ -96,5 +96,7 @@ def test_demo_shows_the_reference_whose_organ_bucket_is_purest():
     plans[0, 0, :, :, 0] = 1.0  # reference 0: every token in bucket 0 (half organ)
     plans[0, 1, 0, :, 2] = 1.0  # reference 1: organ tokens alone in bucket 2
     plans[0, 1, 1, :, 1] = 1.0
-    assert organ_bucket(plans[:, 0], labels) == 0 and organ_bucket(plans[:, 1], labels) == 2
-    assert clearest_reference(plans, labels) == 1
+    buckets = plans.argmax(-1)  # (S, q, h, w), as the explanation holds them
+    assert organ_bucket(buckets[:, 0], labels, 3) == 0
+    assert organ_bucket(buckets[:, 1], labels, 3) == 2
+    assert clearest_reference(buckets, labels, 3) == 1

@@ -123,14 +123,13 @@ def _continued_loss(checkpoint: str, preset_loss):
 
     from src_model import read_metadata
 
-    from ..finetune import finetune_loss
+    from ..finetune import trained_plan_weights
 
     try:
-        trained = finetune_loss(read_metadata(checkpoint))
+        trained = trained_plan_weights(read_metadata(checkpoint))
     except Exception:  # noqa: BLE001 - reported by prepare_run with the file's name
         return preset_loss
-    return dataclasses.replace(preset_loss, bucket_weight=trained.bucket_weight,
-                               vote_weight=trained.vote_weight)
+    return dataclasses.replace(preset_loss, **trained)
 
 
 def run(args: argparse.Namespace) -> int:
