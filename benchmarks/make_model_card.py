@@ -27,12 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scan_io.atomic import atomic_write_path  # noqa: E402
+from src_model.checkpoint_meta import CheckpointError, CheckpointMeta  # noqa: E402
 from training.fit_check import ScanExpectation  # noqa: E402
 
 _META_KEY = "l2gnet"
@@ -80,13 +81,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors as numpy arrays, metadata dict) without building the model."""
-    with safe_open(str(path), framework="numpy") as f:
-        raw = (f.metadata() or {}).get(_META_KEY)
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    """(tensors as numpy arrays, metadata dict) without building the model.
+
+    The metadata is validated by ``CheckpointMeta`` (the loader's own check), so a foreign
+    or damaged file is refused here rather than carded and shipped.
+    """
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from exc
     if raw is None:
-        raise SystemExit(f"error: {path} is not a napari-l2gnet checkpoint (no metadata)")
-    return tensors, json.loads(raw)
+        raise CheckpointError(f"{path}: not a napari-l2gnet checkpoint (no metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: metadata is not JSON ({exc})") from exc
+    CheckpointMeta.from_dict(meta, source=str(path))
+    return tensors, meta
 
 
 def dice_from_eval(report: dict[str, Any]) -> dict[str, float]:
@@ -138,10 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists: pass --overwrite to replace it", file=sys.stderr)
         return 2
-    tensors, meta = read_checkpoint(args.checkpoint)
-    report = json.loads(args.eval.read_text()) if args.eval else None
-    new_meta = build_card(meta, PRESETS[args.preset], report, args.eval_command,
-                          args.training_command)
+    try:
+        tensors, meta = read_checkpoint(args.checkpoint)
+        report = json.loads(args.eval.read_text()) if args.eval else None
+        new_meta = build_card(meta, PRESETS[args.preset], report, args.eval_command,
+                              args.training_command)
+        CheckpointMeta.from_dict(new_meta, source=f"card for {args.out}")  # what loaders read
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with atomic_write_path(args.out) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(new_meta)})
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from src_model import build_model, load_checkpoint, read_metadata, save_checkpoint
 from src_model.testing import tiny_config
@@ -92,3 +93,25 @@ def test_model_card_is_written_and_weights_are_unchanged(tmp_path, capsys):
     assert card.main(args) == 2
     assert out.read_bytes() == before
     assert card.main([*args, "--overwrite"]) == 0
+
+
+def test_model_card_refuses_files_the_loader_would_refuse(tmp_path, capsys):
+    card = _card_module()
+    out = tmp_path / "shipped.safetensors"
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    assert card.main([str(garbage), "--preset", "acdc-mri", "--out", str(out)]) == 2
+    assert "not a safetensors file" in capsys.readouterr().err
+
+    # a safetensors file whose metadata the loader refuses (absurd class count)
+    src = _checkpoint(tmp_path / "best.safetensors", "acdc/train_slices", {"kind": "none"})
+    with safe_open(str(src), framework="numpy") as f:
+        meta = json.loads(f.metadata()["l2gnet"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["model"]["num_classes"] = 10**12
+    crafted = tmp_path / "crafted.safetensors"
+    save_file(tensors, str(crafted), metadata={"l2gnet": json.dumps(meta)})
+    assert card.main([str(crafted), "--preset", "acdc-mri", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "num_classes" in err and err.count("\n") == 1
+    assert not out.exists()
