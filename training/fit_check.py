@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.hounsfield import sample_looks_like_ct, sample_voxels
+
 CT = "CT"
 MRI = "MRI"
 NORMALISED = "normalised"  # intensities already in [0, 1]: the modality cannot be told
@@ -31,7 +33,6 @@ SPURIOUS_VOXELS = 50
 segment). Single-slice results use a tenth of it."""
 
 _MODALITY_OF_NORMALIZATION = {"ct_window": CT, "percentile": MRI}
-_SAMPLE_VOXELS = 1_000_000
 
 
 Range = tuple[float, float]
@@ -116,15 +117,16 @@ def guess_modality(volume: np.ndarray) -> str:
     """``CT`` (Hounsfield units), ``MRI`` (non-negative arbitrary units), ``normalised``.
 
     CT: air outside the body is about -1000 HU, so a CT volume has a low percentile far below
-    zero. MRI (and most other non-HU images) is non-negative with an arbitrary scale well above
-    1. A float volume inside [0, 1] was normalised already: its modality cannot be told.
+    zero (``scan_io.hounsfield``: the display window decides with the same rule). MRI (and
+    most other non-HU images) is non-negative with an arbitrary scale well above 1. A float
+    volume inside [0, 1] was normalised already: its modality cannot be told.
     """
-    sample = _sample(volume)
+    sample = sample_voxels(volume)
+    if sample_looks_like_ct(sample)[0]:  # the display window's rule (scan_io.hounsfield)
+        return CT
     if sample.size == 0:
         return UNKNOWN
     low, p01, p99 = (float(v) for v in np.percentile(sample, [0, 1, 99]))
-    if p01 <= -500.0:
-        return CT
     if low >= -1e-6 and p99 <= 1.0 + 1e-6:
         return NORMALISED
     if p01 >= -100.0 and p99 > 1.0:
@@ -234,15 +236,8 @@ def summarize_result(
 
 
 # ---------------------------------------------------------------------------- helpers
-def _sample(volume: np.ndarray) -> np.ndarray:
-    flat = np.asarray(volume).ravel()
-    step = max(1, flat.size // _SAMPLE_VOXELS)
-    sample = flat[::step].astype(np.float64, copy=False)
-    return sample[np.isfinite(sample)]
-
-
 def _range_text(vol: np.ndarray) -> tuple[str, str]:
-    lo, hi = np.percentile(_sample(vol), [1, 99])
+    lo, hi = np.percentile(sample_voxels(vol), [1, 99])
     return f"{lo:.3g}", f"{hi:.3g}"
 
 

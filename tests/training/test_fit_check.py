@@ -110,3 +110,26 @@ def test_handful_of_voxels_is_listed_as_spurious():
     assert "gallbladder" not in text
     assert summarize_result(np.zeros((3, 4, 4), np.uint8), names).describe() == \
         "Found: nothing."
+
+
+@pytest.mark.parametrize("case", ["metal", "little_air", "mri", "normalised"])
+def test_display_window_and_fit_check_agree_on_modality(case):
+    """One rule (scan_io.hounsfield) decides CT for both: a scan shown with the CT window is
+    never checked as MRI. The two edges where separate rules used to disagree: a CT with metal
+    above 4100 HU, and one whose air is under 1% of the voxels (a tight field of view)."""
+    from scan_io.display import choose_display_window
+
+    rng = np.random.default_rng(3)
+    vol = _ct_like(rng).astype(np.float32)
+    if case == "metal":
+        vol[:, 30:32, 30:32] = 8000.0  # a hip implant on an extended HU scale
+    elif case == "little_air":
+        vol = rng.normal(40, 20, (8, 64, 64)).astype(np.float32)
+        vol.reshape(-1)[:: 140] = -1000.0  # 0.7 % of the voxels are air
+    elif case == "mri":
+        vol = _mr_like(rng).astype(np.float32)
+    else:
+        vol = rng.random((8, 64, 64), dtype=np.float32)
+    shown_as_ct = choose_display_window(vol).kind == "ct_soft_tissue"
+    checked_as_ct = guess_modality(vol) == CT
+    assert shown_as_ct == checked_as_ct == (case in ("metal", "little_air"))
