@@ -62,3 +62,49 @@ def test_study_folder_is_a_batch_of_series(scans, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["abdomen.nii.gz"]
     assert capsys.readouterr().out.split() == [str(out / "abdomen.nii.gz")]
+
+
+def test_study_folder_to_dicom_seg_and_run_again_inside_it(scans, tmp_path, capsys):
+    """``--format seg``: every series of a study folder becomes SERIES.dcm, a DICOM SEG that
+    references it. Written into the study folder itself and run again, the SEG folder is taken
+    for the command's own output, not a series; an existing SEG is kept without --overwrite."""
+    import shutil
+
+    nifti, series = scans
+    study = tmp_path / "study"
+    shutil.copytree(series.parent, study)
+    out = study / "segs"
+    base = ["--checkpoint", str(DEMO), "--device", "cpu", "--format", "seg"]
+    assert main(["predict", str(study), "--out", str(out), *base]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["abdomen.dcm"]
+    seg = pydicom.dcmread(out / "abdomen.dcm")
+    assert seg.Modality == "SEG" and seg.Manufacturer == "napari-l2gnet"
+    sources = {pydicom.dcmread(f).SOPInstanceUID for f in (study / "abdomen").iterdir()}
+    referenced = {item.ReferencedSOPInstanceUID
+                  for frame in seg.PerFrameFunctionalGroupsSequence
+                  for item in frame.DerivationImageSequence[0].SourceImageSequence}
+    assert referenced and referenced <= sources
+    before = (out / "abdomen.dcm").read_bytes()
+    capsys.readouterr()
+
+    assert main(["predict", str(study), "--out", str(out), *base]) == 2
+    err = capsys.readouterr().err
+    assert "skipping" in err and "segs" in err and "exists" in err
+    assert (out / "abdomen.dcm").read_bytes() == before
+    assert main(["predict", str(study), "--out", str(out), *base, "--overwrite"]) == 0
+
+
+def test_format_seg_is_refused_for_nifti_before_any_work(scans, tmp_path, capsys):
+    nifti, series = scans
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / nifti.name).write_bytes(nifti.read_bytes())
+    base = ["--checkpoint", str(DEMO), "--device", "cpu"]
+    assert main(["predict", str(mixed), str(series), "--out", str(tmp_path / "o"), *base,
+                 "--format", "seg"]) == 2
+    err = capsys.readouterr().err
+    assert "--format seg" in err and "is NIfTI" in err and err.count("\n") == 1
+    assert main(["predict", str(series), "--out", str(tmp_path / "s.nii.gz"), *base,
+                 "--format", "seg"]) == 2
+    assert "must end in .dcm" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s.nii.gz").exists()

@@ -1,8 +1,9 @@
 """``l2gnet predict IN --checkpoint C --out OUT``: segment scans on their own grid.
 
 Inputs are NIfTI files, DICOM series folders (or one of their files) and folders of either
-(``scan_io.find_scans``); outputs are NIfTI label maps, or a DICOM SEG for ``--out X.dcm``
-with a DICOM input (``scan_io.save_labels_like``).
+(``scan_io.find_scans``); outputs are NIfTI label maps, or DICOM SEG objects for DICOM
+input (``--out X.dcm`` for one series, ``--format seg`` for a folder of them;
+``scan_io.save_labels_like``), which go back to a PACS beside the series they segment.
 
 Everything that can be checked is checked before the first scan (inputs exist, outputs are
 new or ``--overwrite`` is given, no output is an input, the output folder is writable, the
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
         "plugin shows them) and write labels on the input's grid: NIfTI with its affine and "
         "header, or DICOM SEG when --out ends in .dcm (DICOM input). With a folder of scans "
         "(or several inputs), --out is a folder; outputs keep the input names (a DICOM series "
-        "becomes SERIES.nii.gz). "
+        "becomes SERIES.nii.gz, or SERIES.dcm, a DICOM SEG, with --format seg). "
         "A folder is processed to the end; scans that fail are listed at the end (exit 2). "
         "Under torchrun the scans are split across the ranks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -49,6 +50,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="auto", type=batch_size_arg,
                    help="slices per batch, or auto (from free GPU memory)")
+    p.add_argument("--format", choices=("nifti", "seg"), default=None,
+                   help="output format in an output folder: nifti (SERIES.nii.gz) or seg "
+                   "(SERIES.dcm, DICOM SEG; DICOM inputs only). Default: nifti, or what "
+                   "--out's extension says for one input")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
 
@@ -62,14 +67,34 @@ class Job:
 
 
 def is_own_output(path: Path) -> bool:
-    """True for a label map written by this command (its header carries ``OUTPUT_MARK``)."""
+    """True for a label map written by this command: a NIfTI whose header carries
+    ``OUTPUT_MARK``, or a folder of DICOM SEG objects written by napari-l2gnet."""
     import nibabel as nib
 
+    if path.is_dir():
+        return _is_own_seg_folder(path)
     try:
         descrip = bytes(nib.load(str(path)).header.get("descrip", b"").tobytes())
     except Exception:  # unreadable: not ours; the read proper will report it
         return False
     return descrip.startswith(OUTPUT_MARK)
+
+
+def _is_own_seg_folder(folder: Path) -> bool:
+    """A folder whose DICOM files are all SEG objects napari-l2gnet made (``--format seg``
+    output inside the input folder): never a series to segment."""
+    import pydicom
+
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+    for file in files:
+        try:
+            ds = pydicom.dcmread(file, stop_before_pixels=True,
+                                 specific_tags=["Modality", "Manufacturer"])
+        except Exception:  # not DICOM (or damaged): the read proper reports it
+            return False
+        if ds.get("Modality") != "SEG" or ds.get("Manufacturer") != "napari-l2gnet":
+            return False
+    return bool(files)
 
 
 def list_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
@@ -99,13 +124,30 @@ def list_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
     return files, skipped
 
 
-def _target_name(source: Path) -> str:
+def _target_name(source: Path, fmt: str) -> str:
     """The output's name in an output folder: a NIfTI keeps its name, a DICOM series becomes
-    ``<series>.nii.gz``."""
+    ``<series>.nii.gz`` (``fmt`` "nifti") or ``<series>.dcm`` (``fmt`` "seg")."""
     from scan_io.nifti import is_nifti_path
     from scan_io.volume import scan_name
 
-    return source.name if is_nifti_path(source) else f"{scan_name(source)}.nii.gz"
+    if is_nifti_path(source):
+        return source.name
+    return f"{scan_name(source)}.{'dcm' if fmt == 'seg' else 'nii.gz'}"
+
+
+def _check_format(fmt: str | None, files: list[Path], out: Path, many: bool) -> None:
+    """Refuse, before any work, an output format the inputs or ``--out`` cannot take."""
+    from scan_io.nifti import is_nifti_path
+
+    if fmt == "seg":
+        nifti = [f for f in files if is_nifti_path(f)]
+        if nifti:
+            raise ValueError(f"--format seg writes DICOM SEG, which needs DICOM input series; "
+                             f"{nifti[0]} is NIfTI: leave NIfTI files out, or drop --format seg")
+        if not many and not out.name.lower().endswith(".dcm"):
+            raise ValueError(f"--format seg writes DICOM SEG: --out {out} must end in .dcm")
+    if fmt == "nifti" and not many and not is_nifti_path(out):
+        raise ValueError(f"--format nifti: --out {out} must end in .nii or .nii.gz")
 
 
 def _source_files(source: Path) -> list[Path]:
@@ -125,7 +167,9 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
               file=sys.stderr)
     out = Path(args.out)
     many = len(files) > 1 or Path(args.inputs[0]).is_dir() and files != [Path(args.inputs[0])]
-    jobs = [Job(f, out / _target_name(f) if many else out) for f in files]
+    _check_format(args.format, files, out, many)
+    jobs = [Job(f, out / _target_name(f, args.format or "nifti") if many else out)
+            for f in files]
     check_outputs([j.target for j in jobs], [*(p for f in files for p in _source_files(f)),
                                              args.checkpoint], overwrite=args.overwrite)
     if not many:
