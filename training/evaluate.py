@@ -8,7 +8,7 @@ the voxel spacing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,14 @@ def evaluate(
     device: str = "auto",
     batch_size: int | str = "auto",
     on_case: Callable[[str, list[dict]], None] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score every case; returns ``{"summary": ..., "cases": {name: rows}, "class_names"}``."""
-    model, meta = load_for_inference(model_or_checkpoint)
+    """Score every case; returns ``{"summary": ..., "cases": {name: rows}, "class_names"}``.
+
+    ``metadata``: a loaded model's checkpoint metadata (input size, class names), when
+    ``model_or_checkpoint`` is a model rather than a path.
+    """
+    model, meta = load_for_inference(model_or_checkpoint, metadata)
     names = list(class_names_or_default(meta, model.num_classes))
     # The volumes are already normalised by their reader; slices go through as they are.
     inferer = SliceInferer(model, {**meta, "normalization": {"kind": "none"}},

@@ -9,6 +9,10 @@ Prints one JSON line with this volume's Dice per class. From the repository root
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python \
         docs/screenshots/make_acdc_mri_screenshot.py [--case patient002_frame01]
 
+With ``--explain`` it also docks Explain, picks the reference whose heart bucket is the
+purest and that bucket (``napari_l2gnet.demo``'s rule, as ``make demo`` does) and shows its
+plan over the scan, the bucket table beside it (``docs/screenshots/acdc_explain.png``).
+
 The ACDC image is read from the shared data folder and never stored in the repository; the
 screenshot shows one slice of it, as the papers' figures do.
 """
@@ -27,21 +31,44 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context)
+from napari_l2gnet.demo import clearest_reference, organ_bucket
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
+from napari_l2gnet.widgets.explain import ExplainWidget, labels_at_cells
 from napari_l2gnet.widgets.segment import SegmentWidget
 from training.metrics import score_case
 
 REPO = Path(__file__).resolve().parents[2]
 VAL = REPO / ".." / "shared" / "data" / "acdc" / "val_volumes"
 OUT = Path(__file__).resolve().parent / "acdc_mri.png"
+OUT_EXPLAIN = Path(__file__).resolve().parent / "acdc_explain.png"
+
+
+def show_heart_bucket(viewer, pred) -> dict:
+    """Dock Explain on ``pred`` and show the plan of its clearest heart bucket."""
+    explain = ExplainWidget(viewer)
+    viewer.window.add_dock_widget(explain, name="Explain", area="right", tabify=True)
+    explain.seg_combo.refresh()
+    exp = pred.metadata["l2gnet"]["explanation"]
+    grid = labels_at_cells(np.asarray(pred.data), 0, exp.plans.shape[2:4], exp.grid_scale)
+    t = exp.plans.shape[-1]
+    r = clearest_reference(exp.buckets, grid, t)
+    j = organ_bucket(exp.buckets[:, r], grid, t)
+    explain.ref_spin.setValue(r)
+    explain.bucket_spin.setValue(j)
+    explain.show_layers()
+    return {"reference": r, "bucket": j}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", default="patient002_frame01")
     p.add_argument("--checkpoint", type=Path, default=ACDC_MRI_CHECKPOINT)
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"default: {OUT.name}, or {OUT_EXPLAIN.name} with --explain")
+    p.add_argument("--explain", action="store_true",
+                   help="also show the plan of the heart's clearest bucket (Explain panel)")
     args = p.parse_args(argv)
+    out = args.out or (OUT_EXPLAIN if args.explain else OUT)
     with h5py.File(VAL / f"{args.case}.h5") as f:
         image, truth = f["image"][:], f["label"][:]
 
@@ -66,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if pred is None:
         print("segmentation failed:", widget.status.text(), file=sys.stderr)
         return 1
+    shown = show_heart_bucket(viewer, pred) if args.explain else {}
     ref = viewer.add_labels(truth, name="expert reference (outline)", opacity=0.9)
     ref.contour = 1
     viewer.layers.selection.active = layer
@@ -81,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = score_case(pred.data, truth, len(names), protocol="transunet")
     dice = {names[r["class"]]: round(float(r["dice"]), 3) for r in rows}
     dice["mean"] = round(float(np.mean(list(dice.values()))), 3)
-    viewer.window.screenshot(str(args.out), canvas_only=False)
-    print(json.dumps({"case": args.case, "slice": middle, "dice": dice,
-                      "status": widget.status.text(), "out": str(args.out)}))
+    viewer.window.screenshot(str(out), canvas_only=False)
+    print(json.dumps({"case": args.case, "slice": middle, "dice": dice, **shown,
+                      "status": widget.status.text(), "out": str(out)}))
     viewer.close()
     return 0
 
