@@ -33,6 +33,7 @@ from safetensors.numpy import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scan_io.atomic import atomic_write_path  # noqa: E402
+from src_model import read_checkpoint_meta  # noqa: E402
 from src_model.checkpoint_meta import CheckpointError, CheckpointMeta  # noqa: E402
 from training.fit_check import ScanExpectation  # noqa: E402
 
@@ -83,23 +84,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors as numpy arrays, metadata dict) without building the model.
 
-    The metadata is validated by ``CheckpointMeta`` (the loader's own check), so a foreign
-    or damaged file is refused here rather than carded and shipped.
+    The metadata is read and validated by the loader's own ``read_checkpoint_meta``, so a
+    foreign or damaged file is refused here rather than carded and shipped.
     """
+    meta = read_checkpoint_meta(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
-            raw = (f.metadata() or {}).get(_META_KEY)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from exc
-    if raw is None:
-        raise CheckpointError(f"{path}: not a napari-l2gnet checkpoint (no metadata)")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata is not JSON ({exc})") from exc
-    CheckpointMeta.from_dict(meta, source=str(path))
-    return tensors, meta
+        raise CheckpointError(f"{path} is truncated or corrupted: {exc}") from exc
+    return tensors, meta.to_dict()
 
 
 def dice_from_eval(report: dict[str, Any]) -> dict[str, float]:

@@ -66,6 +66,26 @@ def clearest_reference(buckets: np.ndarray, labels_on_grid: np.ndarray, t: int) 
     return int(np.argmax(purity))
 
 
+def show_clearest_organ_bucket(explain, layer) -> tuple[int, int] | None:
+    """Point ``explain`` (an ``ExplainWidget``) at the bucket that gathers the organs, in the
+    reference where that bucket is the most organ-pure, and show its layers over ``layer``'s
+    scan: ``(reference, bucket)``, or ``None`` when the segmentation kept no plans."""
+    from .widgets.explain import labels_at_cells
+
+    explain.seg_combo.refresh()
+    exp = layer.metadata["l2gnet"]["explanation"]
+    if exp is None or exp.plans is None:
+        return None
+    grid = labels_at_cells(np.asarray(layer.data), 0, exp.plans.shape[2:4], exp.grid_scale)
+    t = exp.plans.shape[-1]
+    r = clearest_reference(exp.buckets, grid, t)
+    j = organ_bucket(exp.buckets[:, r], grid, t)
+    explain.ref_spin.setValue(r)
+    explain.bucket_spin.setValue(j)
+    explain.show_layers()
+    return r, j
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_l2gnet.demo",
                                      description=__doc__.split("\n\n")[0])
@@ -81,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._sample import sample_abdomen_ct
     from ._session import default_checkpoint
     from ._writer import write_labels
-    from .widgets.explain import ExplainWidget, labels_at_cells
+    from .widgets.explain import ExplainWidget
     from .widgets.segment import SegmentWidget
 
     checkpoint = args.checkpoint or default_checkpoint()
@@ -122,18 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if finetune is not None:  # ready to fine-tune on corrections of this segmentation
         finetune.labels_combo.setCurrentText(seg_layer.name)
-    # Show the transport plan of the bucket that gathers the organs, in the reference where
-    # that bucket is the most organ-pure.
-    explain.seg_combo.refresh()
-    exp = seg_layer.metadata["l2gnet"]["explanation"]
-    if exp is not None and exp.plans is not None:
-        grid = labels_at_cells(np.asarray(seg_layer.data), 0, exp.plans.shape[2:4],
-                               exp.grid_scale)
-        t = exp.plans.shape[-1]
-        r = clearest_reference(exp.buckets, grid, t)
-        explain.ref_spin.setValue(r)
-        explain.bucket_spin.setValue(organ_bucket(exp.buckets[:, r], grid, t))
-        explain.show_layers()
+    if show_clearest_organ_bucket(explain, seg_layer) is not None:
         explain_dock.raise_()
     mid = image.data.shape[0] * 0.6
     viewer.dims.set_point(0, mid * image.scale[0])

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .hounsfield import looks_like_ct, sample_voxels
+from .hounsfield import sample_looks_like_ct, sample_voxels
 
 __all__ = ["DisplayWindow", "choose_display_window", "CT_SOFT_TISSUE", "MRI_PERCENTILES"]
 
@@ -45,12 +45,12 @@ class DisplayWindow:
 
 def choose_display_window(data: np.ndarray) -> DisplayWindow:
     """Soft-tissue window (W400/L40) for a CT, 1st..99th percentile limits otherwise."""
-    is_ct, reason = looks_like_ct(data)
+    sample = sample_voxels(data)
+    is_ct, reason = sample_looks_like_ct(sample)
     if is_ct:
         width, level = CT_SOFT_TISSUE
         return DisplayWindow("ct_soft_tissue", level - width / 2, level + width / 2,
                              f"CT soft-tissue window W{width:g}/L{level:g}: {reason}")
-    sample = sample_voxels(data)
     if sample.size == 0:
         return DisplayWindow("percentile", 0.0, 1.0, reason)
     low, high = (float(v) for v in np.percentile(sample, MRI_PERCENTILES))

@@ -31,9 +31,9 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context)
-from napari_l2gnet.demo import clearest_reference, organ_bucket
+from napari_l2gnet.demo import show_clearest_organ_bucket
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
-from napari_l2gnet.widgets.explain import ExplainWidget, labels_at_cells
+from napari_l2gnet.widgets.explain import ExplainWidget
 from napari_l2gnet.widgets.segment import SegmentWidget
 from training.metrics import score_case
 
@@ -47,15 +47,7 @@ def show_heart_bucket(viewer, pred) -> dict:
     """Dock Explain on ``pred`` and show the plan of its clearest heart bucket."""
     explain = ExplainWidget(viewer)
     viewer.window.add_dock_widget(explain, name="Explain", area="right", tabify=True)
-    explain.seg_combo.refresh()
-    exp = pred.metadata["l2gnet"]["explanation"]
-    grid = labels_at_cells(np.asarray(pred.data), 0, exp.plans.shape[2:4], exp.grid_scale)
-    t = exp.plans.shape[-1]
-    r = clearest_reference(exp.buckets, grid, t)
-    j = organ_bucket(exp.buckets[:, r], grid, t)
-    explain.ref_spin.setValue(r)
-    explain.bucket_spin.setValue(j)
-    explain.show_layers()
+    r, j = show_clearest_organ_bucket(explain, pred)
     return {"reference": r, "bucket": j}
 
 

@@ -101,7 +101,7 @@ def test_model_card_refuses_files_the_loader_would_refuse(tmp_path, capsys):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a checkpoint")
     assert card.main([str(garbage), "--preset", "acdc-mri", "--out", str(out)]) == 2
-    assert "not a safetensors file" in capsys.readouterr().err
+    assert "not a readable .safetensors checkpoint" in capsys.readouterr().err
 
     # a safetensors file whose metadata the loader refuses (absurd class count)
     src = _checkpoint(tmp_path / "best.safetensors", "acdc/train_slices", {"kind": "none"})
