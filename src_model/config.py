@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from .encoders import ENCODER_NAMES
+from .encoders import ENCODER_NAMES, OUTPUT_STRIDES
 
 C = TypeVar("C", bound="BodyConfig")
 
@@ -29,6 +29,9 @@ class BodyConfig:
             stride-16 width (1024 for R50).
         decoder_channels: decoder stage widths, deepest first (TransUNet CUP: 256,128,64,16).
         decoder_head_channels: the first decoder conv's width (TransUNet ``conv_more``: 512).
+        encoder_output_stride: 16 (the papers: 14 x 14 tokens at 224 px) or 8 (layer 3
+            dilated: 16 x 16 tokens at 128 px, at about 4x the bottleneck's compute).
+            Checkpoints saved before this field existed mean 16.
     """
 
     encoder: str = "resnet50"
@@ -37,6 +40,7 @@ class BodyConfig:
     pre_channels: int | None = None
     decoder_channels: tuple[int, ...] = (256, 128, 64, 16)
     decoder_head_channels: int = 512
+    encoder_output_stride: int = 16
 
     def __post_init__(self) -> None:
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
@@ -45,6 +49,9 @@ class BodyConfig:
                 f"encoder={self.encoder!r} is not available; choose one of {ENCODER_NAMES}"
             )
         _positive(self, "in_channels", "decoder_head_channels")
+        if self.encoder_output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"encoder_output_stride must be one of {OUTPUT_STRIDES}, "
+                             f"got {self.encoder_output_stride}")
         if self.pre_channels is not None:
             _positive(self, "pre_channels")
         if not self.decoder_channels or min(self.decoder_channels) < 1:

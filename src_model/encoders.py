@@ -22,6 +22,7 @@ _RESNETS: dict[str, tuple] = {
 }
 
 ENCODER_NAMES = tuple(_RESNETS)
+OUTPUT_STRIDES = (16, 8)
 
 
 def encoder_channels(name: str) -> tuple[int, ...]:
@@ -45,14 +46,19 @@ class ResNetEncoder(nn.Module):
         weights: ``None`` (random init), a path to a torchvision state_dict (``.pth`` or
             ``.safetensors``), or ``"imagenet"`` to take torchvision's standard file from its
             local cache. Nothing is downloaded.
+        output_stride: stride of the deepest map, 16 (the papers) or 8. At 8, layer 3 keeps
+            layer 2's resolution and its 3x3 convs after the stride are dilated by 2 (DeepLab's
+            output stride 8): the bottleneck sees a token grid twice as fine on each side (16 x 16
+            tokens at 128 px), with the same weights, so ImageNet files still load.
     """
 
-    depth = 4
-
-    def __init__(self, name: str = "resnet50", in_channels: int = 3, weights: str | None = None):
+    def __init__(self, name: str = "resnet50", in_channels: int = 3, weights: str | None = None,
+                 output_stride: int = 16):
         super().__init__()
         if name not in _RESNETS:
             raise ValueError(f"Unknown encoder {name!r}; available: {', '.join(ENCODER_NAMES)}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         ctor, channels, self._weight_file = _RESNETS[name]
         net = ctor(weights=None)
         self.weights_source = "random"
@@ -69,6 +75,9 @@ class ResNetEncoder(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.pool = net.maxpool
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+        self.output_stride = output_stride
+        if output_stride == 8:
+            _dilate_stage(self.layer3)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         s2 = self.stem(x)
@@ -76,6 +85,24 @@ class ResNetEncoder(nn.Module):
         s8 = self.layer2(s4)
         s16 = self.layer3(s8)
         return [s2, s4, s8, s16]
+
+
+def _dilate_stage(stage: nn.Sequential) -> None:
+    """Turn a ResNet stage's stride 2 into dilation 2, in place (DeepLab's output stride 8).
+
+    torchvision's ``replace_stride_with_dilation`` refuses the BasicBlock of ResNet-18/34,
+    which the CPU configs use, so the change is made here on the built modules: the strided
+    conv keeps its input's resolution, and every 3x3 conv after it is dilated by 2 (padding
+    2), so it sees the same neighbours it saw on the subsampled grid. Every second row and
+    column of the result is then exactly the stride-16 map (the a-trous identity; tested).
+    """
+    for conv in stage.modules():
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        if conv.stride != (1, 1):
+            conv.stride = (1, 1)
+        elif conv.kernel_size == (3, 3):
+            conv.dilation, conv.padding = (2, 2), (2, 2)
 
 
 def _load_resnet_weights(net: nn.Module, weights: str, standard_file: str) -> str:
@@ -113,6 +140,8 @@ def _load_resnet_weights(net: nn.Module, weights: str, standard_file: str) -> st
     return path.name
 
 
-def get_encoder(name: str = "resnet50", in_channels: int = 3, weights: str | None = None):
+def get_encoder(name: str = "resnet50", in_channels: int = 3, weights: str | None = None,
+                output_stride: int = 16):
     """The one encoder builder (``segmentation_models_pytorch.encoders.get_encoder`` style)."""
-    return ResNetEncoder(name, in_channels=in_channels, weights=weights)
+    return ResNetEncoder(name, in_channels=in_channels, weights=weights,
+                         output_stride=output_stride)

@@ -15,7 +15,7 @@ SkipGateFactory = Callable[[int, int], nn.Module]  # (skip_channels, gating_chan
 
 
 class DecoderBlock(nn.Module):
-    """Upsample x2 (bilinear), optionally gate and concatenate a skip, then two convs."""
+    """Upsample (bilinear, x2 unless told), optionally gate and concatenate a skip, two convs."""
 
     def __init__(
         self,
@@ -23,13 +23,17 @@ class DecoderBlock(nn.Module):
         skip_channels: int,
         out_channels: int,
         skip_gate: SkipGateFactory | None = None,
+        upsample: int = 2,
     ):
         super().__init__()
+        self.upsample = upsample
         self.gate = skip_gate(skip_channels, in_channels) if skip_gate and skip_channels else None
         self.convs = DoubleConv(in_channels + skip_channels, out_channels)
 
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if self.upsample != 1:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear",
+                              align_corners=False)
         if skip is not None:
             if self.gate is not None:
                 skip = self.gate(skip, x)
@@ -40,12 +44,17 @@ class DecoderBlock(nn.Module):
 class UNetDecoder(nn.Module):
     """As deep as the encoder: one stage per stride (16 -> 8 -> 4 -> 2 -> 1).
 
+    After an output-stride-8 encoder the first stage does not upsample (8 -> 8 -> 4 -> 2 -> 1),
+    so the weights' shapes, and the output's resolution, do not depend on the stride.
+
     Args:
         in_channels: width of the stride-16 map coming out of the post-bottleneck.
         skip_channels: encoder widths at strides 2, 4, 8 (shallow to deep).
         decoder_channels: output width of each stage, deepest first (TransUNet: 256,128,64,16).
         head_channels: width of the first 3x3 conv on the bottleneck map (TransUNet's
             ``conv_more``: 512).
+        first_upsample: the first stage's upsampling factor: 2 after a stride-16 map, 1 after
+            a stride-8 one.
         use_skips: ``False`` gives R50-ViT's decoder (no skip connections).
         skip_gate: optional factory for a gate applied to each skip (Attention U-Net).
     """
@@ -56,6 +65,7 @@ class UNetDecoder(nn.Module):
         skip_channels: Sequence[int],
         decoder_channels: Sequence[int] = (256, 128, 64, 16),
         head_channels: int = 512,
+        first_upsample: int = 2,
         use_skips: bool = True,
         skip_gate: SkipGateFactory | None = None,
     ):
@@ -72,7 +82,8 @@ class UNetDecoder(nn.Module):
         widths = [head_channels, *decoder_channels]
         self.blocks = nn.ModuleList(
             DecoderBlock(
-                widths[i], skips[i] if i < len(skips) else 0, widths[i + 1], skip_gate=skip_gate
+                widths[i], skips[i] if i < len(skips) else 0, widths[i + 1], skip_gate=skip_gate,
+                upsample=first_upsample if i == 0 else 2,
             )
             for i in range(len(decoder_channels))
         )

@@ -49,7 +49,7 @@ class Segmenter(nn.Module):
         self.post = post
         self.decoder = decoder
         self.head = nn.Conv2d(decoder.out_channels, num_classes, kernel_size=1)
-        self.output_stride = 2 ** encoder.depth
+        self.output_stride = encoder.output_stride
 
     @property
     def in_channels(self) -> int:
@@ -112,7 +112,8 @@ def build_segmenter(
     The pre-bottleneck maps the encoder's stride-16 map to the bottleneck's input width and the
     post-bottleneck maps its output back to ``width``; ``decoder`` overrides the UNet/CUP one.
     """
-    encoder = get_encoder(config.encoder, config.in_channels, config.encoder_weights)
+    encoder = get_encoder(config.encoder, config.in_channels, config.encoder_weights,
+                          output_stride=config.encoder_output_stride)
     width = body_width(config, encoder)
     bottleneck = make_bottleneck(width)
     pre = DoubleConv(encoder.out_channels[-1], bottleneck.in_channels, mid_channels=width)
@@ -123,6 +124,7 @@ def build_segmenter(
             encoder.out_channels[:-1],
             config.decoder_channels,
             head_channels=config.decoder_head_channels,
+            first_upsample=encoder.output_stride // 8,
             use_skips=use_skips,
             skip_gate=skip_gate,
         )
