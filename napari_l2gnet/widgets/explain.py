@@ -3,7 +3,8 @@
 Everything shown was computed once during segmentation and cached in the segmentation
 layer's metadata at bottleneck resolution; the layers are placed over the scan with napari's
 scale/translate (never upsampled into memory), so choosing another reference or bucket only
-swaps an array view. A table gives each bucket's transport mass and the classes it overlaps.
+swaps an array view. A table gives each bucket's share of the scan's tokens and the classes
+it overlaps.
 """
 
 from __future__ import annotations
@@ -34,19 +35,22 @@ def _has_explanation(layer) -> bool:
 
 def bucket_table(plans_r: np.ndarray, buckets_r: np.ndarray, labels_on_grid: np.ndarray,
                  class_names: list[str]) -> list[tuple[int, float, str]]:
-    """Per bucket j: its share of the transport mass, and the classes its tokens fall on.
+    """Per bucket j: the share of the scan's tokens whose strongest bucket is j, and the classes
+    those tokens fall on.
 
+    Not the bucket's transport mass: Sinkhorn fixes that to the column marginal (1/t, or the
+    model's learned marginal), so it would read the same on every scan.
     ``plans_r`` (S, h, w, t), ``buckets_r`` (S, h, w) argmax over t, ``labels_on_grid``
-    (S, h, w) the segmentation sampled at the cell centres. Returns (j, mass share, text).
+    (S, h, w) the segmentation sampled at the cell centres. Returns (j, token share, text).
     """
     t = plans_r.shape[-1]
-    mass = plans_r.reshape(-1, t).astype(np.float64).sum(0)
-    mass /= max(mass.sum(), 1e-12)
+    share = np.bincount(buckets_r.ravel().astype(np.int64), minlength=t)[:t] / max(
+        buckets_r.size, 1)
     rows = []
     for j in range(t):
         cls = labels_on_grid[buckets_r == j]
         if cls.size == 0:
-            rows.append((j, float(mass[j]), "no token"))
+            rows.append((j, 0.0, "no token"))
             continue
         counts = np.bincount(cls.ravel().astype(np.int64), minlength=len(class_names))
         top = np.argsort(counts)[::-1][:2]
@@ -54,7 +58,7 @@ def bucket_table(plans_r: np.ndarray, buckets_r: np.ndarray, labels_on_grid: np.
             f"{class_names[c] if c < len(class_names) else c} {counts[c] / cls.size:.0%}"
             for c in top if counts[c]
         )
-        rows.append((j, float(mass[j]), text))
+        rows.append((j, float(share[j]), text))
     return rows
 
 
@@ -93,8 +97,10 @@ class ExplainWidget(QWidget):
         self.info = QLabel("Segment an image with 'keep transport plans' ticked.")
         self.info.setWordWrap(True)
         self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["bucket", "mass", "classes it covers",
+        self.table.setHorizontalHeaderLabels(["bucket", "tokens", "classes it covers",
                                               "votes for"])
+        self.table.horizontalHeaderItem(1).setToolTip(
+            "Share of this scan's tokens whose strongest bucket this is")
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(220)
@@ -211,8 +217,8 @@ class ExplainWidget(QWidget):
                  else [""] * len(rows))
         self.table.setColumnHidden(3, exp.bucket_votes is None)
         self.table.setRowCount(len(rows))
-        for i, ((j, mass, text), vote) in enumerate(zip(rows, votes, strict=True)):
-            for col, value in enumerate((str(j), f"{mass:.1%}", text, vote)):
+        for i, ((j, share, text), vote) in enumerate(zip(rows, votes, strict=True)):
+            for col, value in enumerate((str(j), f"{share:.1%}", text, vote)):
                 self.table.setItem(i, col, QTableWidgetItem(value))
         self.table.resizeColumnsToContents()
         self.table.selectRow(self.bucket_spin.value())

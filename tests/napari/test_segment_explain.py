@@ -180,16 +180,18 @@ def test_explain_table_says_what_each_bucket_votes_for(make_napari_viewer, qtbot
     assert explain.table.item(0, 3).text() == "background 33%"
 
 
-def test_bucket_table_masses_and_classes():
-    plans = np.zeros((1, 2, 2, 2), np.float32)  # (S, h, w, t)
-    plans[0, 0, :, 0] = 0.3
-    plans[0, 1, :, 1] = 0.2
+def test_bucket_table_token_shares_and_classes():
+    plans = np.zeros((1, 2, 2, 3), np.float32)  # (S, h, w, t)
+    plans[0, 0, 0, 0] = plans[0, 0, 1, 0] = plans[0, 1, 0, 0] = 0.2
+    plans[0, 1, 1, 1] = 0.2
+    plans[0, :, :, 2] = 0.1  # mass everywhere, never a token's strongest bucket
     buckets = plans.argmax(-1)
     grid = np.array([[[1, 1], [2, 0]]])
     rows = bucket_table(plans, buckets, grid, ["background", "liver", "spleen"])
-    assert rows[0][1] == pytest.approx(0.6) and rows[1][1] == pytest.approx(0.4)
-    assert rows[0][2] == "liver 100%"
-    assert "spleen 50%" in rows[1][2] and "background 50%" in rows[1][2]
+    assert [r[1] for r in rows] == pytest.approx([0.75, 0.25, 0.0])
+    assert "liver 67%" in rows[0][2] and "spleen 33%" in rows[0][2]
+    assert rows[1][2] == "background 100%"
+    assert rows[2] == (2, 0.0, "no token")
 
 
 def test_vote_texts_name_each_buckets_favoured_class():
