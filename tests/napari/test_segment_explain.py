@@ -151,6 +151,36 @@ def test_explain_layers_align_and_switch_without_rerun(make_napari_viewer, qtbot
     assert explain.table.isColumnHidden(3)  # no bucket votes in this model
 
 
+def test_explain_places_a_stride_8_grid_over_the_scan(make_napari_viewer, qtbot, tmp_path,
+                                                     scan):
+    """An output-stride-8 model: twice the cells per side, still spanning the image exactly,
+    and the table's token shares cover every token."""
+    import torch
+
+    from src_model import build_model, save_checkpoint
+    from src_model.testing import tiny_config
+
+    torch.manual_seed(0)
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"), encoder_output_stride=8)
+    path = tmp_path / "os8.safetensors"
+    save_checkpoint(path, model, {"input_size": [32, 32], "normalization": {"kind": "none"}})
+    viewer = make_napari_viewer()
+    image = viewer.add_image(scan, name="scan", scale=(2.0, 0.5, 0.5))  # the scan first
+    segment = _segment(qtbot, viewer, path)
+    explain = ExplainWidget(viewer)
+    viewer.window.add_dock_widget(explain)
+    plan, buckets, _ = explain.show_layers()
+    assert plan.data.shape == (6, 4, 4) == buckets.data.shape  # 32 / 8 cells per side
+    np.testing.assert_allclose(plan.scale, (2.0, 0.5 * 10, 0.5 * 9))
+    grid_lo = plan.translate[1:] - plan.scale[1:] / 2
+    image_lo = np.asarray(image.translate[1:]) - np.asarray(image.scale[1:]) / 2
+    np.testing.assert_allclose(grid_lo, image_lo)
+    shares = [float(explain.table.item(i, 1).text().rstrip("%"))
+              for i in range(explain.table.rowCount())]
+    assert sum(shares) == pytest.approx(100.0, abs=0.3)
+    assert segment.worker is None
+
+
 def test_explain_table_says_what_each_bucket_votes_for(make_napari_viewer, qtbot, tmp_path,
                                                       scan):
     """A model with bucket votes (the default): the table's last column reads them."""
