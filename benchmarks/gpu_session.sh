@@ -95,6 +95,7 @@ declare -A ROWS=(
   [posnone_bucket]="--set pos_mode=none --bucket-weight 1"
   [sharp_vote]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1"
   [sharp_vote_os8]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1 --set encoder_output_stride=8"
+  [sharp_vote_os8_res]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1 --set encoder_output_stride=8 --set plan_return=residual"
 )
 declare -A UNET_ROWS=([unet]="" [unet_os8]="--set encoder_output_stride=8")
 if [ "${ABLATION_EPOCHS:-0}" -gt 0 ]; then
