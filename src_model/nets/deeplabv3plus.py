@@ -21,7 +21,8 @@ class DeepLabV3PlusConfig(BodyConfig):
 
     Args:
         aspp_channels: width of the ASPP branches and projection (256).
-        aspp_rates: atrous rates at output stride 16 (6, 12, 18).
+        aspp_rates: atrous rates at output stride 16 (6, 12, 18); with
+            ``encoder_output_stride=8`` DeepLab doubles them (12, 24, 36): set them too.
         aspp_dropout: dropout after the ASPP projection (0.1).
         low_level_channels: width of the stride-4 skip's projection (48).
         deeplab_decoder_channels: width of the decoder's two 3x3 convs (256).
