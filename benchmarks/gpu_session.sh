@@ -89,21 +89,23 @@ if [ "${PAPER_ROWS:-1}" = 1 ]; then
 fi
 # ABLATION_SPEC: "ROW:SEEDS ..."; ROW is a key of ROWS (its --set/loss options beyond the
 # CPU config) or of UNET_ROWS
+VOTE="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1"  # today's default
+OS8="--set encoder_output_stride=8"
 declare -A ROWS=(
   [default]="" [sharp]="${SHARP[*]}" [posnone]="--set pos_mode=none"
   [bucket]="--bucket-weight 1" [sharp_bucket]="${SHARP[*]} --bucket-weight 1"
   [posnone_bucket]="--set pos_mode=none --bucket-weight 1"
-  [sharp_vote]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1"
-  [sharp_vote_os8]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1 --set encoder_output_stride=8"
-  [sharp_vote_os8_res]="${SHARP[*]} --set plan_vote=true --bucket-weight 1 --vote-weight 1 --set encoder_output_stride=8 --set plan_return=residual"
+  [sharp_vote]="$VOTE" [sharp_vote_os8]="$VOTE $OS8"
+  [sharp_vote_os8_res]="$VOTE $OS8 --set plan_return=residual"
 )
-declare -A UNET_ROWS=([unet]="" [unet_os8]="--set encoder_output_stride=8")
+declare -A UNET_ROWS=([unet]="" [unet_os8]="$OS8")
 if [ "${ABLATION_EPOCHS:-0}" -gt 0 ]; then
   for spec in ${ABLATION_SPEC:-default:0,1 sharp:0,1 posnone:0 unet:0}; do
     row=${spec%%:*}
     seeds=${spec#*:}
     for s in ${seeds//,/ }; do
-        if [ -n "${UNET_ROWS[$row]+set}" ]; then  # shellcheck disable=SC2086
+        if [ -n "${UNET_ROWS[$row]+set}" ]; then
+          # shellcheck disable=SC2086 (the row's options are split on purpose)
           train "abl_${row}_s$s" --model unet "${ABL[@]}" --seed "$s" "${BODY[@]}" ${UNET_ROWS[$row]}
         else  # shellcheck disable=SC2086 (the row's options are split on purpose)
           train "abl_${row}_s$s" --model l2gnet-paper "${ABL[@]}" --seed "$s" "${BODY[@]}" \
