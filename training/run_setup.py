@@ -90,6 +90,7 @@ def prepare_run(
     metadata: dict[str, Any] | None = None,
     phantom_shape: tuple[int, int, int] | None = None,
     dist: DistContext | None = None,
+    target_spacing: str | Sequence[float] | None = "auto",
 ) -> RunSetup:
     """Check and assemble a run; see the module docstring.
 
@@ -100,6 +101,10 @@ def prepare_run(
     phantoms, else the largest label + 1). ``metadata`` entries are added to every
     checkpoint written (e.g. ``training.command``, ``finetune``). The output folder is checked
     first (``training.run_state.check_run_folder``), on rank 0 under ``torchrun``.
+    ``target_spacing`` (the in-plane pixel size the run works at, ``training.physical_scale``):
+    ``config.target_spacing_mm`` when set; else ``"auto"``: the checkpoint's, or the median
+    over the training slices that have a pixel size (None when none has: the plain resize);
+    a pair of numbers; or None (the plain resize).
     """
     from src_model import build_model, read_metadata
 
@@ -122,6 +127,7 @@ def prepare_run(
     else:
         val_cases = list(val or [])
 
+    config = _with_target_spacing(config, target_spacing, base, slices)
     meta: dict[str, Any] = dict(base or {})
     if base is not None:
         built: torch.nn.Module | str = str(checkpoint)
@@ -153,3 +159,23 @@ def prepare_run(
     if base is not None:
         meta.pop("model", None)  # rebuilt from the model by save_checkpoint
     return RunSetup(built, model_name, n_classes, slices, val_cases, config, meta, norm)
+
+
+def _with_target_spacing(config: TrainConfig, choice: str | Sequence[float] | None,
+                         base: dict[str, Any] | None, slices: Sequence[Slice]) -> TrainConfig:
+    """``config`` with the run's ``target_spacing_mm`` resolved (``prepare_run``)."""
+    from dataclasses import replace
+
+    from .physical_scale import median_spacing
+
+    if config.target_spacing_mm is not None or choice is None:
+        return config
+    if isinstance(choice, str):
+        if choice != "auto":
+            raise ValueError(f"target spacing must be 'auto', none or two sizes in mm, got "
+                             f"{choice!r}")
+        target = (base or {}).get("target_spacing_mm") or median_spacing(
+            [s.spacing for s in slices])
+    else:
+        target = tuple(float(v) for v in choice)
+    return config if target is None else replace(config, target_spacing_mm=tuple(target))
