@@ -60,11 +60,48 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class AddedClass:
+    """A class added to a trained model after the fact (``src_model.class_growth``).
+
+    Attributes:
+        name: the class name (``class_names[index]``).
+        index: its label value.
+        taught_on: where it was taught, in words (the data or scans, the command or panel).
+        derived_from: the checkpoint it was added to.
+        date: when (ISO 8601, UTC).
+        scans: how many scans it was painted on.
+        slices: how many slices it was painted on.
+        voxels: how many voxels were painted with it.
+    """
+
+    name: str
+    index: int
+    taught_on: str
+    derived_from: str | None = None
+    date: str | None = None
+    scans: int | None = None
+    slices: int | None = None
+    voxels: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    def describe(self) -> str:
+        """``lesion (label 4): taught on ... , 34 slices of 2 scans, 2026-12-07``."""
+        counts = ", ".join(f"{n} {word}" for n, word in ((self.slices, "slices"),
+                                                        (self.scans, "scans")) if n is not None)
+        parts = [f"taught on {self.taught_on}", counts, (self.date or "")[:10]]
+        return f"{self.name} (label {self.index}): " + ", ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a person needs before trusting a model; every field optional (old checkpoints).
 
     ``validation_dice`` maps class name (and ``"mean"``) to the validation Dice the run
-    reached. ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
+    reached. ``added_classes`` records classes taught after the model was trained (oldest
+    first). ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
     """
 
     display_name: str | None = None
@@ -73,11 +110,14 @@ class ModelCard:
     training_data: str | None = None
     training_command: str | None = None
     validation_dice: Mapping[str, float] | None = None
+    added_classes: tuple[AddedClass, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.validation_dice is not None:
             out["validation_dice"] = dict(self.validation_dice)
+        if self.added_classes is not None:
+            out["added_classes"] = [a.to_dict() for a in self.added_classes]
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -201,6 +241,10 @@ class CheckpointMeta(Mapping):
             check.fail("training", "must be a JSON object")
         card = check.card(data.get("card") or {})
         post = check.postprocessing(data.get("postprocessing"), names)
+        for added in card.added_classes or ():
+            if added.index >= num_classes or names[added.index] != added.name:
+                check.fail("card.added_classes", f"names {added.name!r} as label "
+                           f"{added.index}, which is not that class in class_names")
         known = {f.name for f in fields(cls)} - {"extra"}
         extra = {k: v for k, v in data.items() if k not in known and k not in _LEGACY_DROPPED}
         return cls(
@@ -263,6 +307,7 @@ class CheckpointMeta(Mapping):
             training_data=self.card.training_data or t.get("data"),
             training_command=self.card.training_command or t.get("command"),
             validation_dice=dict(dice) if isinstance(dice, Mapping) else None,
+            added_classes=self.card.added_classes,
         )
 
     # ------------------------------------------------------------------ legacy Mapping
@@ -386,7 +431,29 @@ class _Checker:
                 float(self.number(v, f"card.validation_dice.{k}", 0.0, 1.0))
                 for k, v in dice.items()
             }
+        added = data.get("added_classes")
+        if added is not None:
+            if not isinstance(added, list | tuple) or len(added) > MAX_CLASSES:
+                self.fail("card.added_classes", "must be a list of added classes")
+            values["added_classes"] = tuple(self.added_class(a, f"card.added_classes[{i}]")
+                                            for i, a in enumerate(added))
         return ModelCard(**values)
+
+    def added_class(self, data: Any, name: str) -> AddedClass:
+        if not isinstance(data, Mapping):
+            self.fail(name, "must be a JSON object (name, index, taught_on, ...)")
+        values: dict[str, Any] = {
+            "name": self.text(data.get("name"), f"{name}.name", 200),
+            "index": self.integer(data.get("index"), f"{name}.index", 1, MAX_CLASSES - 1),
+            "taught_on": self.text(data.get("taught_on"), f"{name}.taught_on", MAX_STRING),
+        }
+        for key in ("derived_from", "date"):
+            if data.get(key) is not None:
+                values[key] = self.text(data[key], f"{name}.{key}", MAX_STRING)
+        for key in ("scans", "slices", "voxels"):
+            if data.get(key) is not None:
+                values[key] = self.integer(data[key], f"{name}.{key}", 0, 2**53)
+        return AddedClass(**values)
 
 
 def _show(value: Any) -> str:
