@@ -33,6 +33,7 @@ from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
 from .normalization import IntensityNormalization, normalize
 from .physical_scale import SliceGeometry, in_plane_spacing, plan_geometry
+from .postprocess import apply_postprocessing
 
 T = TypeVar("T")
 ProgressFn = Callable[[int, int], None]
@@ -138,6 +139,9 @@ class InferenceSettings:
     ``resize_back``: ``"logits"`` resizes logits bilinearly, then argmax (smoother);
     ``"nearest"`` takes the argmax at input size and resizes labels with nearest (TransUNet's
     test protocol, used for the papers' tables). ``amp``: float16 autocast on CUDA.
+    ``postprocess``: apply the checkpoint's post-processing chosen on validation (keep the
+    largest 3-D component of some classes, ``training.postprocess``) to a volume's labels;
+    probabilities are left as the model gave them.
     """
 
     axis: int = 0
@@ -149,6 +153,7 @@ class InferenceSettings:
     explain: bool = False
     resize_back: str = "logits"
     amp: bool = True
+    postprocess: bool = True
 
     def __post_init__(self) -> None:
         if self.resize_back not in ("logits", "nearest"):
@@ -387,6 +392,8 @@ class SliceInferer:
                 start = stop
                 yield start, n
 
+            if cfg.postprocess and not single:  # 3-D components need a volume
+                labels = apply_postprocessing(labels, self.metadata)
             if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
                 labels, probs = labels[0], None if probs is None else probs[:, 0]
             else:

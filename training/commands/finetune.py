@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
                    help="when the starting model agrees with the corrections (Dice >= 0.5), "
                    "its labels on this many uncorrected slices per corrected slice (times "
                    "that Dice) are mixed in; 0 turns it off")
+    p.add_argument("--class-names", metavar="NAMES",
+                   help="comma-separated: the model's class names, unchanged and in order, "
+                   "then new classes to teach (label values after the model's), e.g. "
+                   "background,RV,Myo,LV,lesion (see docs/new-classes.md)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
@@ -67,10 +71,15 @@ def load_volumes(spec: str, normalization):
     return out
 
 
+def _class_names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",")]
+
+
 def run(args: argparse.Namespace) -> int:
     from src_model import read_metadata
 
     from ..finetune import FinetuneSettings, run_finetune
+    from ..new_classes import NewClassRequest, model_class_names, painted_counts
     from ..normalization import IntensityNormalization
     from .progress import TrainProgress
 
@@ -83,8 +92,19 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not empty: choose a new --out-dir or add "
                               "--overwrite")
     meta = read_metadata(args.from_checkpoint)
+    request = NewClassRequest.from_names(model_class_names(meta), _class_names(args.class_names))
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
     volumes = load_volumes(args.data, norm)
+    for v in volumes:  # before any work: every label value needs a class name
+        request.check_labels(int(v.labels.max(initial=0)), f"{args.data} ({v.name})")
+    if request.growing:
+        painted = painted_counts(((v.name, v.labels) for v in volumes), request.new_indices,
+                                 request.names)
+        for warning in request.check_painted(painted, args.data):
+            print(f"l2gnet finetune: warning: {warning}", file=sys.stderr)
+        print(f"adding {len(request.new_names)} new class(es): "
+              + ", ".join(f"{p.name} (label {p.index}, {p.voxels} voxels on {p.slices} "
+                          f"slices)" for p in painted), file=sys.stderr)
     names = {f.name for f in fields(FinetuneSettings)}
     settings = FinetuneSettings(**{k: v for k, v in vars(args).items()
                                    if k in names and v is not None})
@@ -94,9 +114,11 @@ def run(args: argparse.Namespace) -> int:
     argv = getattr(args, "argv", None) or sys.argv[1:]
     extra = {"finetuned_from": str(args.from_checkpoint),
              "finetune": {"command": "l2gnet " + " ".join(argv), "data": args.data}}
+    names = _class_names(args.class_names)
     with TrainProgress() as progress:
         report = run_finetune(args.from_checkpoint, volumes, settings, out, metadata=extra,
-                              callback=progress, overwrite=args.overwrite)
+                              callback=progress, overwrite=args.overwrite, class_names=names,
+                              taught_on=f"l2gnet finetune --data {args.data}")
     for record in report.history:
         print(json.dumps(record))
     print(report.describe(), file=sys.stderr)
