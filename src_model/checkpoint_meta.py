@@ -121,6 +121,36 @@ class ModelCard:
         return {k: v for k, v in out.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class PostProcessing:
+    """Post-processing of the model's label maps, chosen on validation data (nnU-Net style).
+
+    ``largest_component``: the classes (by name) of which only the largest 3-D connected
+    component is kept; the other components become background. ``chosen_on``: the data the
+    choice was measured on; ``measured``: the per-class figures behind it (free-form JSON).
+    """
+
+    largest_component: tuple[str, ...] = ()
+    chosen_on: str | None = None
+    measured: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"largest_component": list(self.largest_component)}
+        if self.chosen_on is not None:
+            out["chosen_on"] = self.chosen_on
+        if self.measured:
+            out["measured"] = dict(self.measured)
+        return out
+
+    @classmethod
+    def from_metadata(cls, data: Any) -> PostProcessing | None:
+        """From a ``PostProcessing``, its JSON form, or None (no post-processing)."""
+        if data is None or isinstance(data, PostProcessing):
+            return data
+        return cls(tuple(data.get("largest_component") or ()), data.get("chosen_on"),
+                   dict(data.get("measured") or {}))
+
+
 @dataclass(frozen=True, eq=True)
 class CheckpointMeta(Mapping):
     """Everything needed to rebuild and use a model, besides its weights.
@@ -134,6 +164,8 @@ class CheckpointMeta(Mapping):
         encoder_weights: where the encoder's initial weights came from.
         training: the run's record (command, data, epochs, Dice...), free-form JSON.
         card: the model card (modality, intended use, ...).
+        postprocessing: the post-processing chosen on validation (``PostProcessing``), or
+            None (none; checkpoints written before it existed).
         extra: any other top-level entries (e.g. ``finetuned_from``), kept as written.
     """
 
@@ -145,6 +177,7 @@ class CheckpointMeta(Mapping):
     encoder_weights: str | None = "random"
     training: Mapping[str, Any] = field(default_factory=dict)
     card: ModelCard = field(default_factory=ModelCard)
+    postprocessing: PostProcessing | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     version: str = VERSION
@@ -207,6 +240,7 @@ class CheckpointMeta(Mapping):
         if not isinstance(training, Mapping):
             check.fail("training", "must be a JSON object")
         card = check.card(data.get("card") or {})
+        post = check.postprocessing(data.get("postprocessing"), names)
         for added in card.added_classes or ():
             if added.index >= num_classes or names[added.index] != added.name:
                 check.fail("card.added_classes", f"names {added.name!r} as label "
@@ -222,6 +256,7 @@ class CheckpointMeta(Mapping):
             encoder_weights=weights,
             training=dict(training),
             card=card,
+            postprocessing=post,
             extra=extra,
             format=FORMAT,
             version=check.text(data.get("version", VERSION), "version", 32),
@@ -247,6 +282,8 @@ class CheckpointMeta(Mapping):
         card = self.card.to_dict()
         if card:
             out["card"] = card
+        if self.postprocessing is not None:
+            out["postprocessing"] = self.postprocessing.to_dict()
         return out
 
     def updated(self, **changes: Any) -> CheckpointMeta:
@@ -357,6 +394,26 @@ class _Checker:
                 self.config_value(item, name)
         else:
             self.fail(name, f"must be a number, text, a list or null, got {_show(value)}")
+
+    def postprocessing(self, data: Any, class_names: Sequence[str]) -> PostProcessing | None:
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            self.fail("postprocessing", "must be a JSON object")
+        chosen = data.get("largest_component") or []
+        if not isinstance(chosen, list | tuple) or len(chosen) > MAX_CLASSES:
+            self.fail("postprocessing.largest_component", "must be a list of class names")
+        for name in chosen:
+            if self.text(name, "postprocessing.largest_component", 200) not in class_names[1:]:
+                self.fail("postprocessing.largest_component",
+                          f"names {name!r}, which is not one of the foreground classes")
+        on = data.get("chosen_on")
+        if on is not None:
+            self.text(on, "postprocessing.chosen_on", MAX_STRING)
+        measured = data.get("measured") or {}
+        if not isinstance(measured, Mapping):
+            self.fail("postprocessing.measured", "must be a JSON object")
+        return PostProcessing(tuple(chosen), on, dict(measured))
 
     def card(self, data: Any) -> ModelCard:
         if not isinstance(data, Mapping):
