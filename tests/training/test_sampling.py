@@ -68,3 +68,41 @@ def test_weighted_cross_entropy_counts_the_small_class_more(num_classes):
     assert same(logits, target)[1]["ce"] == pytest.approx(plain(logits, target)[1]["ce"])
     with pytest.raises(ValueError, match="class_weights"):
         SegmentationLoss(LossConfig(class_weights=(1.0,) * (num_classes + 1)), num_classes)
+
+
+def test_windows_are_centred_on_each_painted_class_alike():
+    """A slice larger than the input: windows centred on a foreground voxel show the small
+    class as often as the large one (nnU-Net's class-aware foreground oversampling)."""
+    from training.data.dataset import fit_window, foreground_focus
+
+    label = np.zeros((200, 200), np.uint8)
+    label[:100, :100] = 1  # large, top-left
+    label[180:184, 180:184] = 2  # small, bottom-right corner
+    image = label.astype(np.float32) / 2
+    rng = np.random.default_rng(0)
+    shown = {1: 0, 2: 0}
+    for _ in range(200):
+        focus = foreground_focus(label, rng)
+        _, window = fit_window(image, label, (64, 64), rng, focus)
+        for c in shown:
+            shown[c] += bool((window == c).any())
+    assert shown[2] > 70 and shown[1] > 70
+
+
+def test_dataset_resamples_to_the_target_pixel_size():
+    """A 40 mm square at 0.5 mm pixels reaches the model 40 px wide at 1 mm, padded (not
+    resized) into the input window; without a pixel size it is resized as before."""
+    from training.data import Slice, SliceDataset
+
+    label = np.zeros((200, 200), np.uint8)
+    label[80:160, 60:140] = 1
+    image = label.astype(np.float32)
+    physical = SliceDataset([Slice(image, label, "a", spacing=(0.5, 0.5))], (128, 128),
+                            augment="none", in_channels=1, target_spacing=(1.0, 1.0))
+    x, y = physical[0]
+    assert tuple(y.shape) == (128, 128)
+    assert int((y == 1).sum()) == pytest.approx(40 * 40, rel=0.05)
+    plain = SliceDataset([Slice(image, label, "a")], (128, 128), augment="none",
+                         in_channels=1, target_spacing=(1.0, 1.0))
+    _, y = plain[0]
+    assert int((y == 1).sum()) == pytest.approx(80 * 80 * (128 / 200) ** 2, rel=0.05)
