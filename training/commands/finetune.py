@@ -3,7 +3,8 @@
 Same function (``training.finetune.run_finetune``) and same defaults (``FinetuneSettings``)
 as the Fine-tune widget. DATA is a NIfTI folder (imagesTr/ + labelsTr/) whose label files
 carry labels only on the corrected slices (the other slices all 0), or any data spec
-``l2gnet train`` reads (phantom:SEEDS, h5 volumes), whose labelled slices count as corrected.
+``l2gnet train`` reads (phantom:SEEDS, h5 volumes, DICOM SEG files beside their series), whose
+labelled slices count as corrected.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT", required=True)
     p.add_argument("--data", required=True,
-                   help="NIfTI folder (imagesTr/, labelsTr/) or a data spec (phantom:SEEDS)")
+                   help="NIfTI folder (imagesTr/, labelsTr/), a DICOM SEG file (or a folder of "
+                   "them) beside the series it labels, or a data spec (phantom:SEEDS)")
     p.add_argument("--out-dir", required=True, help="a new folder for this run")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing OUT_DIR")
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -47,16 +49,17 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def load_volumes(spec: str, normalization):
+def load_volumes(spec: str, normalization, class_names=None):
     """``CorrectedVolume`` per volume in ``spec``: the slices with any label are corrected.
 
-    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``).
+    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``); a
+    DICOM SEG's segments are matched to the model's ``class_names``.
     """
     from ..data.specs import load_cases
     from ..finetune import CorrectedVolume
 
     out = []
-    for case in load_cases(spec, normalization):
+    for case in load_cases(spec, normalization, class_names=class_names):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
             out.append(CorrectedVolume(case.name, case.image, case.label, labelled))
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                               "--overwrite")
     meta = read_metadata(args.from_checkpoint)
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
-    volumes = load_volumes(args.data, norm)
+    volumes = load_volumes(args.data, norm, meta.get("class_names"))
     names = {f.name for f in fields(FinetuneSettings)}
     settings = FinetuneSettings(**{k: v for k, v in vars(args).items()
                                    if k in names and v is not None})
