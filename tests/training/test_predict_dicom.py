@@ -195,6 +195,7 @@ def test_evaluate_and_finetune_take_a_seg_as_the_labels_of_its_series(ct_dicom, 
 
     out = tmp_path / "ft"
     assert main(["finetune", "--from", str(DEMO), "--data", str(seg), "--out-dir", str(out),
-                 "--epochs", "1", "--max-steps", "1", "--device", "cpu", "--threads", "1"]) == 0
+                 "--epochs", "1", "--max-steps", "1", "--device", "cpu", "--threads", "1",
+                 "--no-store"]) == 0
     assert (out / "finetuned.safetensors").is_file()
     assert "3 corrected slices of 1 volume" in capsys.readouterr().err
