@@ -79,7 +79,8 @@ def load_volumes(spec: str, normalization, class_names=None):
     for case in load_cases(spec, normalization, class_names=class_names):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
-            out.append(CorrectedVolume(case.name, case.image, case.label, labelled))
+            out.append(CorrectedVolume(case.name, case.image, case.label, labelled,
+                                       case.spacing))
     if not out:
         raise ValueError(f"No labelled slices in {spec}: label the corrected slices (the "
                          "others stay 0)")
