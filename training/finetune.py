@@ -33,6 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .new_classes import (
+    NewClassRequest,
+    added_records,
+    grow_checkpoint,
+    model_class_names,
+    painted_counts,
+)
+
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from .fit import TrainEvent
     from .losses import LossConfig
@@ -113,6 +121,8 @@ class FinetuneReport:
     seconds: float
     stopped: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    new_classes: list[str] = field(default_factory=list)  # classes added by this run
+    warnings: list[str] = field(default_factory=list)  # e.g. a new class painted too little
 
     def describe(self) -> str:
         """A few lines for the widget's result panel and the CLI's log."""
@@ -128,6 +138,13 @@ class FinetuneReport:
         if self.pseudo_slices:
             lines.append(f"{self.pseudo_slices} uncorrected slices kept the starting model's "
                          "labels as targets (it agreed with the corrections).")
+        for name in self.new_classes:
+            after = self.corrected_dice_after.get(name)
+            lines.append(f"New class '{name}': Dice {_fmt(after)} on the slices it was "
+                         "painted on" + ("" if after is not None and after >= 0.5 else
+                                         " (not learned: paint it on more slices, or train "
+                                         "longer)") + ".")
+        lines += self.warnings
         return "\n".join(lines)
 
 
@@ -156,6 +173,34 @@ def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | N
     scores = [dice(a == c, b == c) for c in range(1, num_classes)
               if (a == c).any() or (b == c).any()]
     return float(np.mean(scores)) if scores else None
+
+
+def complete_new_only_slices(volumes: Sequence[CorrectedVolume], predicted: Sequence[np.ndarray],
+                             new_indices: Sequence[int]) -> tuple[list[CorrectedVolume], int]:
+    """Corrected slices painted with new classes only take the start's labels elsewhere.
+
+    A user who paints only a new structure on a slice (a lesion, on otherwise empty labels)
+    means "and the rest is as the model said", not "the rest is background": without this
+    the old classes would be taught away on exactly those slices. A slice that holds any
+    old-class label is left as painted (the user corrected it). Returns the volumes (copies
+    where changed) and how many slices were completed.
+    """
+    out, count = [], 0
+    new = np.asarray(list(new_indices))
+    for v, pred in zip(volumes, predicted, strict=True):
+        labels = None
+        for i in v.corrected:
+            lab = v.labels[i]
+            fg = lab > 0
+            is_new = np.isin(lab, new)
+            if is_new.any() and not (fg & ~is_new).any() and (pred[i] > 0).any():
+                if labels is None:
+                    labels = v.labels.copy()
+                labels[i] = np.where(fg, lab, pred[i]).astype(labels.dtype)
+                count += 1
+        out.append(v if labels is None else CorrectedVolume(v.name, v.image, labels,
+                                                            list(v.corrected)))
+    return out, count
 
 
 def pseudo_slice_indices(uncorrected: Sequence[int], count: int) -> list[int]:
@@ -294,6 +339,9 @@ def run_finetune(
     callback: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
+    class_names: Sequence[str] | None = None,
+    class_colors: Sequence[Sequence[float]] | None = None,
+    taught_on: str | None = None,
 ) -> FinetuneReport:
     """Fine-tune ``checkpoint`` on the corrected slices of ``volumes``; see the module doc.
 
@@ -301,6 +349,12 @@ def run_finetune(
     (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
     ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
     is replaced only with ``overwrite``. ``metadata`` entries are added to the checkpoint's.
+
+    New classes (docs/new-classes.md): ``class_names`` beyond the model's grow it by those
+    classes (``class_colors``: theirs, or every class's; ``taught_on``: where, for the card).
+    The old classes are protected: a corrected slice painted with new classes only keeps the
+    starting model's labels elsewhere, the guards' trust is the start's Dice on the old
+    classes, and the starting model's labels on uncorrected slices are targets as above.
     """
     from src_model import load_checkpoint
 
@@ -317,9 +371,11 @@ def run_finetune(
     seed_everything(settings.seed)
     model, meta = load_checkpoint(checkpoint)
     meta = {**meta, **(metadata or {})}
-    num_classes = model.num_classes
-    class_names = list(meta.get("class_names") or
-                       ["background"] + [f"class {i}" for i in range(1, num_classes)])
+    request = NewClassRequest.from_names(model_class_names(meta), class_names)
+    for v in volumes:
+        request.check_labels(int(v.labels[v.corrected].max(initial=0)), v.name)
+    class_names = request.names
+    num_classes = len(class_names)  # the grown model's (at step 0 it predicts as the start)
     input_size = tuple(meta.get("input_size") or (224, 224))
     device = resolve_device(settings.device)
     plain = {"normalization": {"kind": "none"}}  # volumes are normalised already
@@ -330,12 +386,22 @@ def run_finetune(
                 for v in volumes]
 
     before = segment(model)
+    added, warnings, completed = [], [], 0
+    if request.growing:
+        volumes, completed = complete_new_only_slices(volumes, before, request.new_indices)
+        painted = painted_counts(((v.name, v.labels[v.corrected]) for v in volumes),
+                                 request.new_indices, class_names)
+        warnings = request.check_painted(painted, "the corrected slices")
+        added = added_records(painted, derived_from=str(checkpoint),
+                              taught_on=taught_on or ", ".join(v.name for v in volumes))
     case = corrected_case(volumes)
     dice_before = present_only(validate(model, [case], class_names, input_size, device,
                                         settings.batch_size))
 
-    # the guards, as much as the start agrees with the corrections
-    trust = max(0.0, dice_before["mean"])
+    # the guards, as much as the start agrees with the corrections (on the classes it knows)
+    old_dice = [d for k, d in dice_before.items() if k in request.model_names[1:]]
+    trust = max(0.0, float(np.mean(old_dice)) if old_dice else
+                (1.0 if request.growing else dice_before["mean"]))
     trusted = trust >= TRUST
     keep_bn = trusted if settings.keep_bn_stats is None else settings.keep_bn_stats
     cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
@@ -362,10 +428,14 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
-    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata)
-    trainer = _trainer_class()(model, setup.slices, setup.val_cases, setup.config,
+    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata,
+                        class_names=class_names if request.growing else None,
+                        added_classes=added, class_colors=class_colors)
+    # the model scored above, not a copy; a grown one is prepare_run's (the same predictions)
+    start = setup.model if request.growing else model
+    trainer = _trainer_class()(start, setup.slices, setup.val_cases, setup.config,
                                metadata=setup.metadata, callback=callback,
-                               should_stop=should_stop)  # the model scored above, not a copy
+                               should_stop=should_stop)
     result = trainer.fit()
 
     scored = [r for r in result.history if r.get("val_dice")]
@@ -374,6 +444,12 @@ def run_finetune(
     if result.best_checkpoint and best and best["val_dice"]["mean"] > dice_before["mean"]:
         shutil.copyfile(result.best_checkpoint, chosen)
         chosen_epoch = best["epoch"]
+    elif request.growing:  # nothing beat the start: the start, with its new (empty) classes
+        from src_model import save_checkpoint
+
+        grown, _ = grow_checkpoint(checkpoint, added, colors=class_colors)
+        save_checkpoint(chosen, grown, trainer.checkpoint_meta(None))
+        chosen_epoch = 0
     else:  # nothing beat the start (ties go to it): the start is the result
         shutil.copyfile(checkpoint, chosen)
         chosen_epoch = 0
@@ -402,6 +478,10 @@ def run_finetune(
         seconds=time.perf_counter() - t0, stopped=result.stopped,
         history=[{"epoch": 0, "step": 0, "val_dice": dice_before, "seconds": 0.0},
                  *result.history],
+        new_classes=list(request.new_names),
+        warnings=warnings + ([f"{completed} corrected slice(s) held only new classes: the "
+                              "starting model's labels were kept for the rest of them."]
+                             if completed else []),
     )
     (out / REPORT).write_text(json.dumps(asdict(report), indent=1, default=_json_default))
     return report

@@ -29,6 +29,7 @@ from src_model import CheckpointMeta, load_checkpoint
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
 from .normalization import IntensityNormalization, normalize
+from .postprocess import apply_postprocessing
 
 T = TypeVar("T")
 ProgressFn = Callable[[int, int], None]
@@ -134,6 +135,9 @@ class InferenceSettings:
     ``resize_back``: ``"logits"`` resizes logits bilinearly, then argmax (smoother);
     ``"nearest"`` takes the argmax at input size and resizes labels with nearest (TransUNet's
     test protocol, used for the papers' tables). ``amp``: float16 autocast on CUDA.
+    ``postprocess``: apply the checkpoint's post-processing chosen on validation (keep the
+    largest 3-D component of some classes, ``training.postprocess``) to a volume's labels;
+    probabilities are left as the model gave them.
     """
 
     axis: int = 0
@@ -145,6 +149,7 @@ class InferenceSettings:
     explain: bool = False
     resize_back: str = "logits"
     amp: bool = True
+    postprocess: bool = True
 
     def __post_init__(self) -> None:
         if self.resize_back not in ("logits", "nearest"):
@@ -340,6 +345,8 @@ class SliceInferer:
                 start = stop
                 yield start, n
 
+            if cfg.postprocess and not single:  # 3-D components need a volume
+                labels = apply_postprocessing(labels, self.metadata)
             if single:  # a 2-D slice in: 2-D labels and (C, H, W) probabilities out
                 labels, probs = labels[0], None if probs is None else probs[:, 0]
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from training.finetune import FinetuneSettings, change_scores
 
-from .._session import is_segmentation, session_for
+from .._session import is_segmentation, layer_key, same_layer, session_for
 from ._annotations import (
     _l2g,
     annotated_slices,
@@ -97,8 +98,8 @@ class FinetuneWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.process = None  # training.finetune_process.FinetuneProcess while a run is on
-        self._painted: dict[int, set[int]] = {}  # id(labels layer) -> slices painted
-        self._paint_hooks: dict[int, tuple[Any, Any]] = {}
+        self._painted: dict[Hashable, set[int]] = {}  # layer_key(labels) -> slices painted
+        self._paint_hooks: dict[Hashable, tuple[Any, Any]] = {}
         self._run: dict[str, Any] = {}
         self._output_edited = False
         self.last_output: Path | None = None
@@ -228,32 +229,32 @@ class FinetuneWidget(QWidget):
 
     def _on_removed(self, event) -> None:
         layer = event.value
-        for emitter, callback in self._paint_hooks.pop(id(layer), ()):
+        for emitter, callback in self._paint_hooks.pop(layer_key(layer), ()):
             emitter.disconnect(callback)
-        self._painted.pop(id(layer), None)
+        self._painted.pop(layer_key(layer), None)
 
     def _hook(self, layer) -> None:
-        if not is_labels(layer) or id(layer) in self._paint_hooks:
+        if not is_labels(layer) or layer_key(layer) in self._paint_hooks:
             return
 
         def on_paint(event, layer=layer) -> None:
             self._on_paint(layer, getattr(event, "value", None))
 
         def on_data(_event, layer=layer) -> None:
-            if layer is self.labels_combo.layer():
+            if same_layer(layer, self.labels_combo.layer()):
                 self._debounce.start()
 
         layer.events.paint.connect(on_paint)
         layer.events.data.connect(on_data)
-        self._paint_hooks[id(layer)] = ((layer.events.paint, on_paint),
+        self._paint_hooks[layer_key(layer)] = ((layer.events.paint, on_paint),
                                         (layer.events.data, on_data))
 
     def _on_paint(self, layer, atoms) -> None:
         data_ndim = np.ndim(layer.data)
         axis = layer_axis(layer) if data_ndim == 3 else 0
         found = painted_slices(atoms, axis) if data_ndim == 3 else {0}
-        self._painted.setdefault(id(layer), set()).update(found)
-        if layer is self.labels_combo.layer():
+        self._painted.setdefault(layer_key(layer), set()).update(found)
+        if same_layer(layer, self.labels_combo.layer()):
             self.update_count()
             self._debounce.start()
 
@@ -272,15 +273,17 @@ class FinetuneWidget(QWidget):
     def forget_painted(self) -> None:
         layer = self.labels_combo.layer()
         if layer is not None:
-            self._painted.pop(id(layer), None)
+            self._painted.pop(layer_key(layer), None)
         self.update_count()
+        self.refresh_changes()
 
     def annotated_slices(self, layer=None) -> list[int]:
         """The slice indices (along the layer's axis) that count as annotated now."""
         layer = layer if layer is not None else self.labels_combo.layer()
         if layer is None:
             return []
-        return annotated_slices(layer.data, layer_axis(layer), self._painted.get(id(layer), set()),
+        return annotated_slices(layer.data, layer_axis(layer),
+                                self._painted.get(layer_key(layer), set()),
                                 _l2g(layer).get("model_labels"),
                                 self.slices_combo.currentText() == NON_EMPTY)
 

@@ -78,7 +78,9 @@ def add_parser(sub) -> None:
     p.add_argument("--val", help="validation volumes (folder or phantom:SEEDS)")
     p.add_argument("--out-dir", default="runs/l2gnet")
     p.add_argument("--num-classes", type=int, help="default: largest label in the data + 1")
-    p.add_argument("--class-names", help="comma-separated, background first")
+    p.add_argument("--class-names", help="comma-separated, background first; with --from, "
+                   "the checkpoint's names unchanged and in order, then any new classes to "
+                   "teach (docs/new-classes.md)")
     p.add_argument("--normalization", choices=["ct_window", "percentile", "none"],
                    help="default: ct_window for NIfTI/phantom data, none for h5/npz ([0, 1])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -174,13 +176,16 @@ def run(args: argparse.Namespace) -> int:
             args.data, cfg, checkpoint=args.from_checkpoint, model=args.model,
             model_config=model_config, num_classes=args.num_classes, val=args.val,
             normalization=args.normalization,
-            class_names=args.class_names.split(",") if args.class_names else None,
+            class_names=[n.strip() for n in args.class_names.split(",")]
+            if args.class_names else None,
             metadata={"training": {"command": "l2gnet " + shlex.join(argv), "data": args.data,
                                    "val": args.val, "preset": args.model}},
             phantom_shape=args.phantom_shape, dist=dist,
         )
         say = dist.is_main
         if say:
+            for warning in setup.warnings:
+                print(f"l2gnet train: warning: {warning}", file=sys.stderr)
             ranks = f" on {dist.world_size} ranks" if dist.enabled else ""
             print(f"training {args.model} ({setup.model_name}, {setup.num_classes} classes) on "
                   f"{len(setup.slices)} slices, validating on {len(setup.val_cases)} volumes"
