@@ -76,7 +76,8 @@ def load_volumes(spec: str, normalization):
     for case in load_cases(spec, normalization):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
-            out.append(CorrectedVolume(case.name, case.image, case.label, labelled))
+            out.append(CorrectedVolume(case.name, case.image, case.label, labelled,
+                                       case.spacing))
     if not out:
         raise ValueError(f"No labelled slices in {spec}: label the corrected slices (the "
                          "others stay 0)")
