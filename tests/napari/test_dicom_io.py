@@ -107,7 +107,8 @@ def test_labels_made_on_a_series_save_as_seg_and_as_nifti(make_napari_viewer, se
         np.testing.assert_array_equal(back.get(uid, np.zeros(expected.shape, np.uint16)),
                                       expected)
     ds = pydicom.dcmread(out, stop_before_pixels=True)
-    assert ds.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # edited by hand
+    # the flag Segment sets on a paint (the chain: test_painting_a_segmentation_makes_its_seg_...)
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == scan.dicom.ids.series_instance_uid
 
     nifti_out = tmp_path / "seg.nii.gz"
@@ -245,3 +246,31 @@ def test_labels_on_the_siemens_series_save_as_seg_and_reopen(make_napari_viewer,
     [reopened] = viewer.open(str(out), plugin=PLUGIN)
     np.testing.assert_array_equal(reopened.data, painted)
     assert reopened.metadata["class_names"][2] == "organ b"
+
+
+def test_painting_a_segmentation_makes_its_seg_semiautomatic(make_napari_viewer, qtbot, series,
+                                                             tmp_path):
+    """The chain a user runs: Segment (docked through the manifest) makes the labels, saved
+    untouched they are AUTOMATIC; one brush stroke later, the same layer saves SEMIAUTOMATIC."""
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(series), plugin=PLUGIN)
+    _dock, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    segment.device_combo.setCurrentText("cpu")  # the shipped phantom CT model, the default
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=240_000)
+    assert segment.last_layer is not None, segment.status.text()
+    layer = viewer.layers[segment.last_layer.name]
+
+    def algorithm_type(path: Path) -> set[str]:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return {s.SegmentAlgorithmType for s in ds.SegmentSequence}
+
+    untouched = tmp_path / "model.dcm"
+    layer.save(str(untouched), plugin=PLUGIN)
+    assert algorithm_type(untouched) == {"AUTOMATIC"}
+
+    layer.brush_size = 5
+    layer.paint((image.data.shape[0] // 2, 60, 50), 1, refresh=True)  # a brush stroke
+    painted = tmp_path / "corrected.dcm"
+    layer.save(str(painted), plugin=PLUGIN)
+    assert algorithm_type(painted) == {"SEMIAUTOMATIC"}
