@@ -396,7 +396,8 @@ class FinetuneWidget(QWidget):
         volume = volume_from_arrays(
             np.asarray(image.data), np.asarray(labels.data), annotated, axis=axis,
             normalization=IntensityNormalization.from_metadata(meta.get("normalization")),
-            num_classes=int(meta["model"]["num_classes"]), name=labels.name)
+            num_classes=int(meta["model"]["num_classes"]), name=labels.name,
+            spacing=_scan_spacing(image))
         settings = FinetuneSettings(epochs=self.epochs_spin.value(),
                                     lr=float(self.lr_spin.value()),
                                     batch_size=self.batch_spin.value(),
@@ -591,3 +592,11 @@ class FinetuneWidget(QWidget):
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text
+
+
+def _scan_spacing(layer) -> tuple[float, ...] | None:
+    """Voxel size in mm in the layer's axis order, when the layer came from a scan file (a
+    plain array's scale is not known to be millimetres)."""
+    if "nifti" not in layer.metadata:
+        return None
+    return tuple(float(s) for s in layer.scale[-layer.ndim:])

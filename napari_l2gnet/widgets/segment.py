@@ -327,6 +327,7 @@ class SegmentWidget(QWidget):
             # a cine's plans would be one set per frame: Explain reads 3-D results only
             explain=self.explain_check.isChecked() and volume.ndim != 4,
             postprocess=self.postprocess_check.isChecked(),
+            spacing=_spacing(layer),  # the model's pixel size is used when it has one
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

@@ -199,7 +199,8 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     scan = load_scan(job.source)
     with tqdm(total=scan.data.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
-        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n))
+        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n),
+                       spacing=scan.spacing)
     header = scan.nifti.header.copy()
     header["descrip"] = OUTPUT_MARK
     scan.nifti = dataclasses.replace(scan.nifti, header=header)
