@@ -69,6 +69,7 @@ class SegmentWidget(QWidget):
         self._progress: napari_progress | None = None
         self._models: dict[tuple, tuple[Any, dict]] = {}
         self.last_layer = None
+        self.last_device: str | None = None  # where the last run ran (cuda, cpu)
 
         self.image_combo = LayerCombo(napari_viewer, is_scan_or_cine)
         self.model_combo = QComboBox()
@@ -449,6 +450,7 @@ class SegmentWidget(QWidget):
             layer.features = class_features(names)
         layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
         self.last_layer = layer
+        self.last_device = str(result.device)
         self.status.setText(
             f"Done on {result.device} (batch {result.batch_size}): {layer.name}. "
             f"{summary.describe()}"
