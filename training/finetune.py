@@ -153,17 +153,14 @@ def _fmt(value: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------- pieces
-def corrected_case(volumes: Sequence[CorrectedVolume]):
-    """The corrected slices of all volumes stacked as one ``Case`` (what Dice is scored on)."""
+def corrected_cases(volumes: Sequence[CorrectedVolume]) -> list:
+    """The corrected slices of each volume stacked as one ``Case`` (what Dice is scored on:
+    per class, the mean over the volumes that show it); volumes may differ in size."""
     from .data.cases import Case
 
-    images = [v.image[i] for v in volumes for i in v.corrected]
-    labels = [v.labels[i] for v in volumes for i in v.corrected]
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:  # volumes of different in-plane sizes: score each separately
-        raise ValueError(f"Corrected slices have different shapes {sorted(shapes)}")
-    return Case("corrected slices", np.stack(images).astype(np.float32),
-                np.stack(labels).astype(np.uint8))
+    return [Case(f"{v.name} (corrected slices)", v.image[v.corrected].astype(np.float32),
+                 v.labels[v.corrected].astype(np.uint8))
+            for v in volumes if v.corrected]
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | None:
@@ -394,8 +391,8 @@ def run_finetune(
         warnings = request.check_painted(painted, "the corrected slices")
         added = added_records(painted, derived_from=str(checkpoint),
                               taught_on=taught_on or ", ".join(v.name for v in volumes))
-    case = corrected_case(volumes)
-    dice_before = present_only(validate(model, [case], class_names, input_size, device,
+    cases = corrected_cases(volumes)
+    dice_before = present_only(validate(model, cases, class_names, input_size, device,
                                         settings.batch_size))
 
     # the guards, as much as the start agrees with the corrections (on the classes it knows)
@@ -428,7 +425,7 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
-    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata,
+    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=cases, metadata=metadata,
                         class_names=class_names if request.growing else None,
                         added_classes=added, class_colors=class_colors)
     # the model scored above, not a copy; a grown one is prepare_run's (the same predictions)
@@ -457,7 +454,7 @@ def run_finetune(
     new_model, _ = load_checkpoint(chosen)
     after = before if chosen_epoch == 0 else segment(new_model)
     dice_after = (dice_before if chosen_epoch == 0 else
-                  present_only(validate(new_model, [case], class_names, input_size, device,
+                  present_only(validate(new_model, cases, class_names, input_size, device,
                                         settings.batch_size)))
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
