@@ -107,6 +107,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--test", type=int, help="score only this many of the other patients")
+    p.add_argument("--margin", type=float, help="new logits start this far below the "
+                   "background's (default: src_model.class_growth.DEFAULT_MARGIN)")
     args = p.parse_args()
 
     import torch
@@ -123,6 +126,11 @@ def main() -> int:
     patients = load_patients()
     ids = sorted(patients)
     teach, test = ids[: args.teach], ids[args.teach:]
+    test = test[: args.test] if args.test else test
+    if args.margin is not None:
+        from src_model import class_growth
+
+        class_growth.DEFAULT_MARGIN = args.margin
     sites = {pid: disc_site(patients[pid], rng) for pid in ids}
     with_disc = {pid: [(name, *insert_disc(im, sites[pid], rng), lab)
                        for name, im, lab in patients[pid]] for pid in ids}
@@ -164,8 +172,9 @@ def main() -> int:
         "summary": True, "teach": teach, "test": test, "teach_slices": report.corrected_slices,
         "steps": report.history[-1]["step"] if report.history else 0,
         "chosen_epoch": report.chosen_epoch, "finetune_seconds": round(seconds, 1),
-        "settings": {k: getattr(settings, k) for k in ("epochs", "samples_per_epoch",
-                                                       "batch_size", "lr", "seed")},
+        "settings": {**{k: getattr(settings, k) for k in ("epochs", "samples_per_epoch",
+                                                          "batch_size", "lr", "seed")},
+                     "margin": args.margin},
         "disc_dice": mean("taught", "disc"),
         "disc_dice_min": float(min(r["taught"]["disc"] or 0.0 for r in rows)),
         "corrected_dice_after": report.corrected_dice_after,

@@ -95,9 +95,10 @@ class NewClassesBox(QGroupBox):
             values = []
         elif values and values != list(range(n, n + len(values))):
             expected = ", ".join(str(v) for v in range(n, n + len(values)))
-            self.problem = (f"New classes take the labels after the model's {n - 1}, in order "
-                            f"({expected}); the labels hold {', '.join(map(str, values))}: "
-                            "repaint with the next free label")
+            held = ", ".join(map(str, values))
+            self.problem = (f"The labels hold label {held} but the model has {n} classes "
+                            f"(0..{n - 1}): new classes take the next labels in order "
+                            f"({expected}); repaint with label {n}, or fix those voxels")
             values = []
         for v in [v for v in self.rows if v not in values]:
             *_, row = self.rows.pop(v)

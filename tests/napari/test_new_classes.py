@@ -101,8 +101,8 @@ def test_too_many_or_out_of_order_new_values_are_refused(make_napari_viewer, qtb
     _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
     labels.paint((1, 5, 5), 5)  # skips label 3
     assert not panel.start()
-    assert "New classes take the labels after the model's 2, in order (3)" in \
-        panel.status.text()
+    assert "label 5 but the model has 3 classes (0..2): new classes take the next labels " \
+        "in order (3); repaint with label 3" in panel.status.text()
     labels.data_setitem((np.full(200, 2), np.repeat(np.arange(20), 10),
                          np.tile(np.arange(10), 20)), np.arange(3, 203))
     assert not panel.start()
