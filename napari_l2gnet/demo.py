@@ -101,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     from ._sample import sample_abdomen_ct
     from ._session import default_checkpoint
     from ._writer import write_labels
-    from .widgets.explain import ExplainWidget
-    from .widgets.segment import SegmentWidget
 
     checkpoint = args.checkpoint or default_checkpoint()
     if checkpoint is None or not Path(checkpoint).is_file():
@@ -118,18 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         layers[kind] = getattr(viewer, f"add_{kind}")(data, **kwargs)
     image, truth = layers["image"], layers["labels"]
 
-    segment = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(segment, name="Segment", area="right")
-    explain = ExplainWidget(viewer)
-    explain_dock = viewer.window.add_dock_widget(explain, name="Explain", area="right")
-    finetune = None
-    try:
-        from .widgets.finetune import FinetuneWidget
-
-        finetune = FinetuneWidget(viewer)
-        viewer.window.add_dock_widget(finetune, name="Fine-tune", area="right", tabify=True)
-    except ImportError as err:  # the demo still shows segmentation and explanations
-        print(f"(Fine-tune widget unavailable: {err})", file=sys.stderr)
+    # docked as the Plugins menu does (napari hands the panels its public proxies)
+    _, segment = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Segment")
+    explain_dock, explain = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Explain")
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Fine-tune",
+                                                       tabify=True)
 
     app = QApplication.instance()
     segment.set_checkpoint(checkpoint)
@@ -140,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Segmentation failed: {segment.status.text()}", file=sys.stderr)
         return 1
 
-    if finetune is not None:  # ready to fine-tune on corrections of this segmentation
-        finetune.labels_combo.setCurrentText(seg_layer.name)
+    finetune.labels_combo.setCurrentText(seg_layer.name)  # ready for corrections
     if show_clearest_organ_bucket(explain, seg_layer) is not None:
         explain_dock.raise_()
     mid = image.data.shape[0] * 0.6

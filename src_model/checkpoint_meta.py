@@ -32,6 +32,8 @@ DEFAULT_INPUT_SIZE: tuple[int, int] = (224, 224)
 MAX_CLASSES = 1024
 MAX_INPUT_SIDE = 4096
 MIN_INPUT_SIDE = 8
+MIN_SPACING_MM = 0.0  # exclusive: a pixel size must be > 0
+MAX_SPACING_MM = 100.0
 MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far below an OOM
 MAX_JSON_DEPTH = 32
 MAX_STRING = 4096
@@ -121,6 +123,36 @@ class ModelCard:
         return {k: v for k, v in out.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class PostProcessing:
+    """Post-processing of the model's label maps, chosen on validation data (nnU-Net style).
+
+    ``largest_component``: the classes (by name) of which only the largest 3-D connected
+    component is kept; the other components become background. ``chosen_on``: the data the
+    choice was measured on; ``measured``: the per-class figures behind it (free-form JSON).
+    """
+
+    largest_component: tuple[str, ...] = ()
+    chosen_on: str | None = None
+    measured: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"largest_component": list(self.largest_component)}
+        if self.chosen_on is not None:
+            out["chosen_on"] = self.chosen_on
+        if self.measured:
+            out["measured"] = dict(self.measured)
+        return out
+
+    @classmethod
+    def from_metadata(cls, data: Any) -> PostProcessing | None:
+        """From a ``PostProcessing``, its JSON form, or None (no post-processing)."""
+        if data is None or isinstance(data, PostProcessing):
+            return data
+        return cls(tuple(data.get("largest_component") or ()), data.get("chosen_on"),
+                   dict(data.get("measured") or {}))
+
+
 @dataclass(frozen=True, eq=True)
 class CheckpointMeta(Mapping):
     """Everything needed to rebuild and use a model, besides its weights.
@@ -129,11 +161,18 @@ class CheckpointMeta(Mapping):
         model: the architecture (registry name, class count, config).
         class_names: one per class, ``class_names[0]`` is the background.
         class_colors: RGB(A) per class in [0, 1], or ``None`` for the viewer's defaults.
-        input_size: (H, W) slices are resized to before the network.
+        input_size: (H, W) slices are resized to before the network (with
+            ``target_spacing_mm``: the window the resampled slice is fitted to).
+        target_spacing_mm: in-plane pixel size (mm, rows then columns) slices with a known
+            voxel size are resampled to before the network (the training data's median, as
+            nnU-Net plans it); ``None``: resize to ``input_size`` whatever the pixel size
+            (older checkpoints, and data without a voxel size).
         normalization: the intensity normalisation entry (``training.normalization``).
         encoder_weights: where the encoder's initial weights came from.
         training: the run's record (command, data, epochs, Dice...), free-form JSON.
         card: the model card (modality, intended use, ...).
+        postprocessing: the post-processing chosen on validation (``PostProcessing``), or
+            None (none; checkpoints written before it existed).
         extra: any other top-level entries (e.g. ``finetuned_from``), kept as written.
     """
 
@@ -142,9 +181,11 @@ class CheckpointMeta(Mapping):
     class_colors: tuple[tuple[float, ...], ...] | None = None
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     normalization: Mapping[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    target_spacing_mm: tuple[float, float] | None = None
     encoder_weights: str | None = "random"
     training: Mapping[str, Any] = field(default_factory=dict)
     card: ModelCard = field(default_factory=ModelCard)
+    postprocessing: PostProcessing | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     version: str = VERSION
@@ -200,6 +241,13 @@ class CheckpointMeta(Mapping):
         for key in ("low", "high"):
             if key in norm:
                 check.number(norm[key], f"normalization.{key}", -1e6, 1e6)
+        target = data.get("target_spacing_mm")
+        if target is not None:
+            check.sequence(target, "target_spacing_mm", 2)
+            target = tuple(float(check.number(t, "target_spacing_mm", MIN_SPACING_MM,
+                                              MAX_SPACING_MM)) for t in target)
+            if min(target) <= 0:
+                check.fail("target_spacing_mm", f"= {list(target)} must be > 0 mm")
         weights = data.get("encoder_weights", "random")
         if weights is not None:
             check.text(weights, "encoder_weights", MAX_STRING)
@@ -207,6 +255,7 @@ class CheckpointMeta(Mapping):
         if not isinstance(training, Mapping):
             check.fail("training", "must be a JSON object")
         card = check.card(data.get("card") or {})
+        post = check.postprocessing(data.get("postprocessing"), names)
         for added in card.added_classes or ():
             if added.index >= num_classes or names[added.index] != added.name:
                 check.fail("card.added_classes", f"names {added.name!r} as label "
@@ -219,9 +268,11 @@ class CheckpointMeta(Mapping):
             class_colors=colors,
             input_size=size,  # type: ignore[arg-type]
             normalization=dict(norm),
+            target_spacing_mm=target,  # type: ignore[arg-type]
             encoder_weights=weights,
             training=dict(training),
             card=card,
+            postprocessing=post,
             extra=extra,
             format=FORMAT,
             version=check.text(data.get("version", VERSION), "version", 32),
@@ -244,9 +295,13 @@ class CheckpointMeta(Mapping):
             model={"name": self.model.name, "num_classes": self.model.num_classes,
                    "config": dict(self.model.config)},
         )
+        if self.target_spacing_mm is not None:  # absent, not null, in older files' JSON
+            out["target_spacing_mm"] = [float(t) for t in self.target_spacing_mm]
         card = self.card.to_dict()
         if card:
             out["card"] = card
+        if self.postprocessing is not None:
+            out["postprocessing"] = self.postprocessing.to_dict()
         return out
 
     def updated(self, **changes: Any) -> CheckpointMeta:
@@ -357,6 +412,26 @@ class _Checker:
                 self.config_value(item, name)
         else:
             self.fail(name, f"must be a number, text, a list or null, got {_show(value)}")
+
+    def postprocessing(self, data: Any, class_names: Sequence[str]) -> PostProcessing | None:
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            self.fail("postprocessing", "must be a JSON object")
+        chosen = data.get("largest_component") or []
+        if not isinstance(chosen, list | tuple) or len(chosen) > MAX_CLASSES:
+            self.fail("postprocessing.largest_component", "must be a list of class names")
+        for name in chosen:
+            if self.text(name, "postprocessing.largest_component", 200) not in class_names[1:]:
+                self.fail("postprocessing.largest_component",
+                          f"names {name!r}, which is not one of the foreground classes")
+        on = data.get("chosen_on")
+        if on is not None:
+            self.text(on, "postprocessing.chosen_on", MAX_STRING)
+        measured = data.get("measured") or {}
+        if not isinstance(measured, Mapping):
+            self.fail("postprocessing.measured", "must be a JSON object")
+        return PostProcessing(tuple(chosen), on, dict(measured))
 
     def card(self, data: Any) -> ModelCard:
         if not isinstance(data, Mapping):

@@ -22,6 +22,7 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -80,12 +81,14 @@ class FinetuneSettings:
 class CorrectedVolume:
     """One scan to learn from: ``image`` (S, H, W) normalised to [0, 1] as the checkpoint
     expects, ``labels`` (S, H, W) holding the user's corrections on the ``corrected`` slices
-    (the other slices' labels are ignored)."""
+    (the other slices' labels are ignored). ``spacing``: the slices' in-plane pixel size in
+    mm (rows, columns), None when unknown (``training.physical_scale``)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     corrected: list[int]
+    spacing: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.image, self.labels = np.asarray(self.image), np.asarray(self.labels)
@@ -97,6 +100,10 @@ class CorrectedVolume:
         bad = [i for i in self.corrected if not 0 <= i < n]
         if bad:
             raise ValueError(f"{self.name}: corrected slices {bad} are outside 0..{n - 1}")
+        if self.spacing is not None:
+            from .physical_scale import in_plane_spacing
+
+            self.spacing = in_plane_spacing(self.spacing)
 
     @property
     def uncorrected(self) -> list[int]:
@@ -155,12 +162,33 @@ def _fmt(value: float | None) -> str:
 # ---------------------------------------------------------------------------- pieces
 def corrected_cases(volumes: Sequence[CorrectedVolume]) -> list:
     """The corrected slices of each volume stacked as one ``Case`` (what Dice is scored on:
-    per class, the mean over the volumes that show it); volumes may differ in size."""
+    per class, the mean over the volumes that show it), with the volume's pixel size."""
     from .data.cases import Case
 
     return [Case(f"{v.name} (corrected slices)", v.image[v.corrected].astype(np.float32),
-                 v.labels[v.corrected].astype(np.uint8))
+                 v.labels[v.corrected].astype(np.uint8),
+                 None if v.spacing is None else (1.0, *v.spacing))
             for v in volumes if v.corrected]
+
+
+def _corrected_dice(predictions: Sequence[np.ndarray], volumes: Sequence[CorrectedVolume],
+                    class_names: Sequence[str]) -> dict[str, float]:
+    """``trainer.validate``'s numbers for labels already predicted (per class, the mean over
+    volumes where the truth or the prediction has it, on the corrected slices)."""
+    from .metrics import dice
+
+    scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
+    for pred, v in zip(predictions, volumes, strict=True):
+        if not v.corrected:
+            continue
+        p, t = pred[v.corrected], v.labels[v.corrected]
+        for c, name in enumerate(class_names[1:], start=1):
+            if (t == c).any() or (p == c).any():
+                scores[name].append(dice(p == c, t == c))
+    out = {name: float(np.mean(s)) if s else float("nan") for name, s in scores.items()}
+    valid = [s for s in out.values() if not math.isnan(s)]
+    out["mean"] = float(np.mean(valid)) if valid else float("nan")
+    return out
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | None:
@@ -195,8 +223,7 @@ def complete_new_only_slices(volumes: Sequence[CorrectedVolume], predicted: Sequ
                     labels = v.labels.copy()
                 labels[i] = np.where(fg, lab, pred[i]).astype(labels.dtype)
                 count += 1
-        out.append(v if labels is None else CorrectedVolume(v.name, v.image, labels,
-                                                            list(v.corrected)))
+        out.append(v if labels is None else dataclasses.replace(v, labels=labels))
     return out, count
 
 
@@ -243,13 +270,16 @@ def _trainer_class() -> type:
 def volume_from_arrays(
     volume: np.ndarray, labels: np.ndarray, corrected: Sequence[int], *, axis: int,
     normalization, num_classes: int, name: str = "labels",
+    spacing: Sequence[float] | None = None,
 ) -> CorrectedVolume:
     """What the widget hands over (a raw volume, its labels layer, the corrected slices along
     ``axis``) as a ``CorrectedVolume``, normalised as the checkpoint expects.
 
-    ``name`` (the labels layer's) goes into the messages: each says what to fix.
+    ``name`` (the labels layer's) goes into the messages: each says what to fix. ``spacing``:
+    the voxel size in mm in the volume's axis order (None: unknown).
     """
     from .normalization import normalize
+    from .physical_scale import in_plane_spacing
 
     volume, labels = np.asarray(volume), np.asarray(labels)
     if volume.ndim == 2 and labels.ndim == 2:
@@ -265,7 +295,8 @@ def volume_from_arrays(
                          f"{num_classes} classes (0..{num_classes - 1}): fix those voxels or "
                          "use a checkpoint with more classes")
     image = np.moveaxis(normalize(volume, normalization), axis, 0).astype(np.float32)
-    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected))
+    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected),
+                           in_plane_spacing(spacing, axis, volume.ndim))
 
 
 def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spacing=None):
@@ -357,6 +388,7 @@ def run_finetune(
 
     from .data.cases import Slice
     from .inference import predict_volume, resolve_device
+    from .physical_scale import median_spacing
     from .run_setup import prepare_run
     from .trainer import TrainConfig, TrainEvent, seed_everything, validate
 
@@ -375,14 +407,22 @@ def run_finetune(
     num_classes = len(class_names)  # the grown model's (at step 0 it predicts as the start)
     input_size = tuple(meta.get("input_size") or (224, 224))
     device = resolve_device(settings.device)
-    plain = {"normalization": {"kind": "none"}}  # volumes are normalised already
+    # the pixel size the model works at: the checkpoint's, else the corrected scans' median
+    # (recorded in the new checkpoint, so the taught model is used at that scale next time)
+    target = meta.get("target_spacing_mm") or median_spacing([v.spacing for v in volumes])
+    target = None if target is None else tuple(float(t) for t in target)
+    plain = {"normalization": {"kind": "none"},  # volumes are normalised already
+             "target_spacing_mm": target}
 
-    def segment(net) -> list[np.ndarray]:
+    def segment(net, targeted: bool = True) -> list[np.ndarray]:
+        info = plain if targeted else {**plain, "target_spacing_mm": None}
         return [predict_volume(v.image, net, input_size=input_size, device=device,
-                               batch_size=settings.batch_size, metadata=plain).labels
+                               batch_size=settings.batch_size, metadata=info,
+                               spacing=v.spacing).labels
                 for v in volumes]
 
-    before = segment(model)
+    # the start as it is used today (a checkpoint without a pixel size: plain resize)
+    before = segment(model, targeted=meta.get("target_spacing_mm") is not None)
     added, warnings, completed = [], [], 0
     if request.growing:
         volumes, completed = complete_new_only_slices(volumes, before, request.new_indices)
@@ -392,8 +432,7 @@ def run_finetune(
         added = added_records(painted, derived_from=str(checkpoint),
                               taught_on=taught_on or ", ".join(v.name for v in volumes))
     cases = corrected_cases(volumes)
-    dice_before = present_only(validate(model, cases, class_names, input_size, device,
-                                        settings.batch_size))
+    dice_before = present_only(_corrected_dice(before, volumes, class_names))
 
     # the guards, as much as the start agrees with the corrections (on the classes it knows)
     old_dice = [d for k, d in dice_before.items() if k in request.model_names[1:]]
@@ -405,14 +444,16 @@ def run_finetune(
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta))
+                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta),
+                      target_spacing_mm=target)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
-        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
+        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing)
                    for i in v.corrected]
         count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
         for i in pseudo_slice_indices(v.uncorrected, count):
-            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)"))
+            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)",
+                                v.spacing))
             pseudo += 1
     n_base = len(slices)
 
@@ -455,7 +496,7 @@ def run_finetune(
     after = before if chosen_epoch == 0 else segment(new_model)
     dice_after = (dice_before if chosen_epoch == 0 else
                   present_only(validate(new_model, cases, class_names, input_size, device,
-                                        settings.batch_size)))
+                                        settings.batch_size, target)))
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected

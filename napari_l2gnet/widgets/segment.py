@@ -304,6 +304,7 @@ class SegmentWidget(QWidget):
             batch_size=self.batch_spin.value() or "auto",
             device=self.device_combo.currentText(),
             explain=self.explain_check.isChecked(),
+            spacing=_spacing(layer),  # the model's pixel size is used when it has one
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

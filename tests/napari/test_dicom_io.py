@@ -130,11 +130,11 @@ def test_labels_never_saved_over_a_dicom_image(make_napari_viewer, series, tmp_p
 def test_segment_a_series_then_save_seg(make_napari_viewer, qtbot, series, tiny_checkpoint,
                                         tmp_path):
     """As a user: open the folder, segment it in the Segment panel, save the result as SEG."""
-    from napari_l2gnet.widgets.segment import SegmentWidget
+    from napari_l2gnet.testing import dock
 
     viewer = make_napari_viewer()
     [image] = viewer.open(str(series), plugin=PLUGIN)
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     widget.set_checkpoint(tiny_checkpoint)
     widget.device_combo.setCurrentText("cpu")
     widget.batch_spin.setValue(8)
@@ -142,9 +142,9 @@ def test_segment_a_series_then_save_seg(make_napari_viewer, qtbot, series, tiny_
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     layer = widget.last_layer
     assert layer is not None and layer.data.shape == image.data.shape
-    labels = np.asarray(layer.data).copy()
-    labels[10, 40:50, 40:50] = 1  # make sure some class is present whatever the model says
-    layer.data = labels
+    rows, cols = np.mgrid[40:50, 40:50].reshape(2, -1)
+    layer.data_setitem((np.full(rows.size, 10), rows, cols), 1)  # some class, whatever the
+    labels = np.asarray(layer.data).copy()  # model says, painted as the brush does
     out = tmp_path / "pred.dcm"
     layer.save(str(out), plugin=PLUGIN)
     scan = load_scan(series)

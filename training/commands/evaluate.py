@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
                    "cases reported")
     p.add_argument("--out", help="JSON report path (never replaced without --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="score the raw slice-by-slice output (skip the checkpoint's largest-"
+                   "component post-processing)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="auto", type=batch_size_arg,
                    help="slices per batch, or auto (from free GPU memory)")
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     cases = load_cases(args.data, norm)
     with tqdm(total=len(cases), unit="volume", file=sys.stderr) as bar:
         report = evaluate(args.checkpoint, cases, protocol=args.protocol, device=args.device,
-                          batch_size=args.batch_size, on_case=lambda name, rows: bar.update(1))
+                          batch_size=args.batch_size, postprocess=not args.no_postprocess,
+                          on_case=lambda name, rows: bar.update(1))
     report["checkpoint"] = str(args.checkpoint)
     report["data"] = args.data
     print(format_table(report))

@@ -138,16 +138,8 @@ def _inferer(args: argparse.Namespace):
     resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint)
     settings = InferenceSettings(axis=0, device=args.device, batch_size=args.batch_size,
-                                 **_postprocess_setting(args))
+                                 postprocess=not args.no_postprocess)
     return SliceInferer(model, meta, settings), meta
-
-
-def _postprocess_setting(args: argparse.Namespace) -> dict:
-    from ..inference import InferenceSettings
-
-    if "postprocess" in InferenceSettings.__dataclass_fields__:
-        return {"postprocess": not args.no_postprocess}
-    return {}
 
 
 def _segment(inferer, volume: np.ndarray, desc: str) -> np.ndarray:

@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help=".safetensors checkpoint")
     p.add_argument("--out", required=True, help="output file (one input: .nii.gz, .nii, or "
                    ".dcm for DICOM SEG) or folder")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="keep every connected component (skip the checkpoint's largest-"
+                   "component post-processing, chosen on validation)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="auto", type=batch_size_arg,
                    help="slices per batch, or auto (from free GPU memory)")
@@ -196,7 +199,8 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     scan = load_scan(job.source)
     with tqdm(total=scan.data.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
-        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n))
+        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n),
+                       spacing=scan.spacing)
     header = scan.nifti.header.copy()
     header["descrip"] = OUTPUT_MARK
     scan.nifti = dataclasses.replace(scan.nifti, header=header)
@@ -229,7 +233,8 @@ def _prepare(args: argparse.Namespace, device: str, announce: bool):
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
                          "only grey scans (1 channel, repeated if needed) are supported")
-    settings = InferenceSettings(axis=0, device=device, batch_size=args.batch_size)
+    settings = InferenceSettings(axis=0, device=device, batch_size=args.batch_size,
+                                 postprocess=not args.no_postprocess)
     return jobs, SliceInferer(model, meta, settings)
 
 
