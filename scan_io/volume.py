@@ -237,7 +237,7 @@ def save_labels_like(
     _refuse_source_paths(path, source)
     if is_nifti_path(path):
         return save_nifti(path, source.to_voxels(labels), like=source.nifti, labels=True,
-                          overwrite=overwrite)
+                          overwrite=overwrite, class_names=class_names)
     if path.suffix.lower() == ".dcm":
         if source.dicom is None:
             raise ValueError(f"{path}: DICOM SEG needs a DICOM source series; this scan came "
