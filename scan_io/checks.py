@@ -20,7 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "NoOrientationWarning",
     "NonFiniteVoxelsWarning",
+    "SpacingMismatchWarning",
     "check_volume_size",
     "memory_bytes",
     "replace_non_finite",
@@ -29,6 +31,15 @@ __all__ = [
 
 class NonFiniteVoxelsWarning(UserWarning):
     """A scan had NaN or infinite voxels; they were replaced (the message says with what)."""
+
+
+class NoOrientationWarning(UserWarning):
+    """A NIfTI header gives no orientation (qform_code = sform_code = 0): the layout shown is
+    an assumption (nibabel's fallback affine), which the message says."""
+
+
+class SpacingMismatchWarning(UserWarning):
+    """A NIfTI sform's voxel size disagrees with the header's pixdim; the sform's is used."""
 
 
 def memory_bytes() -> int:
