@@ -294,13 +294,15 @@ def run_finetune(
     callback: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> FinetuneReport:
     """Fine-tune ``checkpoint`` on the corrected slices of ``volumes``; see the module doc.
 
     Writes ``out_dir/finetuned.safetensors`` (the chosen model), ``out_dir/finetune.json``
     (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
     ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
-    is replaced only with ``overwrite``. ``metadata`` entries are added to the checkpoint's.
+    is replaced only with ``overwrite``; ``resume`` continues a stopped run from its run state
+    (as ``l2gnet train --resume``). ``metadata`` entries are added to the checkpoint's.
     """
     from src_model import load_checkpoint
 
@@ -342,6 +344,7 @@ def run_finetune(
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
+                      resume=resume,
                       freeze_batchnorm=keep_bn, loss=finetune_loss(meta))
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
