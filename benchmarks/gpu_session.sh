@@ -1,6 +1,6 @@
 #!/bin/bash
 # Everything this project needs a CUDA GPU for, in one call of at most GPU_SESSION_SECONDS
-# (default 540), for a session that is lent a GPU machine (see README "Benchmarks"). Runs
+# (default 540), for a session that is lent a GPU machine (see benchmarks/README.md). Runs
 # from the repository root with the machine's own python3 (torch, h5py, scipy, safetensors,
 # pytest are there; nibabel is taken from .whl/site when that folder exists, nothing is
 # installed) and writes each result to $OUT (default: runs/gpu):
@@ -14,7 +14,7 @@
 #              checkpoint scored on the 20 held-out volumes: L2GNet paper-literal plans, L2GNet with the
 #              "sharp" plan preset, today's default L2GNet (sharp + bucket term; not yet run on a
 #              GPU), and the UNet (identity bottleneck);
-#   abl_*      with ABLATION_EPOCHS=M > 0: the README's CPU plan-ablation config (ResNet-18
+#   abl_*      with ABLATION_EPOCHS=M > 0: the CPU plan-ablation config of docs/results.md (ResNet-18
 #              body, 128 x 128, AdamW) for M epochs, the rows and seeds of ABLATION_SPEC
 #              (default: paper-literal and sharp with seeds 0 and 1, pos_mode=none and unet
 #              with seed 0), last checkpoint scored;

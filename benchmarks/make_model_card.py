@@ -2,7 +2,7 @@
 
 The weights are copied unchanged; only the JSON metadata entry changes, and the result goes
 to a new file (or over ``--out`` with ``--overwrite``), written atomically. Used for the
-shipped models (README, "Shipped models"):
+shipped models (docs/models.md, "Shipped models"):
 
     python benchmarks/make_model_card.py runs/acdc_mri/best.safetensors --preset acdc-mri \
         --eval runs/acdc_mri/eval.json --eval-command "l2gnet evaluate ..." \

@@ -73,6 +73,7 @@ def looks_like_dicom(path: PathLike, max_files: int = 64) -> bool:
 
 
 def _has_preamble(file: Path) -> bool:
+    """The 128-byte preamble and ``DICM`` (no pydicom import: get_reader must stay quick)."""
     try:
         with open(file, "rb") as fh:
             return fh.read(132)[128:132] == b"DICM"
@@ -91,11 +92,19 @@ def read_dicom(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
 
     ``metadata["dicom"]`` keeps the identifiers (study/series/frame-of-reference UIDs, the
     SOP instance UIDs and files in slice order); ``metadata["nifti"]`` the grid, so the layer
-    (and labels made on it) can be saved as NIfTI too.
+    (and labels made on it) can be saved as NIfTI too. A DICOM SEG file becomes a Labels layer
+    on the grid of the series it references (`napari_l2gnet._seg_reader`).
     """
+    from scan_io.dicom_seg_read import is_seg_file
+
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     out = []
     for p in paths:
+        if is_seg_file(p):  # labels: placed on the series it references (_seg_reader)
+            from ._seg_reader import read_seg_layers
+
+            out += read_seg_layers(Path(p))
+            continue
         scan = load_scan(p)
         ids = scan.dicom.ids
         folder = Path(p) if Path(p).is_dir() else Path(p).parent

@@ -11,11 +11,18 @@ A segmentation layer made by the plugin carries ``metadata["l2gnet"]`` with ``ro
 ``class_names``, ``model_labels`` (a copy of the model's output, kept beside the user's
 corrections) and ``explanation`` (a ``training.inference.Explanation`` or None); plus the
 image's ``metadata["nifti"]`` so saving lands on the scan's grid.
+
+Identity: a panel docked from the Plugins menu (``add_plugin_dock_widget``) gets napari's
+public proxies of the viewer and of every layer it reaches through it, a new proxy object per
+access; events still carry the real layers. So nothing here compares napari objects with
+``is``, ``id()`` or as dict keys: ``same_layer`` compares what the proxies wrap, ``layer_key``
+is the layer's own ``unique_id``, and sessions are kept per real viewer (``unwrap``).
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Hashable
 from pathlib import Path
 
 from psygnal import Signal
@@ -53,8 +60,32 @@ class Session:
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def unwrap(obj):
+    """The napari object behind a public proxy (``obj`` itself when it is not one).
+
+    napari's ``PublicOnlyProxy`` is a ``wrapt.ObjectProxy`` (wrapt's public API; napari's own
+    module for it is private)."""
+    from wrapt import ObjectProxy
+
+    while isinstance(obj, ObjectProxy):
+        obj = obj.__wrapped__
+    return obj
+
+
+def same_layer(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same layer, whichever of them is a proxy (None: no)."""
+    return a is not None and b is not None and unwrap(a) is unwrap(b)
+
+
+def layer_key(layer) -> Hashable:
+    """A key for per-layer state that is the same through a proxy and the real layer."""
+    return layer.unique_id
+
+
 def session_for(viewer) -> Session:
-    """The one ``Session`` of ``viewer`` (created on first use)."""
+    """The one ``Session`` of ``viewer`` (created on first use), the same for every panel
+    whether it holds the viewer or a proxy of it."""
+    viewer = unwrap(viewer)
     if viewer not in _SESSIONS:
         _SESSIONS[viewer] = Session()
     return _SESSIONS[viewer]

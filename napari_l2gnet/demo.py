@@ -111,6 +111,12 @@ def reserve_outputs(out_dir: Path) -> tuple[Path, Path]:
                           "--out-dir")
 
 
+def run_sentence(slices: int, device: str, seconds: float) -> str:
+    """One sentence for the demo's log, e.g. 'Segmented 40 slices on the CPU in 4.1 s.'"""
+    where = {"cpu": "the CPU", "cuda": "the GPU"}.get(device.split(":")[0], device)
+    return f"Segmented {slices} slice{'s' if slices != 1 else ''} on {where} in {seconds:.1f} s."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_l2gnet.demo",
                                      description=__doc__.split("\n\n")[0])
@@ -154,8 +160,6 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
 
     from ._sample import sample_abdomen_ct
     from ._writer import write_labels
-    from .widgets.explain import ExplainWidget
-    from .widgets.segment import SegmentWidget
 
     t0 = time.perf_counter()
     viewer = napari.Viewer(title="napari-l2gnet demo", show=True)
@@ -165,30 +169,24 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
         layers[kind] = getattr(viewer, f"add_{kind}")(data, **kwargs)
     image, truth = layers["image"], layers["labels"]
 
-    segment = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(segment, name="Segment", area="right")
-    explain = ExplainWidget(viewer)
-    explain_dock = viewer.window.add_dock_widget(explain, name="Explain", area="right")
-    finetune = None
-    try:
-        from .widgets.finetune import FinetuneWidget
-
-        finetune = FinetuneWidget(viewer)
-        viewer.window.add_dock_widget(finetune, name="Fine-tune", area="right", tabify=True)
-    except ImportError as err:  # the demo still shows segmentation and explanations
-        print(f"(Fine-tune widget unavailable: {err})", file=sys.stderr)
+    # docked as the Plugins menu does (napari hands the panels its public proxies)
+    _, segment = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Segment")
+    explain_dock, explain = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Explain")
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Fine-tune",
+                                                       tabify=True)
 
     app = QApplication.instance()
     segment.set_checkpoint(checkpoint)
+    t_segment = time.perf_counter()
     segment.run()
     _wait(app, lambda: segment.worker is None, timeout=240)
+    segment_seconds = time.perf_counter() - t_segment
     seg_layer = segment.last_layer
     if seg_layer is None:
         print(f"Segmentation failed: {segment.status.text()}", file=sys.stderr)
         return 1
 
-    if finetune is not None:  # ready to fine-tune on corrections of this segmentation
-        finetune.labels_combo.setCurrentText(seg_layer.name)
+    finetune.labels_combo.setCurrentText(seg_layer.name)  # ready for corrections
     if show_clearest_organ_bucket(explain, seg_layer) is not None:
         explain_dock.raise_()
     mid = image.data.shape[0] * 0.6
@@ -199,7 +197,8 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
     print("Dice against the phantom's truth (TransUNet protocol):")
     for name, value in report.items():
         print(f"  {name:<14} {value:.4f}")
-    print(f"segmented on {segment.status.text()}")
+    axis = int(seg_layer.metadata["l2gnet"].get("axis", 0))
+    print(run_sentence(seg_layer.data.shape[axis], segment.last_device or "cpu", segment_seconds))
 
     if outputs is None:
         napari.run()

@@ -32,6 +32,8 @@ DEFAULT_INPUT_SIZE: tuple[int, int] = (224, 224)
 MAX_CLASSES = 1024
 MAX_INPUT_SIDE = 4096
 MIN_INPUT_SIDE = 8
+MIN_SPACING_MM = 0.0  # exclusive: a pixel size must be > 0
+MAX_SPACING_MM = 100.0
 MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far below an OOM
 MAX_JSON_DEPTH = 32
 MAX_STRING = 4096
@@ -60,11 +62,48 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class AddedClass:
+    """A class added to a trained model after the fact (``src_model.class_growth``).
+
+    Attributes:
+        name: the class name (``class_names[index]``).
+        index: its label value.
+        taught_on: where it was taught, in words (the data or scans, the command or panel).
+        derived_from: the checkpoint it was added to.
+        date: when (ISO 8601, UTC).
+        scans: how many scans it was painted on.
+        slices: how many slices it was painted on.
+        voxels: how many voxels were painted with it.
+    """
+
+    name: str
+    index: int
+    taught_on: str
+    derived_from: str | None = None
+    date: str | None = None
+    scans: int | None = None
+    slices: int | None = None
+    voxels: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    def describe(self) -> str:
+        """``lesion (label 4): taught on ... , 34 slices of 2 scans, 2026-12-07``."""
+        counts = ", ".join(f"{n} {word}" for n, word in ((self.slices, "slices"),
+                                                        (self.scans, "scans")) if n is not None)
+        parts = [f"taught on {self.taught_on}", counts, (self.date or "")[:10]]
+        return f"{self.name} (label {self.index}): " + ", ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a person needs before trusting a model; every field optional (old checkpoints).
 
     ``validation_dice`` maps class name (and ``"mean"``) to the validation Dice the run
-    reached. ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
+    reached. ``added_classes`` records classes taught after the model was trained (oldest
+    first). ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
     """
 
     display_name: str | None = None
@@ -73,12 +112,45 @@ class ModelCard:
     training_data: str | None = None
     training_command: str | None = None
     validation_dice: Mapping[str, float] | None = None
+    added_classes: tuple[AddedClass, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.validation_dice is not None:
             out["validation_dice"] = dict(self.validation_dice)
+        if self.added_classes is not None:
+            out["added_classes"] = [a.to_dict() for a in self.added_classes]
         return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """Post-processing of the model's label maps, chosen on validation data (nnU-Net style).
+
+    ``largest_component``: the classes (by name) of which only the largest 3-D connected
+    component is kept; the other components become background. ``chosen_on``: the data the
+    choice was measured on; ``measured``: the per-class figures behind it (free-form JSON).
+    """
+
+    largest_component: tuple[str, ...] = ()
+    chosen_on: str | None = None
+    measured: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"largest_component": list(self.largest_component)}
+        if self.chosen_on is not None:
+            out["chosen_on"] = self.chosen_on
+        if self.measured:
+            out["measured"] = dict(self.measured)
+        return out
+
+    @classmethod
+    def from_metadata(cls, data: Any) -> PostProcessing | None:
+        """From a ``PostProcessing``, its JSON form, or None (no post-processing)."""
+        if data is None or isinstance(data, PostProcessing):
+            return data
+        return cls(tuple(data.get("largest_component") or ()), data.get("chosen_on"),
+                   dict(data.get("measured") or {}))
 
 
 @dataclass(frozen=True, eq=True)
@@ -89,11 +161,18 @@ class CheckpointMeta(Mapping):
         model: the architecture (registry name, class count, config).
         class_names: one per class, ``class_names[0]`` is the background.
         class_colors: RGB(A) per class in [0, 1], or ``None`` for the viewer's defaults.
-        input_size: (H, W) slices are resized to before the network.
+        input_size: (H, W) slices are resized to before the network (with
+            ``target_spacing_mm``: the window the resampled slice is fitted to).
+        target_spacing_mm: in-plane pixel size (mm, rows then columns) slices with a known
+            voxel size are resampled to before the network (the training data's median, as
+            nnU-Net plans it); ``None``: resize to ``input_size`` whatever the pixel size
+            (older checkpoints, and data without a voxel size).
         normalization: the intensity normalisation entry (``training.normalization``).
         encoder_weights: where the encoder's initial weights came from.
         training: the run's record (command, data, epochs, Dice...), free-form JSON.
         card: the model card (modality, intended use, ...).
+        postprocessing: the post-processing chosen on validation (``PostProcessing``), or
+            None (none; checkpoints written before it existed).
         extra: any other top-level entries (e.g. ``finetuned_from``), kept as written.
     """
 
@@ -102,9 +181,11 @@ class CheckpointMeta(Mapping):
     class_colors: tuple[tuple[float, ...], ...] | None = None
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     normalization: Mapping[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    target_spacing_mm: tuple[float, float] | None = None
     encoder_weights: str | None = "random"
     training: Mapping[str, Any] = field(default_factory=dict)
     card: ModelCard = field(default_factory=ModelCard)
+    postprocessing: PostProcessing | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     version: str = VERSION
@@ -160,6 +241,13 @@ class CheckpointMeta(Mapping):
         for key in ("low", "high"):
             if key in norm:
                 check.number(norm[key], f"normalization.{key}", -1e6, 1e6)
+        target = data.get("target_spacing_mm")
+        if target is not None:
+            check.sequence(target, "target_spacing_mm", 2)
+            target = tuple(float(check.number(t, "target_spacing_mm", MIN_SPACING_MM,
+                                              MAX_SPACING_MM)) for t in target)
+            if min(target) <= 0:
+                check.fail("target_spacing_mm", f"= {list(target)} must be > 0 mm")
         weights = data.get("encoder_weights", "random")
         if weights is not None:
             check.text(weights, "encoder_weights", MAX_STRING)
@@ -167,6 +255,11 @@ class CheckpointMeta(Mapping):
         if not isinstance(training, Mapping):
             check.fail("training", "must be a JSON object")
         card = check.card(data.get("card") or {})
+        post = check.postprocessing(data.get("postprocessing"), names)
+        for added in card.added_classes or ():
+            if added.index >= num_classes or names[added.index] != added.name:
+                check.fail("card.added_classes", f"names {added.name!r} as label "
+                           f"{added.index}, which is not that class in class_names")
         known = {f.name for f in fields(cls)} - {"extra"}
         extra = {k: v for k, v in data.items() if k not in known and k not in _LEGACY_DROPPED}
         return cls(
@@ -175,9 +268,11 @@ class CheckpointMeta(Mapping):
             class_colors=colors,
             input_size=size,  # type: ignore[arg-type]
             normalization=dict(norm),
+            target_spacing_mm=target,  # type: ignore[arg-type]
             encoder_weights=weights,
             training=dict(training),
             card=card,
+            postprocessing=post,
             extra=extra,
             format=FORMAT,
             version=check.text(data.get("version", VERSION), "version", 32),
@@ -200,9 +295,13 @@ class CheckpointMeta(Mapping):
             model={"name": self.model.name, "num_classes": self.model.num_classes,
                    "config": dict(self.model.config)},
         )
+        if self.target_spacing_mm is not None:  # absent, not null, in older files' JSON
+            out["target_spacing_mm"] = [float(t) for t in self.target_spacing_mm]
         card = self.card.to_dict()
         if card:
             out["card"] = card
+        if self.postprocessing is not None:
+            out["postprocessing"] = self.postprocessing.to_dict()
         return out
 
     def updated(self, **changes: Any) -> CheckpointMeta:
@@ -226,6 +325,7 @@ class CheckpointMeta(Mapping):
             training_data=self.card.training_data or t.get("data"),
             training_command=self.card.training_command or t.get("command"),
             validation_dice=dict(dice) if isinstance(dice, Mapping) else None,
+            added_classes=self.card.added_classes,
         )
 
     # ------------------------------------------------------------------ legacy Mapping
@@ -313,6 +413,26 @@ class _Checker:
         else:
             self.fail(name, f"must be a number, text, a list or null, got {_show(value)}")
 
+    def postprocessing(self, data: Any, class_names: Sequence[str]) -> PostProcessing | None:
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            self.fail("postprocessing", "must be a JSON object")
+        chosen = data.get("largest_component") or []
+        if not isinstance(chosen, list | tuple) or len(chosen) > MAX_CLASSES:
+            self.fail("postprocessing.largest_component", "must be a list of class names")
+        for name in chosen:
+            if self.text(name, "postprocessing.largest_component", 200) not in class_names[1:]:
+                self.fail("postprocessing.largest_component",
+                          f"names {name!r}, which is not one of the foreground classes")
+        on = data.get("chosen_on")
+        if on is not None:
+            self.text(on, "postprocessing.chosen_on", MAX_STRING)
+        measured = data.get("measured") or {}
+        if not isinstance(measured, Mapping):
+            self.fail("postprocessing.measured", "must be a JSON object")
+        return PostProcessing(tuple(chosen), on, dict(measured))
+
     def card(self, data: Any) -> ModelCard:
         if not isinstance(data, Mapping):
             self.fail("card", "must be a JSON object")
@@ -329,7 +449,29 @@ class _Checker:
                 float(self.number(v, f"card.validation_dice.{k}", 0.0, 1.0))
                 for k, v in dice.items()
             }
+        added = data.get("added_classes")
+        if added is not None:
+            if not isinstance(added, list | tuple) or len(added) > MAX_CLASSES:
+                self.fail("card.added_classes", "must be a list of added classes")
+            values["added_classes"] = tuple(self.added_class(a, f"card.added_classes[{i}]")
+                                            for i, a in enumerate(added))
         return ModelCard(**values)
+
+    def added_class(self, data: Any, name: str) -> AddedClass:
+        if not isinstance(data, Mapping):
+            self.fail(name, "must be a JSON object (name, index, taught_on, ...)")
+        values: dict[str, Any] = {
+            "name": self.text(data.get("name"), f"{name}.name", 200),
+            "index": self.integer(data.get("index"), f"{name}.index", 1, MAX_CLASSES - 1),
+            "taught_on": self.text(data.get("taught_on"), f"{name}.taught_on", MAX_STRING),
+        }
+        for key in ("derived_from", "date"):
+            if data.get(key) is not None:
+                values[key] = self.text(data[key], f"{name}.{key}", MAX_STRING)
+        for key in ("scans", "slices", "voxels"):
+            if data.get(key) is not None:
+                values[key] = self.integer(data[key], f"{name}.{key}", 0, 2**53)
+        return AddedClass(**values)
 
 
 def _show(value: Any) -> str:

@@ -22,3 +22,11 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _annotation_store(tmp_path, monkeypatch) -> Path:
+    """No test reads or fills the user's own annotation store: each gets an empty one."""
+    store = tmp_path / "annotation-store"
+    monkeypatch.setenv("L2GNET_ANNOTATION_STORE", str(store))
+    return store

@@ -16,17 +16,18 @@ from collections.abc import Iterator, Sequence
 
 from src_model import CheckpointError
 
-from .commands import evaluate, finetune, predict, sample, train
+from .commands import evaluate, finetune, measure, predict, sample, train
 from .commands.outputs import check_symlink_loops, describe
 from .inference import is_cpu_out_of_memory
 
-COMMANDS = (train, finetune, evaluate, predict, sample)
+COMMANDS = (train, finetune, evaluate, predict, measure, sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2gnet",
-        description="L2GNet medical image segmentation: train, evaluate, predict, sample data.",
+        description="L2GNet medical image segmentation: train, evaluate, predict, measure, "
+        "sample data.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

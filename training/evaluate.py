@@ -32,11 +32,13 @@ def evaluate(
     batch_size: int | str = "auto",
     on_case: Callable[[str, list[dict]], None] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    postprocess: bool = True,
 ) -> dict[str, Any]:
     """Score every case; returns ``{"summary": ..., "cases": {name: rows}, "class_names"}``.
 
     ``metadata``: a loaded model's checkpoint metadata (input size, class names), when
-    ``model_or_checkpoint`` is a model rather than a path.
+    ``model_or_checkpoint`` is a model rather than a path. ``postprocess``: apply the
+    checkpoint's post-processing (as ``predict_volume`` does by default).
     """
     model, meta = load_for_inference(model_or_checkpoint, metadata)
     names = list(class_names_or_default(meta, model.num_classes))
@@ -44,11 +46,12 @@ def evaluate(
     inferer = SliceInferer(model, {**meta, "normalization": {"kind": "none"}},
                            InferenceSettings(device=device, batch_size=batch_size,
                                              resize_back="nearest" if protocol == "transunet"
-                                             else "logits"))
+                                             else "logits",
+                                             postprocess=postprocess))
     results: dict[str, list[dict]] = {}
     for case in cases:
         check_labels(case.label, case.name, model.num_classes)
-        pred = inferer(case.image)
+        pred = inferer(case.image, spacing=case.spacing)
         rows = score_case(pred.labels, case.label, model.num_classes, protocol=protocol,
                           spacing=case.spacing)
         results[case.name] = rows

@@ -33,6 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .new_classes import (
+    NewClassRequest,
+    added_records,
+    grow_checkpoint,
+    model_class_names,
+    painted_counts,
+)
+
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from .fit import TrainEvent
     from .losses import LossConfig
@@ -72,12 +80,14 @@ class FinetuneSettings:
 class CorrectedVolume:
     """One scan to learn from: ``image`` (S, H, W) normalised to [0, 1] as the checkpoint
     expects, ``labels`` (S, H, W) holding the user's corrections on the ``corrected`` slices
-    (the other slices' labels are ignored)."""
+    (the other slices' labels are ignored). ``spacing``: the slices' in-plane pixel size in
+    mm (rows, columns), None when unknown (``training.physical_scale``)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     corrected: list[int]
+    spacing: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.image, self.labels = np.asarray(self.image), np.asarray(self.labels)
@@ -89,6 +99,10 @@ class CorrectedVolume:
         bad = [i for i in self.corrected if not 0 <= i < n]
         if bad:
             raise ValueError(f"{self.name}: corrected slices {bad} are outside 0..{n - 1}")
+        if self.spacing is not None:
+            from .physical_scale import in_plane_spacing
+
+            self.spacing = in_plane_spacing(self.spacing)
 
     @property
     def uncorrected(self) -> list[int]:
@@ -113,6 +127,8 @@ class FinetuneReport:
     seconds: float
     stopped: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    new_classes: list[str] = field(default_factory=list)  # classes added by this run
+    warnings: list[str] = field(default_factory=list)  # e.g. a new class painted too little
 
     def describe(self) -> str:
         """A few lines for the widget's result panel and the CLI's log."""
@@ -128,6 +144,13 @@ class FinetuneReport:
         if self.pseudo_slices:
             lines.append(f"{self.pseudo_slices} uncorrected slices kept the starting model's "
                          "labels as targets (it agreed with the corrections).")
+        for name in self.new_classes:
+            after = self.corrected_dice_after.get(name)
+            lines.append(f"New class '{name}': Dice {_fmt(after)} on the slices it was "
+                         "painted on" + ("" if after is not None and after >= 0.5 else
+                                         " (not learned: paint it on more slices, or train "
+                                         "longer)") + ".")
+        lines += self.warnings
         return "\n".join(lines)
 
 
@@ -136,17 +159,35 @@ def _fmt(value: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------- pieces
-def corrected_case(volumes: Sequence[CorrectedVolume]):
-    """The corrected slices of all volumes stacked as one ``Case`` (what Dice is scored on)."""
+def corrected_cases(volumes: Sequence[CorrectedVolume]) -> list:
+    """The corrected slices of each volume stacked as one ``Case`` (what Dice is scored on:
+    per class, the mean over the volumes that show it), with the volume's pixel size."""
     from .data.cases import Case
 
-    images = [v.image[i] for v in volumes for i in v.corrected]
-    labels = [v.labels[i] for v in volumes for i in v.corrected]
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:  # volumes of different in-plane sizes: score each separately
-        raise ValueError(f"Corrected slices have different shapes {sorted(shapes)}")
-    return Case("corrected slices", np.stack(images).astype(np.float32),
-                np.stack(labels).astype(np.uint8))
+    return [Case(f"{v.name} (corrected slices)", v.image[v.corrected].astype(np.float32),
+                 v.labels[v.corrected].astype(np.uint8),
+                 None if v.spacing is None else (1.0, *v.spacing))
+            for v in volumes if v.corrected]
+
+
+def _corrected_dice(predictions: Sequence[np.ndarray], volumes: Sequence[CorrectedVolume],
+                    class_names: Sequence[str]) -> dict[str, float]:
+    """``trainer.validate``'s numbers for labels already predicted (per class, the mean over
+    volumes where the truth or the prediction has it, on the corrected slices)."""
+    from .metrics import dice
+
+    scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
+    for pred, v in zip(predictions, volumes, strict=True):
+        if not v.corrected:
+            continue
+        p, t = pred[v.corrected], v.labels[v.corrected]
+        for c, name in enumerate(class_names[1:], start=1):
+            if (t == c).any() or (p == c).any():
+                scores[name].append(dice(p == c, t == c))
+    out = {name: float(np.mean(s)) if s else float("nan") for name, s in scores.items()}
+    valid = [s for s in out.values() if not math.isnan(s)]
+    out["mean"] = float(np.mean(valid)) if valid else float("nan")
+    return out
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | None:
@@ -156,6 +197,34 @@ def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | N
     scores = [dice(a == c, b == c) for c in range(1, num_classes)
               if (a == c).any() or (b == c).any()]
     return float(np.mean(scores)) if scores else None
+
+
+def complete_new_only_slices(volumes: Sequence[CorrectedVolume], predicted: Sequence[np.ndarray],
+                             new_indices: Sequence[int]) -> tuple[list[CorrectedVolume], int]:
+    """Corrected slices painted with new classes only take the start's labels elsewhere.
+
+    A user who paints only a new structure on a slice (a lesion, on otherwise empty labels)
+    means "and the rest is as the model said", not "the rest is background": without this
+    the old classes would be taught away on exactly those slices. A slice that holds any
+    old-class label is left as painted (the user corrected it). Returns the volumes (copies
+    where changed) and how many slices were completed.
+    """
+    out, count = [], 0
+    new = np.asarray(list(new_indices))
+    for v, pred in zip(volumes, predicted, strict=True):
+        labels = None
+        for i in v.corrected:
+            lab = v.labels[i]
+            fg = lab > 0
+            is_new = np.isin(lab, new)
+            if is_new.any() and not (fg & ~is_new).any() and (pred[i] > 0).any():
+                if labels is None:
+                    labels = v.labels.copy()
+                labels[i] = np.where(fg, lab, pred[i]).astype(labels.dtype)
+                count += 1
+        out.append(v if labels is None else CorrectedVolume(v.name, v.image, labels,
+                                                            list(v.corrected), v.spacing))
+    return out, count
 
 
 def pseudo_slice_indices(uncorrected: Sequence[int], count: int) -> list[int]:
@@ -201,13 +270,16 @@ def _trainer_class() -> type:
 def volume_from_arrays(
     volume: np.ndarray, labels: np.ndarray, corrected: Sequence[int], *, axis: int,
     normalization, num_classes: int, name: str = "labels",
+    spacing: Sequence[float] | None = None,
 ) -> CorrectedVolume:
     """What the widget hands over (a raw volume, its labels layer, the corrected slices along
     ``axis``) as a ``CorrectedVolume``, normalised as the checkpoint expects.
 
-    ``name`` (the labels layer's) goes into the messages: each says what to fix.
+    ``name`` (the labels layer's) goes into the messages: each says what to fix. ``spacing``:
+    the voxel size in mm in the volume's axis order (None: unknown).
     """
     from .normalization import normalize
+    from .physical_scale import in_plane_spacing
 
     volume, labels = np.asarray(volume), np.asarray(labels)
     if volume.ndim == 2 and labels.ndim == 2:
@@ -223,7 +295,8 @@ def volume_from_arrays(
                          f"{num_classes} classes (0..{num_classes - 1}): fix those voxels or "
                          "use a checkpoint with more classes")
     image = np.moveaxis(normalize(volume, normalization), axis, 0).astype(np.float32)
-    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected))
+    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected),
+                           in_plane_spacing(spacing, axis, volume.ndim))
 
 
 def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spacing=None):
@@ -295,6 +368,9 @@ def run_finetune(
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    class_names: Sequence[str] | None = None,
+    class_colors: Sequence[Sequence[float]] | None = None,
+    taught_on: str | None = None,
 ) -> FinetuneReport:
     """Fine-tune ``checkpoint`` on the corrected slices of ``volumes``; see the module doc.
 
@@ -303,11 +379,18 @@ def run_finetune(
     ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
     is replaced only with ``overwrite``; ``resume`` continues a stopped run from its run state
     (as ``l2gnet train --resume``). ``metadata`` entries are added to the checkpoint's.
+
+    New classes (docs/new-classes.md): ``class_names`` beyond the model's grow it by those
+    classes (``class_colors``: theirs, or every class's; ``taught_on``: where, for the card).
+    The old classes are protected: a corrected slice painted with new classes only keeps the
+    starting model's labels elsewhere, the guards' trust is the start's Dice on the old
+    classes, and the starting model's labels on uncorrected slices are targets as above.
     """
     from src_model import load_checkpoint
 
     from .data.cases import Slice
     from .inference import predict_volume, resolve_device
+    from .physical_scale import median_spacing
     from .run_setup import prepare_run
     from .trainer import TrainConfig, TrainEvent, seed_everything, validate
 
@@ -319,25 +402,44 @@ def run_finetune(
     seed_everything(settings.seed)
     model, meta = load_checkpoint(checkpoint)
     meta = {**meta, **(metadata or {})}
-    num_classes = model.num_classes
-    class_names = list(meta.get("class_names") or
-                       ["background"] + [f"class {i}" for i in range(1, num_classes)])
+    request = NewClassRequest.from_names(model_class_names(meta), class_names)
+    for v in volumes:
+        request.check_labels(int(v.labels[v.corrected].max(initial=0)), v.name)
+    class_names = request.names
+    num_classes = len(class_names)  # the grown model's (at step 0 it predicts as the start)
     input_size = tuple(meta.get("input_size") or (224, 224))
     device = resolve_device(settings.device)
-    plain = {"normalization": {"kind": "none"}}  # volumes are normalised already
+    # the pixel size the model works at: the checkpoint's, else the corrected scans' median
+    # (recorded in the new checkpoint, so the taught model is used at that scale next time)
+    target = meta.get("target_spacing_mm") or median_spacing([v.spacing for v in volumes])
+    target = None if target is None else tuple(float(t) for t in target)
+    plain = {"normalization": {"kind": "none"},  # volumes are normalised already
+             "target_spacing_mm": target}
 
-    def segment(net) -> list[np.ndarray]:
+    def segment(net, targeted: bool = True) -> list[np.ndarray]:
+        info = plain if targeted else {**plain, "target_spacing_mm": None}
         return [predict_volume(v.image, net, input_size=input_size, device=device,
-                               batch_size=settings.batch_size, metadata=plain).labels
+                               batch_size=settings.batch_size, metadata=info,
+                               spacing=v.spacing).labels
                 for v in volumes]
 
-    before = segment(model)
-    case = corrected_case(volumes)
-    dice_before = present_only(validate(model, [case], class_names, input_size, device,
-                                        settings.batch_size))
+    # the start as it is used today (a checkpoint without a pixel size: plain resize)
+    before = segment(model, targeted=meta.get("target_spacing_mm") is not None)
+    added, warnings, completed = [], [], 0
+    if request.growing:
+        volumes, completed = complete_new_only_slices(volumes, before, request.new_indices)
+        painted = painted_counts(((v.name, v.labels[v.corrected]) for v in volumes),
+                                 request.new_indices, class_names)
+        warnings = request.check_painted(painted, "the corrected slices")
+        added = added_records(painted, derived_from=str(checkpoint),
+                              taught_on=taught_on or ", ".join(v.name for v in volumes))
+    cases = corrected_cases(volumes)
+    dice_before = present_only(_corrected_dice(before, volumes, class_names))
 
-    # the guards, as much as the start agrees with the corrections
-    trust = max(0.0, dice_before["mean"])
+    # the guards, as much as the start agrees with the corrections (on the classes it knows)
+    old_dice = [d for k, d in dice_before.items() if k in request.model_names[1:]]
+    trust = max(0.0, float(np.mean(old_dice)) if old_dice else
+                (1.0 if request.growing else dice_before["mean"]))
     trusted = trust >= TRUST
     keep_bn = trusted if settings.keep_bn_stats is None else settings.keep_bn_stats
     cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
@@ -345,14 +447,16 @@ def run_finetune(
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
                       resume=resume,
-                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta))
+                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta),
+                      target_spacing_mm=target)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
-        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
+        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing)
                    for i in v.corrected]
         count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
         for i in pseudo_slice_indices(v.uncorrected, count):
-            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)"))
+            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)",
+                                v.spacing))
             pseudo += 1
     n_base = len(slices)
 
@@ -365,10 +469,14 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
-    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata)
-    trainer = _trainer_class()(model, setup.slices, setup.val_cases, setup.config,
+    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=cases, metadata=metadata,
+                        class_names=class_names if request.growing else None,
+                        added_classes=added, class_colors=class_colors)
+    # the model scored above, not a copy; a grown one is prepare_run's (the same predictions)
+    start = setup.model if request.growing else model
+    trainer = _trainer_class()(start, setup.slices, setup.val_cases, setup.config,
                                metadata=setup.metadata, callback=callback,
-                               should_stop=should_stop)  # the model scored above, not a copy
+                               should_stop=should_stop)
     result = trainer.fit()
 
     scored = [r for r in result.history if r.get("val_dice")]
@@ -377,6 +485,12 @@ def run_finetune(
     if result.best_checkpoint and best and best["val_dice"]["mean"] > dice_before["mean"]:
         shutil.copyfile(result.best_checkpoint, chosen)
         chosen_epoch = best["epoch"]
+    elif request.growing:  # nothing beat the start: the start, with its new (empty) classes
+        from src_model import save_checkpoint
+
+        grown, _ = grow_checkpoint(checkpoint, added, colors=class_colors)
+        save_checkpoint(chosen, grown, trainer.checkpoint_meta(None))
+        chosen_epoch = 0
     else:  # nothing beat the start (ties go to it): the start is the result
         shutil.copyfile(checkpoint, chosen)
         chosen_epoch = 0
@@ -384,8 +498,8 @@ def run_finetune(
     new_model, _ = load_checkpoint(chosen)
     after = before if chosen_epoch == 0 else segment(new_model)
     dice_after = (dice_before if chosen_epoch == 0 else
-                  present_only(validate(new_model, [case], class_names, input_size, device,
-                                        settings.batch_size)))
+                  present_only(validate(new_model, cases, class_names, input_size, device,
+                                        settings.batch_size, target)))
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected
@@ -405,6 +519,10 @@ def run_finetune(
         seconds=time.perf_counter() - t0, stopped=result.stopped,
         history=[{"epoch": 0, "step": 0, "val_dice": dice_before, "seconds": 0.0},
                  *result.history],
+        new_classes=list(request.new_names),
+        warnings=warnings + ([f"{completed} corrected slice(s) held only new classes: the "
+                              "starting model's labels were kept for the rest of them."]
+                             if completed else []),
     )
     (out / REPORT).write_text(json.dumps(asdict(report), indent=1, default=_json_default))
     return report

@@ -39,6 +39,9 @@ class FinetuneJob:
     settings: FinetuneSettings = field(default_factory=FinetuneSettings)
     metadata: dict[str, Any] | None = None
     threads: int | None = None  # None: all cores but one, so the viewer stays responsive
+    class_names: list[str] | None = None  # the model's, then new classes to add
+    class_colors: list[list[float]] | None = None  # every class's, when new ones are added
+    taught_on: str | None = None  # where new classes were taught, for the card
 
 
 @dataclass
@@ -93,7 +96,8 @@ def main(run_dir: str) -> int:
 
         report = run_finetune(job.checkpoint, job.volumes, job.settings, folder / "out",
                               metadata=job.metadata, callback=forward,
-                              should_stop=stop.exists)
+                              should_stop=stop.exists, class_names=job.class_names,
+                              class_colors=job.class_colors, taught_on=job.taught_on)
         _send("result", asdict(report))
         return 0
     except BaseException:  # noqa: BLE001 - everything goes back to the parent as text

@@ -17,8 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from src_model.class_growth import MAX_NEW_CLASSES
+
 from .data import Case, Slice
 from .distributed import DistContext
+from .new_classes import (
+    NewClassRequest,
+    added_records,
+    grow_checkpoint,
+    model_class_names,
+    painted_counts,
+    unnamed_label_error,
+)
 from .normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION, IntensityNormalization
 from .run_state import check_run_folder
 from .trainer import TrainConfig, Trainer, TrainEvent, check_training_data, seed_everything
@@ -49,6 +59,7 @@ class RunSetup:
     config: TrainConfig
     metadata: dict[str, Any] = field(default_factory=dict)
     normalization: IntensityNormalization = NO_NORMALIZATION
+    warnings: list[str] = field(default_factory=list)  # e.g. a new class painted too little
 
     def trainer(self, *, callback: Callable[[TrainEvent], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
@@ -90,6 +101,9 @@ def prepare_run(
     metadata: dict[str, Any] | None = None,
     phantom_shape: tuple[int, int, int] | None = None,
     dist: DistContext | None = None,
+    added_classes: Sequence[Any] | None = None,
+    class_colors: Sequence[Sequence[float]] | None = None,
+    target_spacing: str | Sequence[float] | None = "auto",
 ) -> RunSetup:
     """Check and assemble a run; see the module docstring.
 
@@ -100,6 +114,16 @@ def prepare_run(
     phantoms, else the largest label + 1). ``metadata`` entries are added to every
     checkpoint written (e.g. ``training.command``, ``finetune``). The output folder is checked
     first (``training.run_state.check_run_folder``), on rank 0 under ``torchrun``.
+    ``target_spacing`` (the in-plane pixel size the run works at, ``training.physical_scale``):
+    ``config.target_spacing_mm`` when set; else ``"auto"``: the checkpoint's, or the median
+    over the training slices that have a pixel size (None when none has: the plain resize);
+    a pair of numbers; or None (the plain resize).
+
+    New classes (docs/new-classes.md): with a checkpoint, ``class_names`` must start with its
+    names, unchanged and in order; names beyond them grow the model by those classes
+    (``src_model.class_growth``), which must be painted in ``data``. ``added_classes`` (the
+    card's records, ``training.new_classes.added_records``) are counted from ``data`` unless
+    given; ``class_colors`` colours the new classes (or all classes).
     """
     from src_model import build_model, read_metadata
 
@@ -122,15 +146,25 @@ def prepare_run(
     else:
         val_cases = list(val or [])
 
+    config = _with_target_spacing(config, target_spacing, base, slices)
     meta: dict[str, Any] = dict(base or {})
+    warnings: list[str] = []
     if base is not None:
         built: torch.nn.Module | str = str(checkpoint)
         model_name = base["model"]["name"]
         n_classes = int(base["model"]["num_classes"])
+        if class_names is not None and len(class_names) >= n_classes:
+            grown = _grow_from_checkpoint(checkpoint, base, class_names, slices, val_cases,
+                                          spec, added_classes, class_colors, warnings)
+            if grown is not None:
+                built, meta = grown
+                n_classes = len(class_names)
+        elif class_names is None:
+            _check_named(model_class_names(base), slices)
         if num_classes is not None and num_classes != n_classes:
-            raise ValueError(f"--num-classes {num_classes} disagrees with {checkpoint}, which "
-                             f"has {n_classes} classes: training on from a checkpoint keeps its "
-                             "classes; drop --num-classes")
+            raise ValueError(f"--num-classes {num_classes} disagrees with the {n_classes} classes "
+                             f"of {checkpoint} (with any new --class-names): training on from a "
+                             "checkpoint keeps its classes; drop --num-classes")
     else:
         preset = resolve_preset(model)
         model_name = preset.model
@@ -158,4 +192,67 @@ def prepare_run(
     meta.update(metadata or {})
     if base is not None:
         meta.pop("model", None)  # rebuilt from the model by save_checkpoint
-    return RunSetup(built, model_name, n_classes, slices, val_cases, config, meta, norm)
+    return RunSetup(built, model_name, n_classes, slices, val_cases, config, meta, norm,
+                    warnings)
+
+
+def _top_label(slices: Sequence[Slice]) -> tuple[int, str]:
+    """The largest label value in ``slices`` and the first slice holding it."""
+    top, where = 0, "the data"
+    for s in slices:
+        m = int(s.label.max(initial=0))
+        if m > top:
+            top, where = m, s.source or "a slice"
+    return top, where
+
+
+def _check_named(names: Sequence[str], slices: Sequence[Slice]) -> None:
+    """A label value beyond a checkpoint's classes: ask for a name (one line)."""
+    top, where = _top_label(slices)
+    if top - len(names) + 1 > MAX_NEW_CLASSES:
+        raise unnamed_label_error(top, names, where)
+    if top >= len(names):
+        listed = ",".join(names)
+        raise ValueError(
+            f"Training label {top} in {where} does not fit a model with {len(names)} classes "
+            f"(0..{len(names) - 1}): to teach it as a new class, name it (e.g. --class-names "
+            f"{listed}{',NAME' * (top - len(names) + 1)}); otherwise fix those voxels")
+
+
+def _grow_from_checkpoint(checkpoint, base, class_names, slices, val_cases, spec, added,
+                          colors, warnings: list[str]):
+    """(grown model, its metadata) when ``class_names`` adds classes, else None."""
+    request = NewClassRequest.from_names(model_class_names(base), class_names)
+    if not request.growing:
+        _check_named(request.names, slices)
+        return None
+    where = spec or "the painted slices"
+    top, first = _top_label([*slices, *(Slice(c.image, c.label, c.name) for c in val_cases)])
+    request.check_labels(top, first)
+    if added is None:
+        painted = painted_counts(((s.source.split(":")[0], s.label) for s in slices),
+                                 request.new_indices, request.names)
+        warnings += request.check_painted(painted, where)
+        added = added_records(painted, taught_on=where, derived_from=str(checkpoint))
+    model, meta = grow_checkpoint(checkpoint, added, colors=colors)
+    return model, meta
+
+
+def _with_target_spacing(config: TrainConfig, choice: str | Sequence[float] | None,
+                         base: dict[str, Any] | None, slices: Sequence[Slice]) -> TrainConfig:
+    """``config`` with the run's ``target_spacing_mm`` resolved (``prepare_run``)."""
+    from dataclasses import replace
+
+    from .physical_scale import median_spacing
+
+    if config.target_spacing_mm is not None or choice is None:
+        return config
+    if isinstance(choice, str):
+        if choice != "auto":
+            raise ValueError(f"target spacing must be 'auto', none or two sizes in mm, got "
+                             f"{choice!r}")
+        target = (base or {}).get("target_spacing_mm") or median_spacing(
+            [s.spacing for s in slices])
+    else:
+        target = tuple(float(v) for v in choice)
+    return config if target is None else replace(config, target_spacing_mm=tuple(target))

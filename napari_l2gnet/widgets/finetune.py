@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from training.finetune import FinetuneSettings, change_scores
 
-from .._session import is_segmentation, session_for
+from .._session import is_segmentation, layer_key, same_layer, session_for
 from ._annotations import (
     _l2g,
     annotated_slices,
@@ -97,8 +98,8 @@ class FinetuneWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.process = None  # training.finetune_process.FinetuneProcess while a run is on
-        self._painted: dict[int, set[int]] = {}  # id(labels layer) -> slices painted
-        self._paint_hooks: dict[int, tuple[Any, Any]] = {}
+        self._painted: dict[Hashable, set[int]] = {}  # layer_key(labels) -> slices painted
+        self._paint_hooks: dict[Hashable, tuple[Any, Any]] = {}
         self._run: dict[str, Any] = {}
         self._output_edited = False
         self.last_output: Path | None = None
@@ -228,32 +229,32 @@ class FinetuneWidget(QWidget):
 
     def _on_removed(self, event) -> None:
         layer = event.value
-        for emitter, callback in self._paint_hooks.pop(id(layer), ()):
+        for emitter, callback in self._paint_hooks.pop(layer_key(layer), ()):
             emitter.disconnect(callback)
-        self._painted.pop(id(layer), None)
+        self._painted.pop(layer_key(layer), None)
 
     def _hook(self, layer) -> None:
-        if not is_labels(layer) or id(layer) in self._paint_hooks:
+        if not is_labels(layer) or layer_key(layer) in self._paint_hooks:
             return
 
         def on_paint(event, layer=layer) -> None:
             self._on_paint(layer, getattr(event, "value", None))
 
         def on_data(_event, layer=layer) -> None:
-            if layer is self.labels_combo.layer():
+            if same_layer(layer, self.labels_combo.layer()):
                 self._debounce.start()
 
         layer.events.paint.connect(on_paint)
         layer.events.data.connect(on_data)
-        self._paint_hooks[id(layer)] = ((layer.events.paint, on_paint),
+        self._paint_hooks[layer_key(layer)] = ((layer.events.paint, on_paint),
                                         (layer.events.data, on_data))
 
     def _on_paint(self, layer, atoms) -> None:
         data_ndim = np.ndim(layer.data)
         axis = layer_axis(layer) if data_ndim == 3 else 0
         found = painted_slices(atoms, axis) if data_ndim == 3 else {0}
-        self._painted.setdefault(id(layer), set()).update(found)
-        if layer is self.labels_combo.layer():
+        self._painted.setdefault(layer_key(layer), set()).update(found)
+        if same_layer(layer, self.labels_combo.layer()):
             self.update_count()
             self._debounce.start()
 
@@ -272,15 +273,17 @@ class FinetuneWidget(QWidget):
     def forget_painted(self) -> None:
         layer = self.labels_combo.layer()
         if layer is not None:
-            self._painted.pop(id(layer), None)
+            self._painted.pop(layer_key(layer), None)
         self.update_count()
+        self.refresh_changes()
 
     def annotated_slices(self, layer=None) -> list[int]:
         """The slice indices (along the layer's axis) that count as annotated now."""
         layer = layer if layer is not None else self.labels_combo.layer()
         if layer is None:
             return []
-        return annotated_slices(layer.data, layer_axis(layer), self._painted.get(id(layer), set()),
+        return annotated_slices(layer.data, layer_axis(layer),
+                                self._painted.get(layer_key(layer), set()),
                                 _l2g(layer).get("model_labels"),
                                 self.slices_combo.currentText() == NON_EMPTY)
 
@@ -393,7 +396,8 @@ class FinetuneWidget(QWidget):
         volume = volume_from_arrays(
             np.asarray(image.data), np.asarray(labels.data), annotated, axis=axis,
             normalization=IntensityNormalization.from_metadata(meta.get("normalization")),
-            num_classes=int(meta["model"]["num_classes"]), name=labels.name)
+            num_classes=int(meta["model"]["num_classes"]), name=labels.name,
+            spacing=_scan_spacing(image))
         settings = FinetuneSettings(epochs=self.epochs_spin.value(),
                                     lr=float(self.lr_spin.value()),
                                     batch_size=self.batch_spin.value(),
@@ -588,3 +592,11 @@ class FinetuneWidget(QWidget):
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text
+
+
+def _scan_spacing(layer) -> tuple[float, ...] | None:
+    """Voxel size in mm in the layer's axis order, when the layer came from a scan file (a
+    plain array's scale is not known to be millimetres)."""
+    if "nifti" not in layer.metadata:
+        return None
+    return tuple(float(s) for s in layer.scale[-layer.ndim:])

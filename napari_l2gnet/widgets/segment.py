@@ -68,6 +68,7 @@ class SegmentWidget(QWidget):
         self._progress: napari_progress | None = None
         self._models: dict[tuple, tuple[Any, dict]] = {}
         self.last_layer = None
+        self.last_device: str | None = None  # where the last run ran (cuda, cpu)
 
         self.image_combo = LayerCombo(napari_viewer, is_scan_image)
         self.model_combo = QComboBox()
@@ -304,6 +305,7 @@ class SegmentWidget(QWidget):
             batch_size=self.batch_spin.value() or "auto",
             device=self.device_combo.currentText(),
             explain=self.explain_check.isChecked(),
+            spacing=_spacing(layer),  # the model's pixel size is used when it has one
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -419,6 +421,7 @@ class SegmentWidget(QWidget):
         layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
         layer.events.data.connect(lambda _e, lyr=layer: _mark_edited(lyr))
         self.last_layer = layer
+        self.last_device = str(result.device)
         self.status.setText(
             f"Done on {result.device} (batch {result.batch_size}): {layer.name}. "
             f"{summary.describe()}"

@@ -1,5 +1,7 @@
-"""Fine-tune widget: annotated slices from paint events, a real run in a separate process,
-Stop, the overwrite guard, clear errors, and the "how much you changed" table."""
+"""Fine-tune panel, docked through the manifest as *Plugins > L2GNet segmentation > Fine-tune*
+does (napari hands it public proxies of the viewer and layers) on a scan opened with the
+plugin's reader: annotated slices from the brush's paint events, a real run in a separate
+process, Stop, the overwrite guard, clear errors, and the "how much you changed" table."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_l2gnet._session import META_KEY, session_for
+from napari_l2gnet._session import META_KEY, same_layer, session_for
+from napari_l2gnet.testing import dock, open_scan, write_scan
 from napari_l2gnet.widgets.finetune import (
     NON_EMPTY,
-    FinetuneWidget,
     change_scores,
     copy_atomically,
     default_output_path,
@@ -47,21 +49,23 @@ def _model_labels() -> np.ndarray:
 
 
 @pytest.fixture
-def setup(make_napari_viewer, qtbot, checkpoint):
+def setup(make_napari_viewer, qtbot, checkpoint, tmp_path):
+    """A scan opened from a file, a labels layer as Segment makes it (the model's output kept
+    beside it), and the Fine-tune panel docked from the Plugins menu."""
     viewer = make_napari_viewer()
     session_for(viewer).set_checkpoint(checkpoint)
     rng = np.random.default_rng(0)
-    viewer.add_image(rng.random((4, 32, 32), dtype=np.float32), name="scan")
+    image = open_scan(viewer, write_scan(tmp_path / "scan.nii.gz",
+                                         rng.random((4, 32, 32), dtype=np.float32)))
     model = _model_labels()
     labels = viewer.add_labels(
-        model.copy(), name="scan [tiny]", scale=(3.0, 0.5, 0.5),
+        model.copy(), name="scan [tiny]", scale=image.scale,
         metadata={META_KEY: {"role": "segmentation", "source_image": "scan",
                              "checkpoint": str(checkpoint), "axis": 0,
                              "class_names": CLASSES, "model_labels": model.copy(),
-                             "explanation": None}},
+                             "explanation": None}, "nifti": dict(image.metadata["nifti"])},
     )
-    widget = FinetuneWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer, "Fine-tune")
     widget.epochs_spin.setValue(2)
     yield viewer, widget, labels
     widget.shutdown()
@@ -162,9 +166,9 @@ def test_labels_choice_follows_segments_new_layer(setup) -> None:
     new = viewer.add_labels(_model_labels(), name="scan [tiny] (2)", metadata={
         META_KEY: {"role": "segmentation", "source_image": "scan", "axis": 0,
                    "class_names": CLASSES, "model_labels": _model_labels()}})
-    assert widget.labels_combo.layer() is new
+    assert same_layer(widget.labels_combo.layer(), new)
     viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="scratch")  # not Segment's
-    assert widget.labels_combo.layer() is new
+    assert same_layer(widget.labels_combo.layer(), new)
 
 
 def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
@@ -182,9 +186,14 @@ def test_paint_marks_slices_and_change_table(setup, qtbot) -> None:
     assert widget.changes.table.rowCount() == 2
     assert widget.changes.table.item(0, 0).text() == "liver"
     assert float(widget.changes.table.item(0, 1).text()) < 1
-    # an untouched class: paint only the liver on another slice (liver grows into background)
-    labels.data = _model_labels()
+    # undo both strokes (as Ctrl+Z does), forget them, then an untouched class: paint only
+    # the liver on another slice (the liver grows into the background)
+    labels.undo()
+    labels.undo()
+    assert np.array_equal(labels.data, _model_labels())
     widget.forget_painted()
+    assert widget.annotated_slices() == []
+    assert [r["dice"] for r in widget.change_rows] == [1.0, 1.0]
     _paint(labels, (2, 15, 3), 1)
     widget.refresh_changes()
     liver, kidney = widget.change_rows
@@ -211,6 +220,26 @@ def test_paint_events_mark_slices_without_model_labels(setup, qtbot) -> None:
     _paint(mine, (10, 10, 1), 1)
     session_for(viewer).set_checkpoint("elsewhere.safetensors")
     assert widget.input_edit.text() != "elsewhere.safetensors"
+
+
+def test_panel_from_the_plugins_menu_sees_the_brush(setup, qtbot) -> None:
+    """Issue 24: docked from the Plugins menu the panel holds proxies, not the layers the
+    brush's events carry; painting must still count, fill the table, and be forgettable."""
+    viewer, widget, labels = setup
+    assert widget.viewer is not viewer  # napari's public proxy, as a user's panel gets
+    mine = viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="mine", scale=labels.scale)
+    widget.labels_combo.setCurrentText("mine")
+    assert "No annotated slices on 'mine'" in widget.count_label.text()
+    mine.brush_size = 3
+    mine.paint((2, 10, 10), 1)
+    assert "1 annotated slice: 2" in widget.count_label.text()
+    widget.forget_painted()
+    assert "No annotated slices on 'mine'" in widget.count_label.text()
+    widget.labels_combo.setCurrentText("scan [tiny]")
+    _paint(labels, (1, 8, 8), 2)
+    assert "1 annotated slice: 1" in widget.count_label.text()
+    qtbot.waitUntil(lambda: widget.changes.table.rowCount() == 2
+                    and widget.change_rows[0]["dice"] < 1, timeout=5000)
 
 
 def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -> None:
@@ -282,7 +311,7 @@ def test_clear_errors(setup) -> None:
     viewer, widget, labels = setup
     assert not widget.start()  # nothing painted yet: the message names the layer
     assert "No annotated slices on 'scan [tiny]'" in widget.status.text()
-    labels.data = np.where(labels.data == 2, 7, labels.data).astype(np.uint8)
+    labels.data_setitem(np.nonzero(np.asarray(labels.data) == 2), 7)  # a label the model lacks
     widget.slices_combo.setCurrentText(NON_EMPTY)
     assert not widget.start()
     assert "label 7" in widget.status.text() and "3 classes" in widget.status.text()
@@ -314,13 +343,11 @@ def test_rank_lists_uncertain_slices_and_click_jumps(setup, qtbot) -> None:
 
 
 def test_both_widgets_offer_only_grey_2d_or_3d_images(setup) -> None:
-    from napari_l2gnet.widgets.segment import SegmentWidget
-
     viewer, widget, _ = setup
     viewer.add_image(np.zeros((2, 4, 16, 16), np.float32), name="4-D series")
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
     viewer.add_image(np.zeros((16, 16), np.float32), name="one slice")
-    segment = SegmentWidget(viewer)
+    segment = dock(viewer, "Segment")
     for combo in (widget.image_combo, segment.image_combo):
         offered = [combo.itemText(i) for i in range(combo.count())]
         assert offered == ["scan", "one slice"]

@@ -8,15 +8,14 @@ import numpy as np
 
 from napari_l2gnet._session import DEMO_CHECKPOINT, session_for
 from napari_l2gnet.models import shipped_models
-from napari_l2gnet.widgets.segment import SegmentWidget
+from napari_l2gnet.testing import PLUGIN, dock
 
-PLUGIN = "napari-l2gnet"
 TIMEOUT_MS = 120_000
 
 
 def test_chooser_lists_shipped_models_by_their_metadata(make_napari_viewer):
     viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     summaries = shipped_models()
     assert DEMO_CHECKPOINT in [m.path for m in summaries]
     items = [widget.model_combo.itemData(i) for i in range(widget.model_combo.count())]
@@ -34,7 +33,7 @@ def test_chooser_lists_shipped_models_by_their_metadata(make_napari_viewer):
 def test_long_descriptions_wrap_instead_of_widening_the_panel(make_napari_viewer,
                                                               tiny_checkpoint):
     viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     widget.set_checkpoint(tiny_checkpoint)
     widget.model_combo.addItem("A model with a very long display name " * 4, "x.safetensors")
     assert widget.minimumSizeHint().width() < 450
@@ -43,7 +42,7 @@ def test_long_descriptions_wrap_instead_of_widening_the_panel(make_napari_viewer
 def test_choice_is_published_and_fine_tuned_model_is_adopted(make_napari_viewer,
                                                               tiny_checkpoint, tmp_path):
     viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     session = session_for(viewer)
     heard: list[tuple[str, str]] = []
     session.checkpoint_changed.connect(lambda path, origin: heard.append((path, origin)))
@@ -77,7 +76,7 @@ def test_real_mr_with_the_ct_phantom_model_is_warned_not_blocked(make_napari_vie
     viewer = make_napari_viewer()
     [image] = viewer.open(str(shared_data / "ct_abdomen" / "example_mr_sm.nii.gz"),
                           plugin=PLUGIN)
-    widget = SegmentWidget(viewer)  # docked after opening, with the default demo model
+    widget = dock(viewer, "Segment")  # docked after opening, with the default demo model
     assert widget.checkpoint_edit.text() == str(DEMO_CHECKPOINT)
     assert widget.fit_label.isVisibleTo(widget)
     text = widget.fit_label.text()
@@ -93,6 +92,8 @@ def test_real_mr_with_the_ct_phantom_model_is_warned_not_blocked(make_napari_vie
     assert "Found:" in status
     meta = layer.metadata["l2gnet"]
     counts = np.bincount(layer.data.ravel(), minlength=9)
+    # the phantom model on an MR finds organs and stray voxels (docs/user-guide.md, Fit check)
+    assert meta["found"] and meta["spurious"], (meta["found"], meta["spurious"])
     for name, voxels in meta["spurious"].items():  # tiny classes are named as such
         assert f"{name}: {voxels} voxel" in status and name not in meta["found"]
         assert counts[meta["class_names"].index(name)] == voxels < 50
@@ -103,18 +104,16 @@ def test_real_mr_with_the_ct_phantom_model_is_warned_not_blocked(make_napari_vie
 def test_fitting_image_gives_no_warning(make_napari_viewer, tiny_checkpoint, scan):
     viewer = make_napari_viewer()
     viewer.add_image(scan)  # [0, 1] intensities, what the tiny model expects
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     widget.set_checkpoint(tiny_checkpoint)
     assert widget.fit_issues == [] and not widget.fit_label.isVisibleTo(widget)
 
 
 def test_fine_tune_input_follows_the_model_chosen_in_segment(make_napari_viewer,
                                                              tiny_checkpoint):
-    from napari_l2gnet.widgets.finetune import FinetuneWidget
-
     viewer = make_napari_viewer()
-    segment = SegmentWidget(viewer)
-    finetune = FinetuneWidget(viewer)
+    segment = dock(viewer, "Segment")
+    finetune = dock(viewer, "Fine-tune")
     assert finetune.input_edit.text() == segment.checkpoint_edit.text()
     segment.set_checkpoint(tiny_checkpoint)
     assert finetune.input_edit.text() == str(tiny_checkpoint)

@@ -1,14 +1,13 @@
-"""The three panels together: they fit a 1000-px-high screen, and Explain's button leaves the
-plan layer selected (not the hidden codes layer)."""
+"""The three panels together, docked through the manifest: they fit a 1000-px-high screen,
+and Explain's button leaves the plan layer selected (not the hidden codes layer)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_l2gnet.widgets.explain import ExplainWidget
-from napari_l2gnet.widgets.finetune import FinetuneWidget
-from napari_l2gnet.widgets.segment import SegmentWidget
+from napari_l2gnet._session import same_layer
+from napari_l2gnet.testing import dock
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +18,8 @@ def user_data_home(tmp_path, monkeypatch):
 def test_three_panels_fit_a_1000_px_screen(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 32, 32), np.float32), name="scan")
-    for cls in (SegmentWidget, ExplainWidget, FinetuneWidget):
-        viewer.window.add_dock_widget(cls(viewer), area="right")
+    for name in ("Segment", "Explain", "Fine-tune"):
+        dock(viewer, name)
     window = viewer.window._qt_window
     assert window.minimumSizeHint().height() <= 1000  # 1951 px without the scroll areas
     window.resize(1400, 1000)
@@ -32,16 +31,16 @@ def test_show_explanation_layers_selects_the_plan(make_napari_viewer, qtbot, tin
                                                   scan) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(scan, name="scan")
-    segment = SegmentWidget(viewer)
+    segment = dock(viewer, "Segment")
     segment.set_checkpoint(tiny_checkpoint)
     segment.device_combo.setCurrentText("cpu")
     segment.run()
     qtbot.waitUntil(lambda: segment.worker is None, timeout=60_000)
-    explain = ExplainWidget(viewer)
+    explain = dock(viewer, "Explain")
     explain.show_button.click()  # as a user does (clicked() passes checked=False)
     plan = viewer.layers["scan [tiny] plan"]
-    assert viewer.layers.selection.active is plan
-    assert set(viewer.layers.selection) == {plan}
+    assert same_layer(viewer.layers.selection.active, plan)
+    assert [lyr.name for lyr in viewer.layers.selection] == [plan.name]
     viewer.layers.selection.active = viewer.layers["scan"]
     explain.show_button.click()  # again, the layers now exist: the plan is selected again
-    assert set(viewer.layers.selection) == {plan}
+    assert [lyr.name for lyr in viewer.layers.selection] == [plan.name]

@@ -1,4 +1,5 @@
-"""Segment and Explain widgets end to end on a small volume with a tiny model (under Xvfb)."""
+"""Segment and Explain panels end to end on a small volume with a tiny model (under Xvfb),
+docked through the manifest as the Plugins menu does."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
-from napari_l2gnet._session import session_for
-from napari_l2gnet.widgets.explain import ExplainWidget, bucket_table, vote_texts
+from napari_l2gnet._session import same_layer, session_for
+from napari_l2gnet.testing import dock
+from napari_l2gnet.widgets.explain import bucket_table, vote_texts
 from napari_l2gnet.widgets.segment import SegmentWidget
 
 TIMEOUT_MS = 60_000
 
 
 def _segment(qtbot, viewer, checkpoint, **choices) -> SegmentWidget:
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     widget.set_checkpoint(checkpoint)
     widget.device_combo.setCurrentText("cpu")
     widget.batch_spin.setValue(choices.get("batch", 2))
@@ -53,14 +55,14 @@ def test_rerun_replaces_only_the_plugins_unedited_layer(make_napari_viewer, qtbo
 
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
-    assert widget.last_layer is first and len(viewer.layers) == n_layers
+    assert same_layer(widget.last_layer, first) and len(viewer.layers) == n_layers
 
     first.paint((2, 10, 10), 1)  # the user corrects it: it is theirs now
     assert first.metadata["l2gnet"]["edited"]
     corrected = first.data.copy()
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
-    assert widget.last_layer is not first and len(viewer.layers) == n_layers + 1
+    assert not same_layer(widget.last_layer, first) and len(viewer.layers) == n_layers + 1
     np.testing.assert_array_equal(first.data, corrected)
 
 
@@ -68,7 +70,7 @@ def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
                                                       tiny_checkpoint):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(1).random((60, 32, 32), dtype=np.float32))
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     widget.set_checkpoint(tiny_checkpoint)
     widget.device_combo.setCurrentText("cpu")
     widget.batch_spin.setValue(1)
@@ -84,22 +86,34 @@ def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
 
 def test_viewer_event_loop_runs_during_segmentation(make_napari_viewer, qtbot,
                                                     tiny_checkpoint):
-    """The GUI thread keeps serving events while the model runs (one batch per yield)."""
+    """The GUI thread keeps serving events while the model runs: between every two batches
+    the worker hands over (yields), the event loop has turned (a zero-interval timer, which
+    fires on every turn of the loop, has ticked). Counting ticks over the whole run instead
+    would depend on how fast the machine is."""
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(2).random((24, 32, 32), dtype=np.float32))
     ticks: list[int] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
-    timer.start(5)
-    widget = _segment(qtbot, viewer, tiny_checkpoint, batch=2)
+    widget = SegmentWidget(viewer)
+    widget.set_checkpoint(tiny_checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.batch_spin.setValue(4)
+    ticks_at_yield: list[int] = []
+    timer.start(0)
+    widget.run()
+    widget.worker.yielded.connect(lambda _value: ticks_at_yield.append(len(ticks)))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     timer.stop()
     assert widget.last_layer is not None
-    assert len(ticks) >= 12  # at least one event-loop turn per batch of 2 slices
+    assert len(ticks_at_yield) == 6  # 24 slices in batches of 4
+    between = np.diff(ticks_at_yield)
+    assert (between >= 1).all(), ticks_at_yield
 
 
 def test_segment_follows_the_session_checkpoint(make_napari_viewer, tiny_checkpoint):
     viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     session_for(viewer).set_checkpoint(tiny_checkpoint)
     assert widget.checkpoint_edit.text() == str(tiny_checkpoint)
     assert "l2gnet" in widget.model_info.text() and "3 classes" in widget.model_info.text()
@@ -110,7 +124,7 @@ def test_bad_checkpoint_is_reported_not_run(make_napari_viewer, tmp_path, scan):
     viewer.add_image(scan)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint")
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     widget.set_checkpoint(bad)
     assert "not a readable" in widget.model_info.text()
     widget.set_checkpoint(tmp_path / "missing.safetensors")
@@ -127,7 +141,7 @@ def test_explain_layers_align_and_switch_without_rerun(make_napari_viewer, qtbot
     s, q, h, w, t = exp.plans.shape
     assert (s, h, w) == (6, 2, 2) and (q, t) == (2, 4)  # 32x32 input, stride 16, tiny config
 
-    explain = ExplainWidget(viewer)
+    explain = dock(viewer, "Explain")
     assert explain.seg_combo.currentText() == "scan [tiny]"
     assert explain.ref_spin.maximum() == q - 1 and explain.bucket_spin.maximum() == t - 1
     plan, buckets, codes = explain.show_layers()
@@ -167,8 +181,7 @@ def test_explain_places_a_stride_8_grid_over_the_scan(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     image = viewer.add_image(scan, name="scan", scale=(2.0, 0.5, 0.5))  # the scan first
     segment = _segment(qtbot, viewer, path)
-    explain = ExplainWidget(viewer)
-    viewer.window.add_dock_widget(explain)
+    explain = dock(viewer, "Explain")
     plan, buckets, _ = explain.show_layers()
     assert plan.data.shape == (6, 4, 4) == buckets.data.shape  # 32 / 8 cells per side
     np.testing.assert_allclose(plan.scale, (2.0, 0.5 * 10, 0.5 * 9))
@@ -202,7 +215,7 @@ def test_explain_table_says_what_each_bucket_votes_for(make_napari_viewer, qtbot
     segment = _segment(qtbot, viewer, path)
     exp = segment.last_layer.metadata["l2gnet"]["explanation"]
     assert exp.bucket_votes.shape == (2, 4, 3)
-    explain = ExplainWidget(viewer)
+    explain = dock(viewer, "Explain")
     explain.ref_spin.setValue(0)
     explain._fill_table()
     assert not explain.table.isColumnHidden(3)
@@ -234,9 +247,9 @@ def test_vote_texts_name_each_buckets_favoured_class():
 
 def test_layer_choosers_follow_renames(make_napari_viewer, scan):
     viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer)
+    widget = dock(viewer, "Segment")
     layer = viewer.add_image(scan, name="scan")
     assert widget.image_combo.currentText() == "scan"
     layer.name = "renamed scan"
     assert widget.image_combo.currentText() == "renamed scan"
-    assert widget.image_combo.layer() is layer
+    assert same_layer(widget.image_combo.layer(), layer)

@@ -1,8 +1,10 @@
-"""Every registered system: builds, right shapes, gradients, its own aux outputs, errors."""
+"""Every registered system: builds, right shapes, gradients, its own aux outputs, errors.
+
+How long a tiny forward + backward takes is measured by benchmarks/tiny_forward_backward.py,
+not asserted here.
+"""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 import torch
@@ -29,16 +31,13 @@ def test_every_registered_model_has_a_tiny_config():
 def test_tiny_forward_backward(name, shape):
     torch.manual_seed(0)
     model = build_model(name, 4, **tiny_config(name))
-    start = time.perf_counter()
     out = model(torch.randn(shape))
     assert out.logits.shape == (shape[0], 4, *shape[2:])
     assert torch.isfinite(out.logits).all()
     loss = out.logits.square().mean() + out.aux["quant_loss"]
     loss.backward()
-    elapsed = time.perf_counter() - start
     grad = model.encoder.stem[0].weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
-    assert elapsed < 5.0, f"{name} tiny forward+backward took {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("name", QUANTISED)

@@ -2,8 +2,14 @@
 
 Same function (``training.finetune.run_finetune``) and same defaults (``FinetuneSettings``)
 as the Fine-tune widget. DATA is a NIfTI folder (imagesTr/ + labelsTr/) whose label files
-carry labels only on the corrected slices (the other slices all 0), or any data spec
-``l2gnet train`` reads (phantom:SEEDS, h5 volumes), whose labelled slices count as corrected.
+carry labels only on the corrected slices (the other slices all 0), an annotation store
+(``scan_io.annotation_store``: its records say which slices were corrected), or any data spec
+``l2gnet train`` reads (phantom:SEEDS, h5 volumes, DICOM SEG files beside their series),
+whose labelled slices count as corrected.
+
+The annotation store (``--store``, default the user's, as the panel's): its cases are
+trained on too, and a NIfTI DATA folder's corrected scans are saved into it after the run,
+so the next fine-tune learns from them; ``--no-store`` does neither.
 """
 
 from __future__ import annotations
@@ -34,7 +40,16 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT", required=True)
     p.add_argument("--data", required=True,
-                   help="NIfTI folder (imagesTr/, labelsTr/) or a data spec (phantom:SEEDS)")
+                   help="NIfTI folder (imagesTr/, labelsTr/), an annotation store folder, a "
+                   "DICOM SEG file (or a folder of them) beside the series it labels, or a "
+                   "data spec (phantom:SEEDS)")
+    p.add_argument("--store", metavar="DIR", default=None,
+                   help="the annotation store whose earlier corrections are trained on too "
+                   "and where DATA's corrected scans are saved (default: "
+                   "$L2GNET_ANNOTATION_STORE, else the user data folder's, as the panel's)")
+    p.add_argument("--no-store", action="store_true",
+                   help="train on DATA only: do not include the store's cases, and do not "
+                   "save DATA's scans into it")
     p.add_argument("--out-dir", required=True, help="a new folder for this run")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing OUT_DIR")
     p.add_argument("--resume", action="store_true",
@@ -47,6 +62,10 @@ def add_parser(sub) -> None:
                    help="when the starting model agrees with the corrections (Dice >= 0.5), "
                    "its labels on this many uncorrected slices per corrected slice (times "
                    "that Dice) are mixed in; 0 turns it off")
+    p.add_argument("--class-names", metavar="NAMES",
+                   help="comma-separated: the model's class names, unchanged and in order, "
+                   "then new classes to teach (label values after the model's), e.g. "
+                   "background,RV,Myo,LV,lesion (see docs/new-classes.md)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
@@ -54,30 +73,58 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def load_volumes(spec: str, normalization):
+def load_volumes(spec: str, normalization, class_names=None):
     """``CorrectedVolume`` per volume in ``spec``: the slices with any label are corrected.
 
-    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``).
+    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``); a
+    DICOM SEG's segments are matched to the model's ``class_names``.
     """
     from ..data.specs import load_cases
     from ..finetune import CorrectedVolume
 
     out = []
-    for case in load_cases(spec, normalization):
+    for case in load_cases(spec, normalization, class_names=class_names):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
-            out.append(CorrectedVolume(case.name, case.image, case.label, labelled))
+            out.append(CorrectedVolume(case.name, case.image, case.label, labelled,
+                                       case.spacing))
     if not out:
         raise ValueError(f"No labelled slices in {spec}: label the corrected slices (the "
                          "others stay 0)")
     return out
 
 
+def _class_names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",")]
+
+
+def _from_store(store, class_names, normalization):
+    """The store's usable cases; a note on stderr for each skipped one."""
+    from ..store_volumes import store_volumes
+
+    found = store_volumes(store, class_names, normalization)
+    for note in found.notes:
+        print(f"l2gnet finetune: note: {note}", file=sys.stderr)
+    return found
+
+
+def _same_folder(a, b) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _layout_is_nifti(spec: str) -> bool:
+    return not spec.startswith("phantom:") and (Path(spec) / "imagesTr").is_dir()
+
+
 def run(args: argparse.Namespace) -> int:
+    from scan_io.annotation_store import AnnotationStore, is_annotation_store
     from src_model import read_metadata
 
+    from ..class_outcomes import outcome_lines, outcomes_of
     from ..finetune import FinetuneSettings, run_finetune
+    from ..new_classes import NewClassRequest, model_class_names, painted_counts
     from ..normalization import IntensityNormalization
+    from ..store_volumes import save_nifti_folder_cases
     from .progress import TrainProgress
 
     if args.threads:
@@ -89,8 +136,35 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not empty: choose a new --out-dir, add "
                               "--resume to continue a stopped run there, or --overwrite")
     meta = read_metadata(args.from_checkpoint)
+    request = NewClassRequest.from_names(model_class_names(meta), _class_names(args.class_names))
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
-    volumes = load_volumes(args.data, norm)
+    data_store = is_annotation_store(args.data) if not args.data.startswith("phantom:") else False
+    if data_store:
+        given = _from_store(AnnotationStore(args.data), request.names, norm)
+        if not given.volumes:
+            raise ValueError(f"No usable cases in the annotation store {args.data}")
+        volumes = given.volumes
+    else:
+        volumes = load_volumes(args.data, norm, request.names)
+    n_data = len(volumes)
+    store = None if args.no_store else AnnotationStore(args.store)
+    if store is not None and not (data_store and _same_folder(store.root, args.data)):
+        earlier = _from_store(store, request.names, norm)
+        if earlier.volumes:
+            print(f"including {len(earlier.volumes)} earlier corrected scan(s) "
+                  f"({earlier.slices} slices) from the annotation store {store.root} "
+                  "(--no-store: leave them out)", file=sys.stderr)
+        volumes = volumes + earlier.volumes
+    for v in volumes:  # before any work: every label value needs a class name
+        request.check_labels(int(v.labels.max(initial=0)), f"{args.data} ({v.name})")
+    if request.growing:
+        painted = painted_counts(((v.name, v.labels) for v in volumes), request.new_indices,
+                                 request.names)
+        for warning in request.check_painted(painted, args.data):
+            print(f"l2gnet finetune: warning: {warning}", file=sys.stderr)
+        print(f"adding {len(request.new_names)} new class(es): "
+              + ", ".join(f"{p.name} (label {p.index}, {p.voxels} voxels on {p.slices} "
+                          f"slices)" for p in painted), file=sys.stderr)
     names = {f.name for f in fields(FinetuneSettings)}
     settings = FinetuneSettings(**{k: v for k, v in vars(args).items()
                                    if k in names and v is not None})
@@ -100,13 +174,22 @@ def run(args: argparse.Namespace) -> int:
     argv = getattr(args, "argv", None) or sys.argv[1:]
     extra = {"finetuned_from": str(args.from_checkpoint),
              "finetune": {"command": "l2gnet " + " ".join(argv), "data": args.data}}
+    names = _class_names(args.class_names)
     with TrainProgress() as progress, StopOnSignals() as stop:
         report = run_finetune(args.from_checkpoint, volumes, settings, out, metadata=extra,
                               callback=progress, should_stop=stop, overwrite=args.overwrite,
-                              resume=args.resume)
+                              resume=args.resume, class_names=names,
+                              taught_on=f"l2gnet finetune --data {args.data}")
     for record in report.history:
         print(json.dumps(record))
+    if store is not None and not data_store and _layout_is_nifti(args.data):
+        saved = save_nifti_folder_cases(store, args.data, volumes[:n_data], request.names)
+        print(f"saved {len(saved)} corrected scan(s) to the annotation store {store.root}: "
+              + ", ".join(c.case_id for c in saved), file=sys.stderr)
     print(report.describe(), file=sys.stderr)
+    outcomes = outcomes_of(report, (v.labels[v.corrected] for v in volumes), request.names)
+    for line in outcome_lines(outcomes):
+        print(line, file=sys.stderr)
     print(f"fine-tuned checkpoint: {report.checkpoint}", file=sys.stderr)
     if not report.stopped:
         return 0

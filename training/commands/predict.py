@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help=".safetensors checkpoint")
     p.add_argument("--out", required=True, help="output file (one input: .nii.gz, .nii, or "
                    ".dcm for DICOM SEG) or folder")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="keep every connected component (skip the checkpoint's largest-"
+                   "component post-processing, chosen on validation)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="auto", type=batch_size_arg,
                    help="slices per batch, or auto (from free GPU memory)")
@@ -179,6 +182,7 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
     check_outputs([j.target for j in jobs], [*(p for f in files for p in _source_files(f)),
                                              args.checkpoint], overwrite=args.overwrite,
                   can_skip=many)
+    _check_seg_sources(jobs, announce)
     if not many:
         if out.name.lower().endswith(".dcm"):
             if is_nifti_path(files[0]):
@@ -219,6 +223,20 @@ def warn_if_label_map(scan, source: Path) -> None:
                       stacklevel=2)
 
 
+def _check_seg_sources(jobs: list[Job], announce: bool) -> None:
+    """Every DICOM series that becomes a SEG can be referenced by one (headers only, before
+    any inference); a note for each whose SEG will reference generated UIDs."""
+    from scan_io.dicom import check_seg_source, generated_uids_note
+    from scan_io.nifti import is_nifti_path
+
+    for job in jobs:
+        if job.target.name.lower().endswith(".dcm") and not is_nifti_path(job.source):
+            generated = check_seg_source(job.source)
+            if generated and announce:
+                print(f"l2gnet predict: note: {generated_uids_note(job.source, generated)}",
+                      file=sys.stderr)
+
+
 def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "",
                  show_progress: bool = True) -> Path:
     """Read one scan (``scan_io.load_scan``: display layout), segment it, and write the labels
@@ -233,7 +251,8 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     warn_if_label_map(scan, job.source)
     with tqdm(total=scan.data.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
-        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n))
+        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n),
+                       spacing=scan.spacing)
     header = scan.nifti.header.copy()
     header["descrip"] = OUTPUT_MARK
     scan.nifti = dataclasses.replace(scan.nifti, header=header)
@@ -266,7 +285,8 @@ def _prepare(args: argparse.Namespace, device: str, announce: bool):
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
                          "only grey scans (1 channel, repeated if needed) are supported")
-    settings = InferenceSettings(axis=0, device=device, batch_size=args.batch_size)
+    settings = InferenceSettings(axis=0, device=device, batch_size=args.batch_size,
+                                 postprocess=not args.no_postprocess)
     return jobs, SliceInferer(model, meta, settings)
 
 

@@ -80,7 +80,9 @@ def add_parser(sub) -> None:
     p.add_argument("--val", help="validation volumes (folder or phantom:SEEDS)")
     p.add_argument("--out-dir", default="runs/l2gnet")
     p.add_argument("--num-classes", type=int, help="default: largest label in the data + 1")
-    p.add_argument("--class-names", help="comma-separated, background first")
+    p.add_argument("--class-names", help="comma-separated, background first; with --from, "
+                   "the checkpoint's names unchanged and in order, then any new classes to "
+                   "teach (docs/new-classes.md)")
     p.add_argument("--normalization", choices=["ct_window", "percentile", "none"],
                    help="default: ct_window for NIfTI/phantom data, none for h5/npz ([0, 1])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -91,7 +93,12 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=positive_float, default=0.01)
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--input-size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
-    p.add_argument("--augment", choices=["transunet", "rotate", "none"], default="transunet")
+    p.add_argument("--augment", choices=["transunet", "rotate", "rotate_scale_intensity",
+                                         "none"], default="transunet")
+    p.add_argument("--target-spacing", nargs="+", default=["auto"], metavar="MM",
+                   help="in-plane pixel size (mm) slices with a voxel size are resampled to: "
+                   "'auto' (the checkpoint's, else the training data's median), 'none' (resize "
+                   "every slice to --input-size), or two numbers (rows, columns)")
     p.add_argument("--spectral-weight", type=float, help="override the preset's weight")
     p.add_argument("--bucket-weight", type=float,
                    help="weight of the bucket-class term that ties L2GNet's plans to the "
@@ -176,13 +183,17 @@ def run(args: argparse.Namespace) -> int:
             args.data, cfg, checkpoint=args.from_checkpoint, model=args.model,
             model_config=model_config, num_classes=args.num_classes, val=args.val,
             normalization=args.normalization,
-            class_names=args.class_names.split(",") if args.class_names else None,
+            class_names=[n.strip() for n in args.class_names.split(",")]
+            if args.class_names else None,
             metadata={"training": {"command": "l2gnet " + shlex.join(argv), "data": args.data,
                                    "val": args.val, "preset": args.model}},
             phantom_shape=args.phantom_shape, dist=dist,
+            target_spacing=_target_spacing(args.target_spacing),
         )
         say = dist.is_main
         if say:
+            for warning in setup.warnings:
+                print(f"l2gnet train: warning: {warning}", file=sys.stderr)
             ranks = f" on {dist.world_size} ranks" if dist.enabled else ""
             print(f"training {args.model} ({setup.model_name}, {setup.num_classes} classes) on "
                   f"{len(setup.slices)} slices, validating on {len(setup.val_cases)} volumes"
@@ -203,3 +214,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"l2gnet train: stopped by {signal.Signals(signum).name}; continue with "
               f"--out-dir {args.out_dir} --resume", file=sys.stderr)
     return 128 + signum
+
+
+def _target_spacing(values: list[str]) -> str | tuple[float, float] | None:
+    """``--target-spacing``: 'auto', 'none' or two sizes in mm."""
+    if len(values) == 1 and values[0].lower() in ("auto", "none"):
+        return None if values[0].lower() == "none" else "auto"
+    try:
+        sizes = tuple(float(v) for v in values)
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or not min(sizes) > 0:
+        raise ValueError(f"--target-spacing {' '.join(values)}: give auto, none or two sizes "
+                         "in mm > 0 (rows, columns), e.g. --target-spacing 0.8 0.8")
+    return sizes  # type: ignore[return-value]

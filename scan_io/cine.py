@@ -1,0 +1,140 @@
+"""4-D NIfTI cine series, (x, y, z, t) on disk, as frames in display layout (no torch).
+
+A cine MRI study saved as one NIfTI file holds one 3-D volume per cardiac phase on axis 3
+(the NIfTI standard puts time there; ACDC's ``*_4d.nii.gz`` files are laid out so). Each
+frame is shown like a 3-D scan (`scan_io.nifti.display_orientation`), giving an array
+``(t, slices, rows, columns)``: napari shows the time axis as an extra slider.
+
+Refused, one line each: a file with more than 4 dimensions or whose 4th axis is a vector or
+other intent rather than time (``x, y, z, 1, t`` puts time on axis 4); 3-D files are not
+cines (`load_scan` reads them). A 4-D file with one frame is a 3-D scan: `nifti_frame_count`
+says 1 and `scan_io.nifti.load_nifti` reads it as 3-D.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from scan_io.checks import check_volume_size, replace_non_finite
+from scan_io.labels import check_labels
+from scan_io.nifti import (
+    DisplayOrientation,
+    NiftiVolume,
+    display_orientation,
+    is_nifti_path,
+    spacing_in_display,
+    to_display,
+)
+
+__all__ = ["CineSeries", "load_cine", "nifti_frame_count"]
+
+_TIME_TO_MS = {"sec": 1000.0, "msec": 1.0, "usec": 0.001}
+
+
+@dataclass
+class CineSeries:
+    """A cine series: ``frames`` (t, slices, rows, columns) in display layout.
+
+    ``nifti`` is the first frame as a `NiftiVolume` (voxel order, affine and header of the
+    file), the grid every frame shares; ``frame_interval_ms`` the time between frames when
+    the header says it in a time unit, else None.
+    """
+
+    frames: np.ndarray
+    spacing: tuple[float, float, float]
+    orientation: DisplayOrientation
+    nifti: NiftiVolume
+    frame_interval_ms: float | None = None
+    path: Path | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.nifti.affine
+
+
+def _open(path: Path) -> nib.Nifti1Image:
+    if not path.is_file():
+        raise FileNotFoundError(f"NIfTI file not found: {path}")
+    if not is_nifti_path(path):
+        raise ValueError(f"{path}: not a NIfTI file (expected a .nii or .nii.gz name)")
+    try:
+        img = nib.load(str(path), mmap=False)
+    except Exception as exc:  # nibabel raises several types for a broken file
+        raise ValueError(f"cannot read {path} as NIfTI: {exc}") from exc
+    if not isinstance(img, nib.Nifti1Image):
+        raise ValueError(f"{path}: not a NIfTI-1/2 image (nibabel read {type(img).__name__})")
+    return img
+
+
+def _check_time_axis(img: nib.Nifti1Image, path: Path) -> int:
+    """Number of frames on axis 3, or a one-line ValueError when time is elsewhere."""
+    shape = img.shape
+    if len(shape) <= 3:
+        return 1
+    extra = shape[4:]
+    if any(n > 1 for n in extra):
+        where = 4 + next(i for i, n in enumerate(extra) if n > 1)
+        raise ValueError(
+            f"{path}: NIfTI of shape {shape} has {shape[where]} entries on axis {where}; a cine "
+            "must have time on axis 3, (x, y, z, t). Reorder it first (e.g. numpy.moveaxis "
+            f"with nibabel) so the frames are on axis 3")
+    intent = img.header.get_intent()[0]
+    if shape[3] > 1 and intent not in ("none", "", None):
+        raise ValueError(
+            f"{path}: axis 3 holds a '{intent}' (NIfTI intent), not time; a cine must have "
+            "time on axis 3, (x, y, z, t)")
+    return int(shape[3])
+
+
+def nifti_frame_count(path: str | os.PathLike[str]) -> int:
+    """Frames on axis 3 of a NIfTI file from its header alone (1 for a 3-D file).
+
+    ValueError when the file's time axis is not axis 3 (see the module docstring).
+    """
+    path = Path(path)
+    return _check_time_axis(_open(path), path)
+
+
+def load_cine(path: str | os.PathLike[str], *, labels: bool = False,
+              num_classes: int | None = None) -> CineSeries:
+    """Read a 4-D NIfTI (x, y, z, t) as frames in display layout; dtype kept as on disk.
+
+    ``labels=True``: the label check of `scan_io.labels` (whole non-negative values);
+    otherwise non-finite voxels are replaced with a warning, as `load_scan` does.
+    """
+    path = Path(path)
+    img = _open(path)
+    frames = _check_time_axis(img, path)
+    if len(img.shape) < 4:
+        raise ValueError(f"{path}: a 3-D scan of shape {img.shape}, not a cine (x, y, z, t)")
+    header = img.header
+    check_volume_size(img.shape, header.get_data_dtype(), path)
+    try:
+        data = np.asarray(np.asanyarray(img.dataobj))
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise ValueError(f"cannot read the voxel data of {path}: {exc}") from exc
+    data = data.reshape(img.shape[:3] + (frames,))
+    data = check_labels(data, path, num_classes) if labels else replace_non_finite(data, path)
+    affine = np.array(img.affine, dtype=np.float64)
+    orientation = display_orientation(affine)
+    zooms = tuple(float(z) for z in header.get_zooms())
+    spacing = tuple((zooms[:3] + (1.0, 1.0, 1.0))[:3])
+    stacked = np.stack([to_display(data[..., t], orientation) for t in range(frames)])
+    unit = header.get_xyzt_units()[1]
+    interval = zooms[3] * _TIME_TO_MS[unit] if len(zooms) > 3 and unit in _TIME_TO_MS \
+        and zooms[3] > 0 else None
+    first = NiftiVolume(data=np.ascontiguousarray(data[..., 0]), affine=affine, header=header,
+                        spacing=spacing, path=path)  # type: ignore[arg-type]
+    return CineSeries(frames=stacked, spacing=spacing_in_display(spacing, orientation),
+                      orientation=orientation, nifti=first, frame_interval_ms=interval,
+                      path=path)
