@@ -153,6 +153,12 @@ def prepare_run(
         built: torch.nn.Module | str = str(checkpoint)
         model_name = base["model"]["name"]
         n_classes = int(base["model"]["num_classes"])
+        grows = class_names is not None and len(class_names) > n_classes
+        if num_classes is not None and num_classes != (len(class_names) if grows else n_classes):
+            plus = " (plus the new --class-names)" if grows else ""
+            raise ValueError(f"--num-classes {num_classes} disagrees with {checkpoint}, which "
+                             f"has {n_classes} classes{plus}: training on from a checkpoint "
+                             "keeps its classes; drop --num-classes")
         if class_names is not None and len(class_names) >= n_classes:
             grown = _grow_from_checkpoint(checkpoint, base, class_names, slices, val_cases,
                                           spec, added_classes, class_colors, warnings)
@@ -161,10 +167,6 @@ def prepare_run(
                 n_classes = len(class_names)
         elif class_names is None:
             _check_named(model_class_names(base), slices)
-        if num_classes is not None and num_classes != n_classes:
-            raise ValueError(f"--num-classes {num_classes} disagrees with the {n_classes} classes "
-                             f"of {checkpoint} (with any new --class-names): training on from a "
-                             "checkpoint keeps its classes; drop --num-classes")
     else:
         preset = resolve_preset(model)
         model_name = preset.model
