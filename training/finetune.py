@@ -428,6 +428,8 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
+    metadata = {**(metadata or {}), "card": {"taught": taught_records(meta, checkpoint,
+                                                                      volumes)}}
     setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata,
                         class_names=class_names if request.growing else None,
                         added_classes=added, class_colors=class_colors)
@@ -485,6 +487,22 @@ def run_finetune(
     )
     (out / REPORT).write_text(json.dumps(asdict(report), indent=1, default=_json_default))
     return report
+
+
+def taught_records(meta: dict[str, Any], checkpoint: str | Path,
+                   volumes: Sequence[CorrectedVolume]) -> list[dict[str, Any]]:
+    """The start's ``card.taught`` records plus this run's (``TaughtRecord``): what it was
+    derived from, how many corrected slices of how many scans, when."""
+    import datetime as dt
+
+    card = meta.get("card") or {}
+    earlier = [dict(t) for t in card.get("taught") or []]
+    name = card.get("display_name") or Path(checkpoint).name.removesuffix(".safetensors")
+    used = [v for v in volumes if v.corrected]
+    return [*earlier, {"derived_from": str(name), "derived_from_file": Path(checkpoint).name,
+                       "corrected_slices": sum(len(v.corrected) for v in used),
+                       "scans": len(used),
+                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}]
 
 
 def _json_default(value: Any) -> Any:
