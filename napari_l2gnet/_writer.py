@@ -72,7 +72,7 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     layers that carry only the scan's ``metadata["nifti"]``, from its DICOM path; its grid
     must match the layer's. Segment names come from the plugin's class names.
     """
-    from scan_io.dicom import series_headers
+    from scan_io.dicom import check_seg_source, generated_uids_note, series_headers
     from scan_io.dicom_seg import AlgorithmInfo, write_seg_voxels
 
     out = Path(path) if path.lower().endswith(".dcm") else Path(f"{path}.dcm")
@@ -100,8 +100,12 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     class_names = l2g.get("class_names") or metadata.get("class_names")
     checkpoint = Path(l2g["checkpoint"]).name if l2g.get("checkpoint") else ""
     info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
+    generated = check_seg_source(files[0])
     write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
                      overwrite=True)
+    if generated:
+        warnings.warn(generated_uids_note(Path(files[0]).parent, generated), UserWarning,
+                      stacklevel=2)
     return [str(out)]
 
 

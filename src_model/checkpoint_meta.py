@@ -32,6 +32,8 @@ DEFAULT_INPUT_SIZE: tuple[int, int] = (224, 224)
 MAX_CLASSES = 1024
 MAX_INPUT_SIDE = 4096
 MIN_INPUT_SIDE = 8
+MIN_SPACING_MM = 0.0  # exclusive: a pixel size must be > 0
+MAX_SPACING_MM = 100.0
 MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far below an OOM
 MAX_JSON_DEPTH = 32
 MAX_STRING = 4096
@@ -198,7 +200,12 @@ class CheckpointMeta(Mapping):
         model: the architecture (registry name, class count, config).
         class_names: one per class, ``class_names[0]`` is the background.
         class_colors: RGB(A) per class in [0, 1], or ``None`` for the viewer's defaults.
-        input_size: (H, W) slices are resized to before the network.
+        input_size: (H, W) slices are resized to before the network (with
+            ``target_spacing_mm``: the window the resampled slice is fitted to).
+        target_spacing_mm: in-plane pixel size (mm, rows then columns) slices with a known
+            voxel size are resampled to before the network (the training data's median, as
+            nnU-Net plans it); ``None``: resize to ``input_size`` whatever the pixel size
+            (older checkpoints, and data without a voxel size).
         normalization: the intensity normalisation entry (``training.normalization``).
         encoder_weights: where the encoder's initial weights came from.
         training: the run's record (command, data, epochs, Dice...), free-form JSON.
@@ -213,6 +220,7 @@ class CheckpointMeta(Mapping):
     class_colors: tuple[tuple[float, ...], ...] | None = None
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     normalization: Mapping[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    target_spacing_mm: tuple[float, float] | None = None
     encoder_weights: str | None = "random"
     training: Mapping[str, Any] = field(default_factory=dict)
     card: ModelCard = field(default_factory=ModelCard)
@@ -272,6 +280,13 @@ class CheckpointMeta(Mapping):
         for key in ("low", "high"):
             if key in norm:
                 check.number(norm[key], f"normalization.{key}", -1e6, 1e6)
+        target = data.get("target_spacing_mm")
+        if target is not None:
+            check.sequence(target, "target_spacing_mm", 2)
+            target = tuple(float(check.number(t, "target_spacing_mm", MIN_SPACING_MM,
+                                              MAX_SPACING_MM)) for t in target)
+            if min(target) <= 0:
+                check.fail("target_spacing_mm", f"= {list(target)} must be > 0 mm")
         weights = data.get("encoder_weights", "random")
         if weights is not None:
             check.text(weights, "encoder_weights", MAX_STRING)
@@ -292,6 +307,7 @@ class CheckpointMeta(Mapping):
             class_colors=colors,
             input_size=size,  # type: ignore[arg-type]
             normalization=dict(norm),
+            target_spacing_mm=target,  # type: ignore[arg-type]
             encoder_weights=weights,
             training=dict(training),
             card=card,
@@ -318,6 +334,8 @@ class CheckpointMeta(Mapping):
             model={"name": self.model.name, "num_classes": self.model.num_classes,
                    "config": dict(self.model.config)},
         )
+        if self.target_spacing_mm is not None:  # absent, not null, in older files' JSON
+            out["target_spacing_mm"] = [float(t) for t in self.target_spacing_mm]
         card = self.card.to_dict()
         if card:
             out["card"] = card

@@ -51,7 +51,7 @@ def evaluate(
     results: dict[str, list[dict]] = {}
     for case in cases:
         check_labels(case.label, case.name, model.num_classes)
-        pred = inferer(case.image)
+        pred = inferer(case.image, spacing=case.spacing)
         rows = score_case(pred.labels, case.label, model.num_classes, protocol=protocol,
                           spacing=case.spacing)
         results[case.name] = rows

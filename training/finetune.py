@@ -80,12 +80,14 @@ class FinetuneSettings:
 class CorrectedVolume:
     """One scan to learn from: ``image`` (S, H, W) normalised to [0, 1] as the checkpoint
     expects, ``labels`` (S, H, W) holding the user's corrections on the ``corrected`` slices
-    (the other slices' labels are ignored)."""
+    (the other slices' labels are ignored). ``spacing``: the slices' in-plane pixel size in
+    mm (rows, columns), None when unknown (``training.physical_scale``)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     corrected: list[int]
+    spacing: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.image, self.labels = np.asarray(self.image), np.asarray(self.labels)
@@ -97,6 +99,10 @@ class CorrectedVolume:
         bad = [i for i in self.corrected if not 0 <= i < n]
         if bad:
             raise ValueError(f"{self.name}: corrected slices {bad} are outside 0..{n - 1}")
+        if self.spacing is not None:
+            from .physical_scale import in_plane_spacing
+
+            self.spacing = in_plane_spacing(self.spacing)
 
     @property
     def uncorrected(self) -> list[int]:
@@ -153,17 +159,35 @@ def _fmt(value: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------- pieces
-def corrected_case(volumes: Sequence[CorrectedVolume]):
-    """The corrected slices of all volumes stacked as one ``Case`` (what Dice is scored on)."""
+def corrected_cases(volumes: Sequence[CorrectedVolume]) -> list:
+    """The corrected slices of each volume stacked as one ``Case`` (what Dice is scored on:
+    per class, the mean over the volumes that show it), with the volume's pixel size."""
     from .data.cases import Case
 
-    images = [v.image[i] for v in volumes for i in v.corrected]
-    labels = [v.labels[i] for v in volumes for i in v.corrected]
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:  # volumes of different in-plane sizes: score each separately
-        raise ValueError(f"Corrected slices have different shapes {sorted(shapes)}")
-    return Case("corrected slices", np.stack(images).astype(np.float32),
-                np.stack(labels).astype(np.uint8))
+    return [Case(f"{v.name} (corrected slices)", v.image[v.corrected].astype(np.float32),
+                 v.labels[v.corrected].astype(np.uint8),
+                 None if v.spacing is None else (1.0, *v.spacing))
+            for v in volumes if v.corrected]
+
+
+def _corrected_dice(predictions: Sequence[np.ndarray], volumes: Sequence[CorrectedVolume],
+                    class_names: Sequence[str]) -> dict[str, float]:
+    """``trainer.validate``'s numbers for labels already predicted (per class, the mean over
+    volumes where the truth or the prediction has it, on the corrected slices)."""
+    from .metrics import dice
+
+    scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
+    for pred, v in zip(predictions, volumes, strict=True):
+        if not v.corrected:
+            continue
+        p, t = pred[v.corrected], v.labels[v.corrected]
+        for c, name in enumerate(class_names[1:], start=1):
+            if (t == c).any() or (p == c).any():
+                scores[name].append(dice(p == c, t == c))
+    out = {name: float(np.mean(s)) if s else float("nan") for name, s in scores.items()}
+    valid = [s for s in out.values() if not math.isnan(s)]
+    out["mean"] = float(np.mean(valid)) if valid else float("nan")
+    return out
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | None:
@@ -199,7 +223,7 @@ def complete_new_only_slices(volumes: Sequence[CorrectedVolume], predicted: Sequ
                 labels[i] = np.where(fg, lab, pred[i]).astype(labels.dtype)
                 count += 1
         out.append(v if labels is None else CorrectedVolume(v.name, v.image, labels,
-                                                            list(v.corrected)))
+                                                            list(v.corrected), v.spacing))
     return out, count
 
 
@@ -246,13 +270,16 @@ def _trainer_class() -> type:
 def volume_from_arrays(
     volume: np.ndarray, labels: np.ndarray, corrected: Sequence[int], *, axis: int,
     normalization, num_classes: int, name: str = "labels",
+    spacing: Sequence[float] | None = None,
 ) -> CorrectedVolume:
     """What the widget hands over (a raw volume, its labels layer, the corrected slices along
     ``axis``) as a ``CorrectedVolume``, normalised as the checkpoint expects.
 
-    ``name`` (the labels layer's) goes into the messages: each says what to fix.
+    ``name`` (the labels layer's) goes into the messages: each says what to fix. ``spacing``:
+    the voxel size in mm in the volume's axis order (None: unknown).
     """
     from .normalization import normalize
+    from .physical_scale import in_plane_spacing
 
     volume, labels = np.asarray(volume), np.asarray(labels)
     if volume.ndim == 2 and labels.ndim == 2:
@@ -268,7 +295,8 @@ def volume_from_arrays(
                          f"{num_classes} classes (0..{num_classes - 1}): fix those voxels or "
                          "use a checkpoint with more classes")
     image = np.moveaxis(normalize(volume, normalization), axis, 0).astype(np.float32)
-    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected))
+    return CorrectedVolume(name, image, np.moveaxis(labels, axis, 0), list(corrected),
+                           in_plane_spacing(spacing, axis, volume.ndim))
 
 
 def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spacing=None):
@@ -360,6 +388,7 @@ def run_finetune(
 
     from .data.cases import Slice
     from .inference import predict_volume, resolve_device
+    from .physical_scale import median_spacing
     from .run_setup import prepare_run
     from .trainer import TrainConfig, TrainEvent, seed_everything, validate
 
@@ -378,14 +407,22 @@ def run_finetune(
     num_classes = len(class_names)  # the grown model's (at step 0 it predicts as the start)
     input_size = tuple(meta.get("input_size") or (224, 224))
     device = resolve_device(settings.device)
-    plain = {"normalization": {"kind": "none"}}  # volumes are normalised already
+    # the pixel size the model works at: the checkpoint's, else the corrected scans' median
+    # (recorded in the new checkpoint, so the taught model is used at that scale next time)
+    target = meta.get("target_spacing_mm") or median_spacing([v.spacing for v in volumes])
+    target = None if target is None else tuple(float(t) for t in target)
+    plain = {"normalization": {"kind": "none"},  # volumes are normalised already
+             "target_spacing_mm": target}
 
-    def segment(net) -> list[np.ndarray]:
+    def segment(net, targeted: bool = True) -> list[np.ndarray]:
+        info = plain if targeted else {**plain, "target_spacing_mm": None}
         return [predict_volume(v.image, net, input_size=input_size, device=device,
-                               batch_size=settings.batch_size, metadata=plain).labels
+                               batch_size=settings.batch_size, metadata=info,
+                               spacing=v.spacing).labels
                 for v in volumes]
 
-    before = segment(model)
+    # the start as it is used today (a checkpoint without a pixel size: plain resize)
+    before = segment(model, targeted=meta.get("target_spacing_mm") is not None)
     added, warnings, completed = [], [], 0
     if request.growing:
         volumes, completed = complete_new_only_slices(volumes, before, request.new_indices)
@@ -394,9 +431,8 @@ def run_finetune(
         warnings = request.check_painted(painted, "the corrected slices")
         added = added_records(painted, derived_from=str(checkpoint),
                               taught_on=taught_on or ", ".join(v.name for v in volumes))
-    case = corrected_case(volumes)
-    dice_before = present_only(validate(model, [case], class_names, input_size, device,
-                                        settings.batch_size))
+    cases = corrected_cases(volumes)
+    dice_before = present_only(_corrected_dice(before, volumes, class_names))
 
     # the guards, as much as the start agrees with the corrections (on the classes it knows)
     old_dice = [d for k, d in dice_before.items() if k in request.model_names[1:]]
@@ -408,14 +444,16 @@ def run_finetune(
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta))
+                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta),
+                      target_spacing_mm=target)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
-        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}")
+        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing)
                    for i in v.corrected]
         count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
         for i in pseudo_slice_indices(v.uncorrected, count):
-            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)"))
+            slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)",
+                                v.spacing))
             pseudo += 1
     n_base = len(slices)
 
@@ -430,7 +468,7 @@ def run_finetune(
                             seconds=time.perf_counter() - t0))
     metadata = {**(metadata or {}), "card": {"taught": taught_records(meta, checkpoint,
                                                                       volumes)}}
-    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=[case], metadata=metadata,
+    setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=cases, metadata=metadata,
                         class_names=class_names if request.growing else None,
                         added_classes=added, class_colors=class_colors)
     # the model scored above, not a copy; a grown one is prepare_run's (the same predictions)
@@ -459,8 +497,8 @@ def run_finetune(
     new_model, _ = load_checkpoint(chosen)
     after = before if chosen_epoch == 0 else segment(new_model)
     dice_after = (dice_before if chosen_epoch == 0 else
-                  present_only(validate(new_model, [case], class_names, input_size, device,
-                                        settings.batch_size)))
+                  present_only(validate(new_model, cases, class_names, input_size, device,
+                                        settings.batch_size, target)))
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected

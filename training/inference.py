@@ -1,9 +1,12 @@
 """Segment a whole volume slice by slice: the one inference path for the plugin and the CLI.
 
 docs/design.md "Inference on a volume": normalise as the checkpoint says, resize each slice to
-the model's input size, run batches on the device (AMP on CUDA), resize the logits back, and
-keep everything volume-sized on the host. On CUDA out-of-memory the batch is halved and
-retried, then the work falls back to the CPU with a warning.
+the model's input size (or, for a checkpoint with a target pixel size and a volume with a
+voxel size, resample it to that pixel size and fit it to the input without changing its
+scale: ``training.physical_scale``, docs/design.md "Physical scale"), run batches on the
+device (AMP on CUDA), resize the logits back, and keep everything volume-sized on the host.
+On CUDA out-of-memory the batch is halved and retried, then the work falls back to the CPU
+with a warning.
 
 ``SliceInferer`` holds a model and its ``InferenceSettings``; its pieces are ``SliceForward``
 (one batch) and ``OutOfMemoryFallback`` (the batch-halving / CPU fallback), in the spirit of
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +32,7 @@ from src_model import CheckpointMeta, load_checkpoint
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
 from .normalization import IntensityNormalization, normalize
+from .physical_scale import SliceGeometry, in_plane_spacing, plan_geometry
 from .postprocess import apply_postprocessing
 
 T = TypeVar("T")
@@ -170,24 +174,34 @@ class BatchOutput:
 
 
 class SliceForward:
-    """One batch of slices through the model: bicubic resize in, forward (AMP on CUDA),
-    resize out as ``resize_back`` says. Stateless apart from its settings."""
+    """One batch of slices through the model: bicubic resize in (or, with a ``geometry``,
+    resample to the model's pixel size and fit to its input: ``training.physical_scale``),
+    forward (AMP on CUDA), resize out as ``resize_back`` says. Stateless apart from its
+    settings."""
 
     def __init__(self, model: torch.nn.Module, size: tuple[int, int],
-                 slice_size: tuple[int, int], settings: InferenceSettings) -> None:
+                 slice_size: tuple[int, int], settings: InferenceSettings,
+                 geometry: SliceGeometry | None = None) -> None:
         self.model, self.size, self.slice_size, self.settings = model, size, slice_size, settings
+        self.geometry = geometry
 
     @torch.no_grad()
     def __call__(self, batch: np.ndarray, device: torch.device) -> BatchOutput:
         model, size, orig, cfg = self.model, self.size, self.slice_size, self.settings
+        geo = self.geometry
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)[:, None]
-        if tuple(x.shape[-2:]) != tuple(size):
+        if geo is not None:
+            x = geo.windows(geo.to_canvas(x))
+        elif tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
         x = x.expand(-1, model.in_channels, -1, -1)
         with torch.autocast(device.type, dtype=torch.float16,
                             enabled=cfg.amp and device.type == "cuda"):
             out = model(x)
         logits = out.logits.float()
+        if geo is not None:  # windows -> the resampled slice (the resize below goes back)
+            logits = geo.stitch(logits)
+            out.aux = _stitch_explanation(out.aux, geo) if cfg.explain else {}
         resized = tuple(logits.shape[-2:]) != tuple(orig)
         if cfg.resize_back == "nearest" or not resized:
             pred = logits.argmax(1, keepdim=True).float()
@@ -231,11 +245,30 @@ class OutOfMemoryFallback:
                     self.model.to(self.device)
 
 
+def _stitch_explanation(aux: dict[str, Any], geo: SliceGeometry) -> dict[str, Any]:
+    """Per-window codes (B*T, n) and plans (B*T, q, n, t) -> per slice on the cells over the
+    resampled slice: codes (B, n'), plans (B, q, n', t)."""
+    gh, gw = (i // geo.stride for i in geo.input_size)
+    out: dict[str, Any] = {}
+    if "codes" in aux:
+        codes = aux["codes"].reshape(-1, gh, gw)
+        out["codes"] = geo.stitch_cells(codes).flatten(1)
+    if "plans" in aux:
+        p = aux["plans"]
+        bt, q, _, t = p.shape
+        p = p.reshape(bt, q, gh, gw, t).permute(0, 1, 4, 2, 3)
+        p = geo.stitch_cells(p)  # (B, q, t, h, w)
+        out["plans"] = p.flatten(3).transpose(2, 3)
+    return out
+
+
 class _ExplanationBuffer:
     """Collects the bottleneck's codes and transport plans batch by batch (host memory)."""
 
-    def __init__(self, n: int, grid: tuple[int, int]) -> None:
+    def __init__(self, n: int, grid: tuple[int, int],
+                 cell_size: tuple[float, float] | None = None) -> None:
         self.n, (self.h, self.w) = n, grid
+        self.cell_size = cell_size
         self.plans = self.buckets = self.codes = None
 
     def add(self, start: int, stop: int, aux: dict[str, Any]) -> None:
@@ -255,7 +288,7 @@ class _ExplanationBuffer:
             self.buckets[start:stop] = p.argmax(-1).cpu().numpy()
 
     def result(self, slice_size: tuple[int, int], model: torch.nn.Module) -> Explanation:
-        scale = (slice_size[0] / self.h, slice_size[1] / self.w)
+        scale = self.cell_size or (slice_size[0] / self.h, slice_size[1] / self.w)
         votes = getattr(getattr(model, "bottleneck", None), "bucket_votes", None)
         if votes is not None:
             votes = votes.detach().float().cpu().numpy()
@@ -297,15 +330,23 @@ class SliceInferer:
         self.settings = settings or InferenceSettings()
 
     def __call__(self, volume: np.ndarray, *, progress: ProgressFn | None = None,
-                 cancel: CancelFn | None = None) -> VolumePrediction:
-        """Segment ``volume``; ``progress(done, total)`` after each batch."""
-        return run_to_end(self.iterate(volume, cancel=cancel), progress)
+                 cancel: CancelFn | None = None,
+                 spacing: Sequence[float] | None = None) -> VolumePrediction:
+        """Segment ``volume``; ``progress(done, total)`` after each batch. ``spacing``: the
+        voxel size in mm (3 numbers in the volume's axis order, or the slices' 2 in-plane
+        ones), or None when unknown (see ``iterate``)."""
+        return run_to_end(self.iterate(volume, cancel=cancel, spacing=spacing), progress)
 
-    def iterate(self, volume: np.ndarray, *, cancel: CancelFn | None = None
+    def iterate(self, volume: np.ndarray, *, cancel: CancelFn | None = None,
+                spacing: Sequence[float] | None = None,
                 ) -> Generator[tuple[int, int], None, VolumePrediction]:
         """Generator form: yields ``(done, total)`` slices after each batch, returns the
         prediction. ``cancel()`` returning True stops between batches with
-        ``PredictionCancelled`` (napari's generator ``thread_worker`` drives this)."""
+        ``PredictionCancelled`` (napari's generator ``thread_worker`` drives this).
+
+        With a ``spacing`` and a checkpoint that records ``target_spacing_mm``, each slice is
+        resampled to that pixel size and fitted to the input (``training.physical_scale``);
+        otherwise it is resized to the input size, as checkpoints without it always were."""
         model, cfg = self.model, self.settings
         was_training = model.training
         model.eval()
@@ -320,17 +361,23 @@ class SliceInferer:
             size = tuple(cfg.input_size or _metadata_entry(self.metadata, "input_size")
                          or (height, width))
             size = _fit_to_stride(size, stride)
+            geometry = self._geometry(spacing, vol.ndim if not single else 2, axis,
+                                      (height, width), size, stride)
             dev = resolve_device(cfg.device)
             bs = auto_batch_size(dev, size) if cfg.batch_size == "auto" else int(cfg.batch_size)
+            if geometry is not None and cfg.batch_size == "auto":
+                bs = max(1, bs // len(geometry.tiles))
             model.to(dev)
-            forward = SliceForward(model, size, (height, width), cfg)
+            forward = SliceForward(model, size, (height, width), cfg, geometry)
             fallback = OutOfMemoryFallback(model, bs, dev)
 
             num_classes = model.num_classes
             labels = np.zeros((n, height, width), np.uint8 if num_classes <= 256 else np.uint16)
             probs = (np.zeros((num_classes, n, height, width), np.float16)
                      if cfg.return_probabilities else None)
-            explanation = _ExplanationBuffer(n, (size[0] // stride, size[1] // stride))
+            explanation = (_ExplanationBuffer(n, (size[0] // stride, size[1] // stride))
+                           if geometry is None else
+                           _ExplanationBuffer(n, geometry.grid, geometry.cell_size))
             start = 0
             while start < n:
                 if cancel is not None and cancel():
@@ -360,6 +407,17 @@ class SliceInferer:
         finally:
             model.train(was_training)
 
+    def _geometry(self, spacing: Sequence[float] | None, ndim: int, axis: int,
+                  slice_size: tuple[int, int], size: tuple[int, int],
+                  stride: int) -> SliceGeometry | None:
+        """The physical-scale plan, when both the slices' and the model's pixel size are
+        known; else None (the plain resize)."""
+        target = _metadata_entry(self.metadata, "target_spacing_mm")
+        plane = in_plane_spacing(spacing, axis, ndim)
+        if target is None or plane is None:
+            return None
+        return plan_geometry(slice_size, plane, tuple(target), size, stride)
+
     def _as_volume(self, volume: np.ndarray) -> tuple[np.ndarray, int, bool]:
         vol, axis = np.asarray(volume), self.settings.axis
         single = vol.ndim == 2
@@ -383,18 +441,21 @@ def iter_predict_volume(
     *,
     metadata: CheckpointMeta | Mapping[str, Any] | None = None,
     cancel: CancelFn | None = None,
+    spacing: Sequence[float] | None = None,
     **settings: Any,
 ) -> Generator[tuple[int, int], None, VolumePrediction]:
     """``SliceInferer(model, metadata, InferenceSettings(**settings)).iterate(volume)``.
 
     Kept for callers of the earlier function API (the widgets); see ``InferenceSettings``.
+    ``spacing``: the volume's voxel size in mm (its axis order) or the slices' in-plane
+    size, for checkpoints that work at a physical pixel size (``SliceInferer.iterate``).
     """
     unknown = sorted(set(settings) - _SETTING_NAMES)
     if unknown:
         raise TypeError(f"unknown inference option(s) {unknown}; accepted: "
                         f"{', '.join(sorted(_SETTING_NAMES))}")
     inferer = SliceInferer(model_or_checkpoint, metadata, InferenceSettings(**settings))
-    return inferer.iterate(volume, cancel=cancel)
+    return inferer.iterate(volume, cancel=cancel, spacing=spacing)
 
 
 def predict_volume(
@@ -406,6 +467,8 @@ def predict_volume(
 ) -> VolumePrediction:
     """Segment ``volume`` slice by slice along ``axis``; see ``InferenceSettings``.
 
+    ``spacing=``: the voxel size in mm (volume axis order) or the slices' in-plane pixel size;
+    used when the checkpoint records ``target_spacing_mm`` (``SliceInferer.iterate``).
     ``progress(done, total)`` is called after each batch; ``cancel()`` returning True stops the
     work between batches with ``PredictionCancelled``.
     """

@@ -103,6 +103,7 @@ def prepare_run(
     dist: DistContext | None = None,
     added_classes: Sequence[Any] | None = None,
     class_colors: Sequence[Sequence[float]] | None = None,
+    target_spacing: str | Sequence[float] | None = "auto",
 ) -> RunSetup:
     """Check and assemble a run; see the module docstring.
 
@@ -113,6 +114,10 @@ def prepare_run(
     phantoms, else the largest label + 1). ``metadata`` entries are added to every
     checkpoint written (e.g. ``training.command``, ``finetune``). The output folder is checked
     first (``training.run_state.check_run_folder``), on rank 0 under ``torchrun``.
+    ``target_spacing`` (the in-plane pixel size the run works at, ``training.physical_scale``):
+    ``config.target_spacing_mm`` when set; else ``"auto"``: the checkpoint's, or the median
+    over the training slices that have a pixel size (None when none has: the plain resize);
+    a pair of numbers; or None (the plain resize).
 
     New classes (docs/new-classes.md): with a checkpoint, ``class_names`` must start with its
     names, unchanged and in order; names beyond them grow the model by those classes
@@ -141,6 +146,7 @@ def prepare_run(
     else:
         val_cases = list(val or [])
 
+    config = _with_target_spacing(config, target_spacing, base, slices)
     meta: dict[str, Any] = dict(base or {})
     warnings: list[str] = []
     if base is not None:
@@ -227,3 +233,23 @@ def _grow_from_checkpoint(checkpoint, base, class_names, slices, val_cases, spec
         added = added_records(painted, taught_on=where, derived_from=str(checkpoint))
     model, meta = grow_checkpoint(checkpoint, added, colors=colors)
     return model, meta
+
+
+def _with_target_spacing(config: TrainConfig, choice: str | Sequence[float] | None,
+                         base: dict[str, Any] | None, slices: Sequence[Slice]) -> TrainConfig:
+    """``config`` with the run's ``target_spacing_mm`` resolved (``prepare_run``)."""
+    from dataclasses import replace
+
+    from .physical_scale import median_spacing
+
+    if config.target_spacing_mm is not None or choice is None:
+        return config
+    if isinstance(choice, str):
+        if choice != "auto":
+            raise ValueError(f"target spacing must be 'auto', none or two sizes in mm, got "
+                             f"{choice!r}")
+        target = (base or {}).get("target_spacing_mm") or median_spacing(
+            [s.spacing for s in slices])
+    else:
+        target = tuple(float(v) for v in choice)
+    return config if target is None else replace(config, target_spacing_mm=tuple(target))

@@ -58,10 +58,11 @@ def store_volumes(store: AnnotationStore, class_names: Sequence[str], normalizat
         why = class_mismatch(case, names)
         if why is None:
             try:
-                image, labels, _spacing = store.load(case)
+                image, labels, spacing = store.load(case)
                 volume = volume_from_arrays(image, labels, case.corrected_slices,
                                             axis=case.slice_axis, normalization=normalization,
-                                            num_classes=len(names), name=case.case_id)
+                                            num_classes=len(names), name=case.case_id,
+                                            spacing=spacing)
             except (OSError, ValueError) as err:
                 why = str(err)
                 if not why.startswith(case.case_id):

@@ -72,7 +72,10 @@ class TrainConfig:
     ``overwrite``: replace an earlier run in ``out_dir`` (otherwise refused unless
     ``resume``). ``freeze_batchnorm``: BatchNorm layers keep their running statistics (eval
     mode) while training; useful when fine-tuning on a few slices, and what makes N ranks x
-    batch b train exactly like one process with batch N*b.
+    batch b train exactly like one process with batch N*b. ``target_spacing_mm``: slices with
+    a pixel size are resampled to it (``training.physical_scale``) and the checkpoints record
+    it; None: every slice is resized to ``input_size``. ``foreground_oversample``: the share
+    of windows centred on a foreground voxel (when a resampled slice is larger than the input).
     """
 
     epochs: int = 10
@@ -95,9 +98,19 @@ class TrainConfig:
     overwrite: bool = False
     validate_every: int = 1
     freeze_batchnorm: bool = False
+    target_spacing_mm: tuple[float, float] | None = None
+    foreground_oversample: float = 0.33
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(s) for s in self.input_size)
+        if self.target_spacing_mm is not None:
+            self.target_spacing_mm = tuple(float(s) for s in self.target_spacing_mm)
+            if len(self.target_spacing_mm) != 2 or not min(self.target_spacing_mm) > 0:
+                raise ValueError(f"target_spacing_mm must be two sizes > 0 mm, got "
+                                 f"{self.target_spacing_mm}")
+        if not 0.0 <= self.foreground_oversample <= 1.0:
+            raise ValueError(f"foreground_oversample must be in [0, 1], got "
+                             f"{self.foreground_oversample}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -172,12 +185,16 @@ def check_training_data(slices: Sequence[Slice], val_cases: Sequence[Case],
 
 
 def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequence[str],
-             input_size: tuple[int, int], device: torch.device, batch_size: int) -> dict:
-    """Mean Dice per foreground class over ``cases`` (volumes, already in [0, 1])."""
+             input_size: tuple[int, int], device: torch.device, batch_size: int,
+             target_spacing_mm: Sequence[float] | None = None) -> dict:
+    """Mean Dice per foreground class over ``cases`` (volumes, already in [0, 1]), segmented
+    at ``target_spacing_mm`` where a case has a voxel size (as inference will)."""
     scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
     for case in cases:
         pred = predict_volume(case.image, model, input_size=input_size, device=device,
-                              batch_size=batch_size, metadata={"normalization": {"kind": "none"}})
+                              batch_size=batch_size, spacing=case.spacing,
+                              metadata={"normalization": {"kind": "none"},
+                                        "target_spacing_mm": target_spacing_mm})
         for c, name in enumerate(class_names[1:], start=1):
             truth = case.label == c
             if truth.any() or (pred.labels == c).any():
@@ -265,7 +282,9 @@ class Trainer:
             self.net = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.dataset = SliceDataset(train_slices, cfg.input_size, augment=cfg.augment,
-                                    in_channels=model.in_channels, seed=cfg.seed)
+                                    in_channels=model.in_channels, seed=cfg.seed,
+                                    target_spacing=cfg.target_spacing_mm,
+                                    foreground_oversample=cfg.foreground_oversample)
         self.sampler = EpochSampler(self.dataset, self.dist, cfg.seed)
         per_rank = self.sampler.num_samples
         self.drop_last = per_rank > cfg.batch_size
@@ -408,7 +427,7 @@ class Trainer:
         val = None
         if self.dist.is_main:
             val = validate(self.model, self.val_cases, self.class_names, cfg.input_size,
-                           self.device, cfg.batch_size)
+                           self.device, cfg.batch_size, cfg.target_spacing_mm)
         self.dist.barrier()
         self._train_mode()
         return val
@@ -419,6 +438,8 @@ class Trainer:
         p, cfg = self.progress, self.cfg
         meta = dict(self.base_meta)
         meta["input_size"] = list(cfg.input_size)
+        if cfg.target_spacing_mm is not None:
+            meta["target_spacing_mm"] = list(cfg.target_spacing_mm)
         meta["class_names"] = self.class_names
         meta["training"] = {
             **dict(self.base_meta.get("training") or {}),

@@ -419,7 +419,7 @@ class FinetuneWidget(QWidget):
         volume = volume_from_arrays(
             np.asarray(image.data), label_data, annotated, axis=axis,
             normalization=normalization, num_classes=int(meta["model"]["num_classes"]),
-            name=labels.name)
+            name=labels.name, spacing=_scan_spacing(image))
         self.store_box.refresh()
         earlier = (store_volumes(self.store_box.store, names, normalization)
                    if self.store_box.include else StoreVolumes())
@@ -695,3 +695,11 @@ class FinetuneWidget(QWidget):
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text
+
+
+def _scan_spacing(layer) -> tuple[float, ...] | None:
+    """Voxel size in mm in the layer's axis order, when the layer came from a scan file (a
+    plain array's scale is not known to be millimetres)."""
+    if "nifti" not in layer.metadata:
+        return None
+    return tuple(float(s) for s in layer.scale[-layer.ndim:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,12 +80,21 @@ def test_demo_headless_runs_the_whole_loop(tmp_path):
     mean = float(next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("mean"))
                  .split()[-1])
     assert mean >= 0.85
+    assert re.search(r"^Segmented \d+ slices on the (CPU|GPU) in \d+\.\d s\.$", out.stdout, re.M), (
+        out.stdout)
     png = tmp_path / "demo.png"
     assert png.is_file() and png.stat().st_size > 50_000
     labels = load_nifti(tmp_path / "demo_labels.nii.gz")
     sample = make_phantom(0)
     np.testing.assert_allclose(labels.affine, sample.affine)
     assert labels.data.shape == sample.to_nifti_order(sample.labels).shape
+
+
+def test_demo_reports_the_run_in_a_sentence():
+    from napari_l2gnet.demo import run_sentence
+
+    assert run_sentence(30, "cpu", 4.06) == "Segmented 30 slices on the CPU in 4.1 s."
+    assert run_sentence(1, "cuda:0", 0.5) == "Segmented 1 slice on the GPU in 0.5 s."
 
 
 def test_demo_shows_the_reference_whose_organ_bucket_is_purest():

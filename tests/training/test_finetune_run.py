@@ -200,3 +200,45 @@ def test_worker_never_reruns_an_unguarded_user_script(checkpoint, tmp_path) -> N
     assert done.returncode == 0, done.stderr
     assert counter.read_text().splitlines() == ["ran"]
     assert "EVENTS ['epoch', 'step', 'epoch', 'done']" in done.stdout
+
+
+def test_fine_tune_records_the_corrected_scans_pixel_size(checkpoint, tmp_path) -> None:
+    """A start without a target pixel size: the new checkpoint records the median in-plane
+    pixel size of the corrected scans (scans of different sizes are scored each on its own)."""
+    from src_model import load_checkpoint
+    from training.inference import predict_volume
+
+    image, labels = _scan()
+    big = np.kron(image, np.ones((1, 2, 2), np.float32))  # the same scene at half the pixel
+    big_labels = np.kron(labels, np.ones((1, 2, 2), np.uint8))
+    volumes = [CorrectedVolume("coarse", image, labels, [1, 4], spacing=(3.0, 1.0, 1.0)),
+               CorrectedVolume("fine", big, big_labels, [2], spacing=(0.5, 0.5))]
+    assert volumes[0].spacing == (1.0, 1.0) and volumes[1].spacing == (0.5, 0.5)
+    report = run_finetune(checkpoint, volumes, FinetuneSettings(**QUICK), tmp_path / "run")
+    _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta.target_spacing_mm == (0.75, 0.75)
+    assert meta.training["config"]["target_spacing_mm"] == [0.75, 0.75]
+    chosen = load_checkpoint(report.checkpoint)[1]
+    assert chosen.target_spacing_mm == (None if report.chosen_epoch == 0 else (0.75, 0.75))
+    # the taught model is used at that pixel size on a scan with a voxel size
+    pred = predict_volume(big, str(tmp_path / "run" / "last.safetensors"), spacing=(3, .5, .5),
+                          device="cpu", return_probabilities=True)
+    plain = predict_volume(big, str(tmp_path / "run" / "last.safetensors"), device="cpu",
+                           return_probabilities=True)
+    assert not np.array_equal(pred.probabilities, plain.probabilities)
+
+
+def test_fine_tune_keeps_the_start_pixel_size(tmp_path) -> None:
+    from src_model import build_model, load_checkpoint, save_checkpoint
+    from src_model.testing import tiny_config
+
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
+    start = save_checkpoint(tmp_path / "start.safetensors", model,
+                            {"class_names": ["background", "a", "b"], "input_size": [32, 32],
+                             "normalization": {"kind": "none"},
+                             "target_spacing_mm": [2.0, 2.0]})
+    image, labels = _scan()
+    run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
+                 FinetuneSettings(**QUICK), tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1].target_spacing_mm == \
+        (2.0, 2.0)

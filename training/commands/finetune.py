@@ -4,7 +4,8 @@ Same function (``training.finetune.run_finetune``) and same defaults (``Finetune
 as the Fine-tune widget. DATA is a NIfTI folder (imagesTr/ + labelsTr/) whose label files
 carry labels only on the corrected slices (the other slices all 0), an annotation store
 (``scan_io.annotation_store``: its records say which slices were corrected), or any data spec
-``l2gnet train`` reads (phantom:SEEDS, h5 volumes), whose labelled slices count as corrected.
+``l2gnet train`` reads (phantom:SEEDS, h5 volumes, DICOM SEG files beside their series),
+whose labelled slices count as corrected.
 
 The annotation store (``--store``, default the user's, as the panel's): its cases are
 trained on too, and a NIfTI DATA folder's corrected scans are saved into it after the run,
@@ -35,8 +36,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT", required=True)
     p.add_argument("--data", required=True,
-                   help="NIfTI folder (imagesTr/, labelsTr/), an annotation store folder, or "
-                   "a data spec (phantom:SEEDS)")
+                   help="NIfTI folder (imagesTr/, labelsTr/), an annotation store folder, a "
+                   "DICOM SEG file (or a folder of them) beside the series it labels, or a "
+                   "data spec (phantom:SEEDS)")
     p.add_argument("--store", metavar="DIR", default=None,
                    help="the annotation store whose earlier corrections are trained on too "
                    "and where DATA's corrected scans are saved (default: "
@@ -64,19 +66,21 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def load_volumes(spec: str, normalization):
+def load_volumes(spec: str, normalization, class_names=None):
     """``CorrectedVolume`` per volume in ``spec``: the slices with any label are corrected.
 
-    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``).
+    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``); a
+    DICOM SEG's segments are matched to the model's ``class_names``.
     """
     from ..data.specs import load_cases
     from ..finetune import CorrectedVolume
 
     out = []
-    for case in load_cases(spec, normalization):
+    for case in load_cases(spec, normalization, class_names=class_names):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
-            out.append(CorrectedVolume(case.name, case.image, case.label, labelled))
+            out.append(CorrectedVolume(case.name, case.image, case.label, labelled,
+                                       case.spacing))
     if not out:
         raise ValueError(f"No labelled slices in {spec}: label the corrected slices (the "
                          "others stay 0)")
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"No usable cases in the annotation store {args.data}")
         volumes = given.volumes
     else:
-        volumes = load_volumes(args.data, norm)
+        volumes = load_volumes(args.data, norm, request.names)
     n_data = len(volumes)
     store = None if args.no_store else AnnotationStore(args.store)
     if store is not None and not (data_store and _same_folder(store.root, args.data)):

@@ -175,6 +175,7 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
             for f in files]
     check_outputs([j.target for j in jobs], [*(p for f in files for p in _source_files(f)),
                                              args.checkpoint], overwrite=args.overwrite)
+    _check_seg_sources(jobs, announce)
     if not many:
         if out.name.lower().endswith(".dcm"):
             if is_nifti_path(files[0]):
@@ -184,6 +185,20 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
             raise ValueError(f"--out {out} must end in .nii or .nii.gz (NIfTI labels), or "
                              ".dcm (DICOM SEG, for a DICOM input)")
     return jobs
+
+
+def _check_seg_sources(jobs: list[Job], announce: bool) -> None:
+    """Every DICOM series that becomes a SEG can be referenced by one (headers only, before
+    any inference); a note for each whose SEG will reference generated UIDs."""
+    from scan_io.dicom import check_seg_source, generated_uids_note
+    from scan_io.nifti import is_nifti_path
+
+    for job in jobs:
+        if job.target.name.lower().endswith(".dcm") and not is_nifti_path(job.source):
+            generated = check_seg_source(job.source)
+            if generated and announce:
+                print(f"l2gnet predict: note: {generated_uids_note(job.source, generated)}",
+                      file=sys.stderr)
 
 
 def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "",
@@ -199,7 +214,8 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     scan = load_scan(job.source)
     with tqdm(total=scan.data.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
-        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n))
+        pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n),
+                       spacing=scan.spacing)
     header = scan.nifti.header.copy()
     header["descrip"] = OUTPUT_MARK
     scan.nifti = dataclasses.replace(scan.nifti, header=header)

@@ -91,7 +91,12 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--input-size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
-    p.add_argument("--augment", choices=["transunet", "rotate", "none"], default="transunet")
+    p.add_argument("--augment", choices=["transunet", "rotate", "rotate_scale_intensity",
+                                         "none"], default="transunet")
+    p.add_argument("--target-spacing", nargs="+", default=["auto"], metavar="MM",
+                   help="in-plane pixel size (mm) slices with a voxel size are resampled to: "
+                   "'auto' (the checkpoint's, else the training data's median), 'none' (resize "
+                   "every slice to --input-size), or two numbers (rows, columns)")
     p.add_argument("--spectral-weight", type=float, help="override the preset's weight")
     p.add_argument("--bucket-weight", type=float,
                    help="weight of the bucket-class term that ties L2GNet's plans to the "
@@ -181,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
             metadata={"training": {"command": "l2gnet " + shlex.join(argv), "data": args.data,
                                    "val": args.val, "preset": args.model}},
             phantom_shape=args.phantom_shape, dist=dist,
+            target_spacing=_target_spacing(args.target_spacing),
         )
         say = dist.is_main
         if say:
@@ -206,3 +212,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"l2gnet train: stopped by {signal.Signals(signum).name}; continue with "
               f"--out-dir {args.out_dir} --resume", file=sys.stderr)
     return 128 + signum
+
+
+def _target_spacing(values: list[str]) -> str | tuple[float, float] | None:
+    """``--target-spacing``: 'auto', 'none' or two sizes in mm."""
+    if len(values) == 1 and values[0].lower() in ("auto", "none"):
+        return None if values[0].lower() == "none" else "auto"
+    try:
+        sizes = tuple(float(v) for v in values)
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or not min(sizes) > 0:
+        raise ValueError(f"--target-spacing {' '.join(values)}: give auto, none or two sizes "
+                         "in mm > 0 (rows, columns), e.g. --target-spacing 0.8 0.8")
+    return sizes  # type: ignore[return-value]

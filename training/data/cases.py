@@ -44,6 +44,7 @@ class Slice:
     image: np.ndarray
     label: np.ndarray
     source: str = ""
+    spacing: tuple[float, float] | None = None  # in-plane mm (H, W); None: unknown
 
 
 def cases_to_slices(cases: Iterable[Case], only_labelled: bool = False) -> list[Slice]:
@@ -53,7 +54,9 @@ def cases_to_slices(cases: Iterable[Case], only_labelled: bool = False) -> list[
         for i in range(case.image.shape[0]):
             if only_labelled and not case.label[i].any():
                 continue
-            out.append(Slice(case.image[i], case.label[i], f"{case.name}:{i}"))
+            plane = None if case.spacing is None else (float(case.spacing[1]),
+                                                       float(case.spacing[2]))
+            out.append(Slice(case.image[i], case.label[i], f"{case.name}:{i}", plane))
     return out
 
 

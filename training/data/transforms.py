@@ -35,18 +35,59 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]):
     return np.clip(image, 0.0, 1.0), label
 
 
-AUGMENTATIONS = ("transunet", "rotate", "none")
+SCALE_RANGE = (0.8, 1.25)  # zoom factors of the scale augmentation (log-uniform)
+
+
+def random_zoom(rng: np.random.Generator, low: float = SCALE_RANGE[0],
+                high: float = SCALE_RANGE[1]) -> float:
+    """A zoom factor drawn log-uniformly in [low, high] (> 1 enlarges)."""
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def zoom_about_centre(image: np.ndarray, label: np.ndarray, factor: float):
+    """Enlarge (``factor`` > 1) or shrink the content about the slice centre, same shape:
+    image linear (edges repeated), labels nearest (0 outside)."""
+    centre = (np.asarray(image.shape, float) - 1) / 2
+    matrix = np.eye(2) / factor
+    offset = centre - matrix @ centre
+    image = ndimage.affine_transform(image, matrix, offset, order=1, mode="nearest")
+    label = ndimage.affine_transform(label, matrix, offset, order=0, mode="constant", cval=0)
+    return image, label
+
+
+def random_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast x[0.75, 1.25] about the mean, brightness +-0.1, gamma [0.7, 1.5] (nnU-Net's
+    kinds of intensity augmentation), on a [0, 1] image; the result is clipped to [0, 1]."""
+    image = np.asarray(image, np.float32)
+    mean = float(image.mean())
+    image = (image - mean) * rng.uniform(0.75, 1.25) + mean + rng.uniform(-0.1, 0.1)
+    image = np.clip(image, 0.0, 1.0)
+    return (image ** rng.uniform(0.7, 1.5)).astype(np.float32)
+
+
+AUGMENTATIONS = ("transunet", "rotate", "rotate_scale_intensity", "none")
+SCALED = frozenset({"rotate_scale_intensity"})  # modes that draw a zoom (``random_zoom``)
 
 
 def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                 mode: str = "transunet"):
+                 mode: str = "transunet", *, zoom: bool = True):
     """``transunet``: rot90+flip or a small rotation or nothing (each as TransUNet draws them);
     ``rotate``: only the small rotation (keeps left and right apart, e.g. the two kidneys);
-    ``none``: unchanged."""
+    ``rotate_scale_intensity`` (fine-tuning): each half the time, the small rotation, a zoom
+    in ``SCALE_RANGE`` (skipped with ``zoom=False``: the caller folds it into its resampling)
+    and contrast/brightness/gamma; ``none``: unchanged."""
     if mode == "none":
         return image, label
     if mode == "rotate":
         return random_rotate(image, label, rng) if rng.random() > 0.5 else (image, label)
+    if mode == "rotate_scale_intensity":
+        if rng.random() > 0.5:
+            image, label = random_rotate(image, label, rng)
+        if zoom and rng.random() > 0.5:
+            image, label = zoom_about_centre(image, label, random_zoom(rng))
+        if rng.random() > 0.5:
+            image = random_intensity(image, rng)
+        return image, label
     if rng.random() > 0.5:
         return random_rot_flip(image, label, rng)
     if rng.random() > 0.5:
