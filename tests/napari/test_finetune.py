@@ -374,15 +374,17 @@ def test_rank_lists_uncertain_slices_and_click_jumps(setup, qtbot) -> None:
     assert viewer.dims.current_step[0] == ranked[0]
 
 
-def test_both_widgets_offer_only_grey_2d_or_3d_images(setup) -> None:
+def test_both_widgets_offer_only_grey_images(setup) -> None:
+    """Fine-tune takes grey 2-D/3-D scans; Segment also a grey 4-D cine (frame by frame)."""
     viewer, widget, _ = setup
     viewer.add_image(np.zeros((2, 4, 16, 16), np.float32), name="4-D series")
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
     viewer.add_image(np.zeros((16, 16), np.float32), name="one slice")
     segment = dock(viewer, "Segment")
-    for combo in (widget.image_combo, segment.image_combo):
+    for combo, expected in ((widget.image_combo, ["scan", "one slice"]),
+                            (segment.image_combo, ["scan", "4-D series", "one slice"])):
         offered = [combo.itemText(i) for i in range(combo.count())]
-        assert offered == ["scan", "one slice"]
+        assert offered == expected
     assert [widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())] == [
         "scan [tiny]"]
 
