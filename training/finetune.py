@@ -22,6 +22,7 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -222,8 +223,7 @@ def complete_new_only_slices(volumes: Sequence[CorrectedVolume], predicted: Sequ
                     labels = v.labels.copy()
                 labels[i] = np.where(fg, lab, pred[i]).astype(labels.dtype)
                 count += 1
-        out.append(v if labels is None else CorrectedVolume(v.name, v.image, labels,
-                                                            list(v.corrected), v.spacing))
+        out.append(v if labels is None else dataclasses.replace(v, labels=labels))
     return out, count
 
 

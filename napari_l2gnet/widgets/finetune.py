@@ -58,6 +58,7 @@ from ._annotations import (
 )
 from ._change_table import ChangeTable
 from ._layers import LayerCombo, is_labels, is_scan_image
+from ._new_classes import NewClassesBox, layer_class_colors
 from ._outcome_table import OutcomeTable
 from ._run_cleanup import RunCleanup
 from ._scroll import make_scrollable
@@ -121,6 +122,9 @@ class FinetuneWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._data_box())
+        self.new_classes = NewClassesBox()  # label values the model lacks: name them to add
+        layout.addWidget(self.new_classes)
+        self._names_cache: tuple[str, list[str]] | None = None
         self.ranking = SliceRanking(self.viewer, self._rank_request, self._fail)
         layout.addWidget(self.ranking)
         layout.addWidget(self._settings_box())
@@ -232,6 +236,7 @@ class FinetuneWidget(QWidget):
         self.labels_combo.currentTextChanged.connect(self._on_labels_changed)
         self.slices_combo.currentTextChanged.connect(self.update_count)
         self.input_edit.editingFinished.connect(self._default_output)
+        self.input_edit.editingFinished.connect(self.update_count)
         self.output_edit.textEdited.connect(self._mark_output_edited)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
         self._default_output()
@@ -321,6 +326,24 @@ class FinetuneWidget(QWidget):
             shown = ", ".join(str(i) for i in slices[:12]) + (" …" if len(slices) > 12 else "")
             text = f"{len(slices)} annotated slice{'s' * (len(slices) != 1)}: {shown}"
         self.count_label.setText(text)
+        self._refresh_new_classes(layer)
+
+    def _model_names(self) -> list[str]:
+        """The input checkpoint's class names ([] when it cannot be read yet)."""
+        from src_model import CheckpointError, read_checkpoint_meta
+
+        src = self.input_edit.text().strip()
+        if self._names_cache is None or self._names_cache[0] != src:
+            try:
+                names = list(read_checkpoint_meta(Path(src).expanduser()).class_names)
+            except (CheckpointError, OSError):
+                names = []
+            self._names_cache = (src, names)
+        return self._names_cache[1]
+
+    def _refresh_new_classes(self, layer=None) -> None:
+        layer = layer if layer is not None else self.labels_combo.layer()
+        self.new_classes.refresh(layer, self._model_names() if layer is not None else [])
 
     # ================================================================ checkpoints
     def _browse_input(self) -> None:
@@ -414,12 +437,16 @@ class FinetuneWidget(QWidget):
             raise ValueError(self._no_slices_message(labels))
         axis = layer_axis(labels) if np.ndim(labels.data) == 3 else 0
         normalization = IntensityNormalization.from_metadata(meta.get("normalization"))
-        names = model_class_names(meta)
+        num_classes = int(meta["model"]["num_classes"])
+        self._refresh_new_classes(labels)
+        grown = self.new_classes.request(meta.get("class_colors") or
+                                         layer_class_colors(labels, num_classes))
+        names = list(grown[0]) if grown else model_class_names(meta)
         label_data = np.array(labels.data, copy=True)  # as trained on, for the store
         volume = volume_from_arrays(
             np.asarray(image.data), label_data, annotated, axis=axis,
-            normalization=normalization, num_classes=int(meta["model"]["num_classes"]),
-            name=labels.name, spacing=_scan_spacing(image))
+            normalization=normalization, num_classes=len(names), name=labels.name,
+            spacing=_scan_spacing(image))
         self.store_box.refresh()
         earlier = (store_volumes(self.store_box.store, names, normalization)
                    if self.store_box.include else StoreVolumes())
@@ -439,7 +466,12 @@ class FinetuneWidget(QWidget):
                            "corrected": annotated, "axis": axis, "class_names": names,
                            "nifti": image.metadata.get("nifti"),
                            "spacing": tuple(float(x) for x in image.scale)}}
-        return FinetuneJob(str(src_path), volumes, settings, overrides), out_path, extras
+        job = FinetuneJob(str(src_path), volumes, settings, overrides)
+        if grown:  # teach the new values as new classes (the model grows; docs/new-classes.md)
+            job.class_names, job.class_colors = grown
+            job.taught_on = (f"the napari Fine-tune panel: {len(annotated)} corrected slices "
+                             f"of '{image.name}'")
+        return job, out_path, extras
 
     def _checked_output(self, src_path: Path) -> Path:
         out = self.output_edit.text().strip()
