@@ -160,6 +160,13 @@ def _is_dicom_image(path: Path) -> bool:
     return str(ds.get("Modality", "")).upper() != "SEG" and "Rows" in ds
 
 
+def _class_names(meta: dict[str, Any]) -> list[str] | None:
+    """The class names the plugin keeps on a Labels layer (None: a layer of the user's)."""
+    metadata = meta.get("metadata") or {}
+    names = (metadata.get("l2gnet") or {}).get("class_names") or metadata.get("class_names")
+    return [str(n) for n in names] if names else None
+
+
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     out = Path(path) if is_nifti_path(path) else Path(f"{path}.nii.gz")
     arr = np.asarray(data)
@@ -188,6 +195,7 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
             header=header_from_bytes(nifti["header"]),
             labels=labels,
             overwrite=True,
+            class_names=_class_names(meta) if labels else None,
         )
         return out
 
@@ -212,5 +220,6 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
         affine=affine_from_scale(scale, translate),
         labels=labels,
         overwrite=True,
+        class_names=_class_names(meta) if labels else None,
     )
     return out

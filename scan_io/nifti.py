@@ -278,8 +278,12 @@ def save_nifti(
     labels: bool = False,
     dtype: npt.DTypeLike | None = None,
     overwrite: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Write `data` (voxel order i, j, k) on the grid of `like` (or `affine` + `header`).
+
+    ``class_names`` (labels): the name of each label value, stored in the header as a JSON
+    comment extension (``read_class_names`` reads it back; other tools keep or ignore it).
 
     ``labels=True`` stores the smallest unsigned type that holds the labels (uint8/uint16);
     otherwise the data's own dtype is kept unless `dtype` says otherwise. The file is written
@@ -344,6 +348,8 @@ def save_nifti(
         if labels:
             header["cal_min"], header["cal_max"] = 0.0, 0.0  # an image's window means nothing
     _set_affine_keep_codes(header, affine)
+    if class_names is not None:
+        _set_class_names(header, class_names)
 
     image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
     img = image_class(data, affine, header)
@@ -438,3 +444,41 @@ def affine_from_scale(
     affine = np.diag([-s[2], -s[1], s[0], 1.0])
     affine[:3, 3] = [-t[2], -t[1], t[0]]
     return affine
+
+
+_CLASS_NAMES_KEY = "l2gnet_class_names"
+_COMMENT_ECODE = 6  # NIfTI "comment" extension: free text, here one JSON object
+
+
+def _set_class_names(header, class_names: Sequence[str]) -> None:
+    """Put the class names in ``header`` as a JSON comment extension (replacing ours)."""
+    import json
+
+    keep = [e for e in header.extensions if _class_names_of(e) is None]
+    header.extensions.clear()
+    header.extensions.extend(keep)
+    text = json.dumps({_CLASS_NAMES_KEY: [str(n) for n in class_names]})
+    header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_ECODE, text.encode()))
+
+
+def _class_names_of(extension) -> list[str] | None:
+    import json
+
+    if int(extension.get_code()) != _COMMENT_ECODE:
+        return None
+    try:
+        value = json.loads(bytes(extension.get_content()).rstrip(b"\0").decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    names = value.get(_CLASS_NAMES_KEY) if isinstance(value, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def read_class_names(path: str | os.PathLike[str]) -> list[str] | None:
+    """The class names a label file written by this package carries (None: none)."""
+    header = nib.load(str(path)).header
+    for extension in getattr(header, "extensions", ()):
+        names = _class_names_of(extension)
+        if names is not None:
+            return names
+    return None

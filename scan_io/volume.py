@@ -106,17 +106,32 @@ def scan_name(path: PathLike) -> str:
 
 
 def _holds_dicom_files(folder: Path) -> bool:
+    """Does ``folder`` itself hold DICOM image files? SEG, SR and other non-image objects do
+    not count: a study folder with a SEG beside its series folders is not a series."""
     for file in folder.iterdir():
         if file.is_file() and not file.name.startswith("."):
-            if file.suffix.lower() == ".dcm":
+            if file.suffix.lower() != ".dcm":
+                try:
+                    with open(file, "rb") as fh:
+                        if fh.read(132)[128:132] != b"DICM":
+                            continue
+                except OSError:
+                    continue
+            if not _is_non_image_object(file):
                 return True
-            try:
-                with open(file, "rb") as fh:
-                    if fh.read(132)[128:132] == b"DICM":
-                        return True
-            except OSError:
-                continue
     return False
+
+
+def _is_non_image_object(file: Path) -> bool:
+    import pydicom
+
+    from scan_io.dicom import NON_IMAGE_MODALITIES
+
+    try:
+        ds = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["Modality"])
+    except Exception:  # damaged: counts as an image file; reading the series reports it
+        return False
+    return str(ds.get("Modality", "")).upper() in NON_IMAGE_MODALITIES
 
 
 def find_scans(path: PathLike) -> list[Path]:
@@ -222,7 +237,7 @@ def save_labels_like(
     _refuse_source_paths(path, source)
     if is_nifti_path(path):
         return save_nifti(path, source.to_voxels(labels), like=source.nifti, labels=True,
-                          overwrite=overwrite)
+                          overwrite=overwrite, class_names=class_names)
     if path.suffix.lower() == ".dcm":
         if source.dicom is None:
             raise ValueError(f"{path}: DICOM SEG needs a DICOM source series; this scan came "

@@ -22,6 +22,7 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -222,8 +223,7 @@ def complete_new_only_slices(volumes: Sequence[CorrectedVolume], predicted: Sequ
                     labels = v.labels.copy()
                 labels[i] = np.where(fg, lab, pred[i]).astype(labels.dtype)
                 count += 1
-        out.append(v if labels is None else CorrectedVolume(v.name, v.image, labels,
-                                                            list(v.corrected), v.spacing))
+        out.append(v if labels is None else dataclasses.replace(v, labels=labels))
     return out, count
 
 
@@ -469,6 +469,8 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
+    metadata = {**(metadata or {}), "card": {"taught": taught_records(meta, checkpoint,
+                                                                      volumes)}}
     setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=cases, metadata=metadata,
                         class_names=class_names if request.growing else None,
                         added_classes=added, class_colors=class_colors)
@@ -526,6 +528,22 @@ def run_finetune(
     )
     (out / REPORT).write_text(json.dumps(asdict(report), indent=1, default=_json_default))
     return report
+
+
+def taught_records(meta: dict[str, Any], checkpoint: str | Path,
+                   volumes: Sequence[CorrectedVolume]) -> list[dict[str, Any]]:
+    """The start's ``card.taught`` records plus this run's (``TaughtRecord``): what it was
+    derived from, how many corrected slices of how many scans, when."""
+    import datetime as dt
+
+    card = meta.get("card") or {}
+    earlier = [dict(t) for t in card.get("taught") or []]
+    name = card.get("display_name") or Path(checkpoint).name.removesuffix(".safetensors")
+    used = [v for v in volumes if v.corrected]
+    return [*earlier, {"derived_from": str(name), "derived_from_file": Path(checkpoint).name,
+                       "corrected_slices": sum(len(v.corrected) for v in used),
+                       "scans": len(used),
+                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}]
 
 
 def _json_default(value: Any) -> Any:

@@ -12,7 +12,7 @@ is trained.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,7 +191,10 @@ def prepare_run(
     encoder = getattr(getattr(built, "encoder", None), "weights_source", None)
     meta.update(class_names=names, normalization=norm.to_metadata(),
                 encoder_weights=encoder or meta.get("encoder_weights", "random"))
-    meta.update(metadata or {})
+    given = dict(metadata or {})
+    if isinstance(given.get("card"), Mapping):  # card entries are added to the start's card
+        given["card"] = {**dict(meta.get("card") or {}), **given["card"]}
+    meta.update(given)
     if base is not None:
         meta.pop("model", None)  # rebuilt from the model by save_checkpoint
     return RunSetup(built, model_name, n_classes, slices, val_cases, config, meta, norm,

@@ -74,6 +74,11 @@ def test_one_suffix_less_file_opens_its_whole_series(ct_dicom, siemens):
     np.testing.assert_array_equal(load_scan(one).data, siemens.data)
 
 
+def test_a_study_folder_with_a_seg_beside_its_series_is_not_one_series(ct_dicom):
+    """ct_dicom holds a SEG and two series folders: two scans, the SEG is not one."""
+    assert find_scans(ct_dicom) == [ct_dicom / "ct3slice", ct_dicom / "siemens_jpeg2000"]
+
+
 def test_two_decoders_agree_on_the_siemens_jpeg2000(ct_dicom):
     """pylibjpeg (openjpeg) and Pillow decode the same file to the same pixels."""
     f = sorted((ct_dicom / "siemens_jpeg2000").iterdir())[0]
