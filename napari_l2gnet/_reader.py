@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from scan_io.cine import load_cine, nifti_frame_count
 from scan_io.display import choose_display_window
+from scan_io.labels import check_labels
 from scan_io.nifti import (
     NiftiVolume,
     display_orientation,
@@ -73,6 +75,7 @@ def looks_like_dicom(path: PathLike, max_files: int = 64) -> bool:
 
 
 def _has_preamble(file: Path) -> bool:
+    """The 128-byte preamble and ``DICM`` (no pydicom import: get_reader must stay quick)."""
     try:
         with open(file, "rb") as fh:
             return fh.read(132)[128:132] == b"DICM"
@@ -91,11 +94,19 @@ def read_dicom(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
 
     ``metadata["dicom"]`` keeps the identifiers (study/series/frame-of-reference UIDs, the
     SOP instance UIDs and files in slice order); ``metadata["nifti"]`` the grid, so the layer
-    (and labels made on it) can be saved as NIfTI too.
+    (and labels made on it) can be saved as NIfTI too. A DICOM SEG file becomes a Labels layer
+    on the grid of the series it references (`napari_l2gnet._seg_reader`).
     """
+    from scan_io.dicom_seg_read import is_seg_file
+
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     out = []
     for p in paths:
+        if is_seg_file(p):  # labels: placed on the series it references (_seg_reader)
+            from ._seg_reader import read_seg_layers
+
+            out += read_seg_layers(Path(p))
+            continue
         scan = load_scan(p)
         ids = scan.dicom.ids
         folder = Path(p) if Path(p).is_dir() else Path(p).parent
@@ -156,11 +167,32 @@ def nifti_metadata(vol: NiftiVolume, kind: str) -> dict[str, Any]:
 
 
 def _layer_data(path: Path) -> LayerData:
+    if nifti_frame_count(path) > 1:
+        return _cine_layer_data(path)
     vol = load_nifti(path)
     name = layer_name(path)
     kind = "labels" if is_label_volume(vol.data, name) else "image"
     scan = volume_from_nifti(vol, labels=kind == "labels")
     return scan_layer_data(scan, name, kind, {"nifti": nifti_metadata(scan.nifti, kind)})
+
+
+def _cine_layer_data(path: Path) -> LayerData:
+    """A 4-D NIfTI (x, y, z, t) as one layer (t, slices, rows, columns): napari's extra slider
+    is time. ``metadata["cine"]`` holds the frame count and interval; ``metadata["nifti"]``
+    the grid every frame shares (the first frame's), for measuring in mL."""
+    name = layer_name(path)
+    cine = load_cine(path)
+    kind = "labels" if is_label_volume(cine.frames, name) else "image"
+    if kind == "labels":
+        cine.frames = check_labels(cine.frames, path)
+    meta = {"nifti": nifti_metadata(cine.nifti, kind),
+            "cine": {"frames": cine.num_frames, "frame_interval_ms": cine.frame_interval_ms}}
+    kwargs: dict[str, Any] = {"name": name, "scale": (1.0, *cine.spacing), "metadata": meta}
+    if kind == "image":
+        window = choose_display_window(cine.frames[0])
+        kwargs.update(contrast_limits=window.contrast_limits, colormap="gray")
+        kwargs["metadata"]["display"] = window.to_metadata()
+    return cine.frames, kwargs, kind
 
 
 def scan_layer_data(scan: ScanVolume, name: str, kind: str,

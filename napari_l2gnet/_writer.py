@@ -72,7 +72,7 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     layers that carry only the scan's ``metadata["nifti"]``, from its DICOM path; its grid
     must match the layer's. Segment names come from the plugin's class names.
     """
-    from scan_io.dicom import series_headers
+    from scan_io.dicom import check_seg_source, generated_uids_note, series_headers
     from scan_io.dicom_seg import AlgorithmInfo, write_seg_voxels
 
     out = Path(path) if path.lower().endswith(".dcm") else Path(f"{path}.dcm")
@@ -100,8 +100,12 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     class_names = l2g.get("class_names") or metadata.get("class_names")
     checkpoint = Path(l2g["checkpoint"]).name if l2g.get("checkpoint") else ""
     info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
+    generated = check_seg_source(files[0])
     write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
-                     overwrite=True)
+                     overwrite=True, class_colors=_shown_colors(meta, int(arr.max(initial=0))))
+    if generated:
+        warnings.warn(generated_uids_note(Path(files[0]).parent, generated), UserWarning,
+                      stacklevel=2)
     return [str(out)]
 
 
@@ -156,6 +160,26 @@ def _is_dicom_image(path: Path) -> bool:
     return str(ds.get("Modality", "")).upper() != "SEG" and "Rows" in ds
 
 
+def _shown_colors(meta: dict[str, Any], top: int) -> list[list[float]] | None:
+    """RGB in [0, 1] of labels 0..top as the layer shows them (its colormap), so that the SEG
+    recommends the colours the user saw; None when the layer state has no colormap."""
+    colormap = meta.get("colormap")
+    if colormap is None or not hasattr(colormap, "map"):
+        return None
+    try:
+        return [[float(v) for v in np.ravel(colormap.map(np.array([c])))[:3]]
+                for c in range(top + 1)]
+    except Exception:  # an unusual colormap: the SEG viewer chooses colours itself
+        return None
+
+
+def _class_names(meta: dict[str, Any]) -> list[str] | None:
+    """The class names the plugin keeps on a Labels layer (None: a layer of the user's)."""
+    metadata = meta.get("metadata") or {}
+    names = (metadata.get("l2gnet") or {}).get("class_names") or metadata.get("class_names")
+    return [str(n) for n in names] if names else None
+
+
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     out = Path(path) if is_nifti_path(path) else Path(f"{path}.nii.gz")
     arr = np.asarray(data)
@@ -184,6 +208,7 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
             header=header_from_bytes(nifti["header"]),
             labels=labels,
             overwrite=True,
+            class_names=_class_names(meta) if labels else None,
         )
         return out
 
@@ -208,5 +233,6 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
         affine=affine_from_scale(scale, translate),
         labels=labels,
         overwrite=True,
+        class_names=_class_names(meta) if labels else None,
     )
     return out

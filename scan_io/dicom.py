@@ -24,8 +24,15 @@ How the volume is built (docs/design.md, "Orientation and exact round trips"):
 * **Refused**, each in one line naming the file or series: mixed orientations, gantry tilt
   (positions not along the normal), uneven slice spacing or missing slices, two slices at
   one position, differing rows/columns/pixel spacing, colour or multi-frame images,
-  compressed pixel data that no installed decoder handles, and folders without image
-  objects. Warnings: other series in the folder, unreadable non-DICOM files skipped.
+  pixel data that cannot be decoded (the reason: no decoder for the transfer syntax, or
+  damaged/truncated data), and folders without image objects. Warnings: other series in the
+  folder, unreadable non-DICOM files and damaged DICOM files skipped.
+* **Identifiers.** Empty UIDs (anonymised exports) are recovered from the file meta or
+  generated, consistently (`scan_io.dicom_ids`); files without a SeriesInstanceUID are grouped
+  by the values one acquisition shares.
+* **Decoders.** Compressed pixel data (JPEG 2000, JPEG-LS, JPEG lossless and baseline, RLE)
+  is decoded by pydicom's plugins: pylibjpeg with its openjpeg, libjpeg and rle plugins (the
+  package's dependencies), or Pillow.
 """
 
 from __future__ import annotations
@@ -45,10 +52,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from scan_io.checks import check_volume_size
+from scan_io.dicom_ids import check_seg_sources, repair_uids, series_key
 from scan_io.nifti import NiftiVolume
 
 __all__ = ["DicomSeries", "DicomIdentifiers", "DicomSeriesWarning", "load_dicom_series",
-           "read_headers", "series_files", "series_headers", "NON_IMAGE_MODALITIES"]
+           "read_headers", "series_files", "series_headers", "NON_IMAGE_MODALITIES",
+           "has_dicom_preamble", "decode_failure", "check_seg_source",
+           "generated_uids_note", "find_series_with_instances"]
 
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD",
                                   "PR", "KO", "REG", "FID", "DOC", "PLAN", "AU", "ECG"})
@@ -76,6 +86,7 @@ class DicomIdentifiers:
     series_number: int | None = None
     patient_id: str = ""
     other_series: tuple[str, ...] = ()
+    generated_uids: tuple[str, ...] = ()  # UIDs the files lack, generated (scan_io.dicom_ids)
 
     def to_metadata(self) -> dict[str, Any]:
         """Plain data for ``layer.metadata["dicom"]``."""
@@ -91,6 +102,7 @@ class DicomIdentifiers:
             "series_number": self.series_number,
             "patient_id": self.patient_id,
             "other_series": list(self.other_series),
+            "generated_uids": list(self.generated_uids),
         }
 
     @classmethod
@@ -108,6 +120,7 @@ class DicomIdentifiers:
             series_number=meta.get("series_number"),
             patient_id=str(meta.get("patient_id", "")),
             other_series=tuple(meta.get("other_series", ())),
+            generated_uids=tuple(meta.get("generated_uids", ())),
         )
 
 
@@ -117,7 +130,8 @@ class DicomSeries:
 
     volume: NiftiVolume
     ids: DicomIdentifiers
-    headers: list[Dataset] = field(repr=False, default_factory=list)  # slice order, no pixels
+    # Slice order, no pixels; UIDs made whole (scan_io.dicom_ids.repair_uids).
+    headers: list[Dataset] = field(repr=False, default_factory=list)
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -141,18 +155,34 @@ def read_headers(path: str | os.PathLike[str]) -> list[tuple[Path, Dataset]]:
     Files that are not DICOM are skipped, with a warning when some were.
     """
     path = Path(path)
-    out, skipped = [], []
+    out, skipped, damaged = [], [], []
     for file in _candidate_files(path):
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError):
-            skipped.append(file)
+        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as err:
+            if has_dicom_preamble(file):
+                damaged.append(f"{file.name} ({_one_line(err, 120)})")
+            else:
+                skipped.append(file)
             continue
         out.append((file, ds))
     if skipped and path.is_dir():
         warnings.warn(f"{path}: skipped {len(skipped)} file(s) that are not readable DICOM, "
                       f"e.g. {skipped[0].name}", DicomSeriesWarning, stacklevel=3)
+    if damaged:
+        warnings.warn(f"{path}: skipped {len(damaged)} damaged or truncated DICOM file(s): "
+                      f"{'; '.join(damaged[:3])}", DicomSeriesWarning, stacklevel=3)
     return out
+
+
+def has_dicom_preamble(file: str | os.PathLike[str]) -> bool:
+    """True when ``file`` starts with the 128-byte preamble and ``DICM`` (DICOM Part 10),
+    whatever its name; reads 132 bytes."""
+    try:
+        with open(file, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def _is_image(ds: Dataset) -> bool:
@@ -161,8 +191,9 @@ def _is_image(ds: Dataset) -> bool:
             and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds)
 
 
-def _describe(uid: str, items: list[tuple[Path, Dataset]]) -> str:
+def _describe(key: str, items: list[tuple[Path, Dataset]]) -> str:
     ds = items[0][1]
+    uid = str(ds.get("SeriesInstanceUID", "") or "") or "a series without a UID"
     text = f"{uid} ({len(items)} file(s)"
     if ds.get("SeriesDescription"):
         text += f", {ds.SeriesDescription!s}"
@@ -185,10 +216,9 @@ def _choose_series(path: Path, headers: list[tuple[Path, Dataset]]
         )
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     for file, ds in images:
-        groups[str(ds.get("SeriesInstanceUID", ""))].append((file, ds))
+        groups[series_key(ds)].append((file, ds))
     if path.is_file():
-        uid = str(images[0][1].get("SeriesInstanceUID", "")) if images else ""
-        return groups[uid], ()
+        return groups[series_key(images[0][1])], ()
     ranked = sorted(groups, key=lambda u: (-len(groups[u]), u))
     chosen, others = ranked[0], tuple(_describe(u, groups[u]) for u in ranked[1:])
     if others:
@@ -302,24 +332,57 @@ def _geometry(items: list[tuple[Path, Dataset]], label: str
 
 
 def _pixels(file: Path, label: str) -> tuple[np.ndarray, Dataset]:
-    ds = pydicom.dcmread(file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(file)
+        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as err:
+            raise ValueError(f"{file}: cannot be read, the file is damaged or truncated "
+                             f"({_one_line(err)}); export it again") from err
+    ended = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise ValueError(f"{file}: colour DICOM ({ds.get('PhotometricInterpretation', '')}); "
                          "scans must be greyscale")
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise ValueError(f"{file}: multi-frame (enhanced) DICOM is not supported; convert it "
                          "to single-frame files first (e.g. dcm2niix to NIfTI)")
+    if "PixelData" not in ds or ended:
+        reason = _one_line(ended[0]) if ended else "it holds no pixel data"
+        raise ValueError(f"{file}: damaged or truncated ({reason}); export it again")
     try:
         pixels = ds.pixel_array
-    except Exception as err:  # pydicom raises several types when no decoder fits
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
-        name = getattr(syntax, "name", str(syntax))
-        raise ValueError(
-            f"{file}: cannot decode its pixel data (transfer syntax {name}): {err}. Install a "
-            "decoder (pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg) or "
-            "decompress the series (gdcmconv --raw, dcmdjpeg)"
-        ) from err
+    except Exception as err:  # pydicom raises several types when decoding fails
+        raise ValueError(decode_failure(file, ds, err)) from err
     return np.asarray(pixels), ds
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def decode_failure(file: str | os.PathLike[str], ds: Dataset, err: BaseException) -> str:
+    """One line saying why the pixel data of ``file`` could not be decoded: no decoder for
+    its transfer syntax (how to get one), or damaged/truncated data (with pydicom's reason)."""
+    from pydicom.pixels import get_decoder
+
+    syntax = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
+    name = getattr(syntax, "name", str(syntax or "unknown"))
+    try:
+        decoder = get_decoder(syntax) if syntax else None
+    except NotImplementedError:
+        decoder = None
+    if decoder is None:
+        return (f"{file}: its transfer syntax {name} is not one pydicom can decode; convert "
+                "the series to an uncompressed or a JPEG/JPEG 2000/RLE syntax (e.g. "
+                "gdcmconv --raw, dcmdjpeg)")
+    if not decoder.is_available:
+        return (f"{file}: no installed decoder for its transfer syntax {name} "
+                f"({_one_line(err)}); reinstall napari-l2gnet's dependencies (pip install "
+                "pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg pylibjpeg-rle) or decompress "
+                "the series (gdcmconv --raw)")
+    return (f"{file}: its pixel data ({name}) is damaged or truncated and cannot be decoded "
+            f"({_one_line(err)}); export the file again")
 
 
 def _to_values(slices: list[np.ndarray], slopes: Sequence[float], intercepts: Sequence[float]
@@ -376,15 +439,19 @@ def _select(path: Path) -> tuple[list[tuple[Path, Dataset]], tuple[str, ...], np
         except (InvalidDicomError, OSError, ValueError, EOFError) as err:
             raise ValueError(f"{path}: not a readable DICOM file ({err})") from err
         if not _is_image(ds):
-            raise ValueError(f"{path}: a {ds.get('Modality', 'non-image')} object, not an "
-                             "image; open the image series it refers to instead")
-        uid = str(ds.get("SeriesInstanceUID", ""))
+            seg = str(ds.get("Modality", "")).upper() == "SEG"
+            raise ValueError(
+                f"{path}: a {ds.get('Modality', 'non-image')} object, not an image; open the "
+                "image series it refers to instead" + (
+                    " (a SEG holds labels: open it in napari beside its series, or give it "
+                    "as --data to l2gnet evaluate/finetune)" if seg else ""))
+        key = series_key(ds)
         headers = [(f, h) for f, h in read_headers(path.parent)
-                   if str(h.get("SeriesInstanceUID", "")) == uid] or [(path, ds)]
+                   if series_key(h) == key] or [(path, ds)]
         items, others = _choose_series(path, headers)
     else:
         items, others = _choose_series(path, read_headers(path))
-    label = f"{path} (series {items[0][1].get('SeriesInstanceUID', '?')})"
+    label = f"{path} (series {items[0][1].get('SeriesInstanceUID') or 'without a UID'})"
     items, affine_lps = _geometry(items, label)
     return items, others, affine_lps, label
 
@@ -395,15 +462,61 @@ def series_files(path: str | os.PathLike[str]) -> list[Path]:
     return [f for f, _ in items]
 
 
+def find_series_with_instances(folder: str | os.PathLike[str], uids: frozenset[str] | set[str]
+                               ) -> list[Path]:
+    """The files (slice order) of the image series under ``folder`` (searched recursively)
+    that holds the most of the SOP instances ``uids`` (UIDs as `repair_uids` makes them
+    whole); [] when none does. What opening a DICOM SEG uses to find its series."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DicomSeriesWarning)  # junk beside a SEG is no news
+        headers = [(f, ds) for f, ds in read_headers(folder) if _is_image(ds)]
+    groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
+    for file, ds in headers:
+        groups[series_key(ds)].append((file, ds))
+    best: list[Path] = []
+    best_hits = 0
+    for key, items in sorted(groups.items()):
+        try:
+            items, _ = _geometry(items, key)
+        except ValueError:
+            continue  # not one volume: not a series a SEG can lie on
+        repaired = repair_uids([ds for _, ds in items]).headers
+        hits = sum(str(ds.SOPInstanceUID) in uids for ds in repaired)
+        if hits > best_hits:
+            best, best_hits = [f for f, _ in items], hits
+    return best
+
+
+def check_seg_source(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Before any work: can a DICOM SEG reference the series at ``path``? Reads headers only.
+
+    Raises a one-line ``ValueError`` when it cannot (`scan_io.dicom_ids.check_seg_sources`);
+    returns the names of the UIDs the SEG will reference generated ones for (empty when the
+    files carry them all).
+    """
+    items, _, _, _ = _select(Path(path))
+    repaired = repair_uids([ds for _, ds in items])
+    check_seg_sources(repaired.headers, [f for f, _ in items])
+    return repaired.generated
+
+
+def generated_uids_note(source: str | os.PathLike[str], generated: Sequence[str]) -> str:
+    """One line telling the user that a SEG references generated UIDs (docs/dicom.md)."""
+    return (f"{source} has no {', '.join(generated)} (an anonymised export): the DICOM SEG "
+            "references generated UIDs, the same on every run (docs/dicom.md, 'UIDs'); a PACS "
+            "files it apart from the images")
+
+
 def series_headers(files: Sequence[str | os.PathLike[str]]) -> tuple[list[Dataset], np.ndarray]:
     """Headers (no pixel data) of the given files of one series, in slice order, and the RAS
     affine of voxel (column, row, slice): what a SEG writer needs, without the pixels."""
     items = [(Path(f), pydicom.dcmread(f, stop_before_pixels=True)) for f in files]
-    uids = {str(ds.get("SeriesInstanceUID", "")) for _, ds in items}
-    if len(uids) != 1:
-        raise ValueError(f"the files belong to {len(uids)} series; expected one")
-    items, affine_lps = _geometry(items, f"series {next(iter(uids))}")
-    return [ds for _, ds in items], np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
+    keys = {series_key(ds) for _, ds in items}
+    if len(keys) != 1:
+        raise ValueError(f"the files belong to {len(keys)} series; expected one")
+    items, affine_lps = _geometry(items, f"series {items[0][1].get('SeriesInstanceUID', '')}")
+    headers = repair_uids([ds for _, ds in items]).headers
+    return headers, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
 
 
 def load_dicom_series(path: str | os.PathLike[str]) -> DicomSeries:
@@ -421,6 +534,8 @@ def load_dicom_series(path: str | os.PathLike[str]) -> DicomSeries:
         slopes.append(float(ds.get("RescaleSlope", 1) or 1))
         intercepts.append(float(ds.get("RescaleIntercept", 0) or 0))
     data = _to_values(slices, slopes, intercepts)
+    repaired = repair_uids([ds for _, ds in items])
+    first = repaired.headers[0]
 
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps  # LPS -> RAS
     spacing = tuple(float(np.linalg.norm(affine[:3, a])) for a in range(3))
@@ -431,7 +546,7 @@ def load_dicom_series(path: str | os.PathLike[str]) -> DicomSeries:
         series_instance_uid=str(first.get("SeriesInstanceUID", "")),
         frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
         sop_class_uid=str(first.get("SOPClassUID", "")),
-        sop_instance_uids=tuple(str(ds.get("SOPInstanceUID", "")) for _, ds in items),
+        sop_instance_uids=tuple(str(ds.get("SOPInstanceUID", "")) for ds in repaired.headers),
         files=tuple(str(f) for f, _ in items),
         modality=str(first.get("Modality", "")),
         series_description=str(first.get("SeriesDescription", "")),
@@ -439,5 +554,6 @@ def load_dicom_series(path: str | os.PathLike[str]) -> DicomSeries:
         else None,
         patient_id=str(first.get("PatientID", "")),
         other_series=others,
+        generated_uids=repaired.generated,
     )
-    return DicomSeries(volume=volume, ids=ids, headers=[ds for _, ds in items])
+    return DicomSeries(volume=volume, ids=ids, headers=repaired.headers)

@@ -17,8 +17,8 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from scan_io.nifti import NiftiVolume, display_orientation
 
-__all__ = ["display_affine_lps", "rotation", "write_dicom_series", "CT_IMAGE_STORAGE",
-           "MR_IMAGE_STORAGE"]
+__all__ = ["display_affine_lps", "rotation", "write_dicom_series", "encode_jpeg_lossless",
+           "CT_IMAGE_STORAGE", "MR_IMAGE_STORAGE"]
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -129,3 +129,51 @@ def write_dicom_series(
         ds.save_as(path, enforce_file_format=True)
         files.append((s, path))
     return [p for _, p in sorted(files)]
+
+
+def encode_jpeg_lossless(frame: np.ndarray) -> bytes:
+    """A 16-bit greyscale frame as a JPEG lossless (process 14, first-order prediction:
+    selection value 1) codestream, the transfer syntax PACS use most for lossless CT.
+
+    pydicom can decode this syntax (pylibjpeg-libjpeg) but has no encoder for it, so the tests
+    make their own: one Huffman table with a 5-bit code per difference category (valid, if not
+    optimal), ITU T.81 prediction and byte stuffing. Test support only.
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 2 or frame.dtype not in (np.uint16, np.uint8):
+        raise ValueError("expected a 2-D uint8/uint16 frame")
+    rows, cols = frame.shape
+    precision = 16
+    x = frame.astype(np.int64)
+    pred = np.empty_like(x)
+    pred[0, 0] = 1 << (precision - 1)
+    pred[0, 1:] = x[0, :-1]  # first row: the left neighbour
+    pred[1:, 0] = x[:-1, 0]  # first column: the one above
+    pred[1:, 1:] = x[1:, :-1]  # selection value 1: the left neighbour
+    diff = (x - pred) % (1 << precision)
+    diff[diff >= 1 << (precision - 1)] -= 1 << precision
+    bits: list[str] = []
+    for d in diff.ravel().tolist():
+        size = min(abs(d).bit_length(), 16)
+        bits.append(format(size, "05b"))  # Huffman code of category `size`: 5 bits
+        if 0 < size < 16:
+            bits.append(format(d if d > 0 else (d - 1) & ((1 << size) - 1), f"0{size}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)  # pad the last byte with ones
+    data = bytearray()
+    for i in range(0, len(stream), 8):
+        byte = int(stream[i:i + 8], 2)
+        data.append(byte)
+        if byte == 0xFF:
+            data.append(0x00)  # byte stuffing
+    counts = bytes([0, 0, 0, 0, 17] + [0] * 11)  # 17 codes of length 5
+    dht = b"\x00" + counts + bytes(range(17))
+    sof = (bytes([precision]) + rows.to_bytes(2, "big") + cols.to_bytes(2, "big")
+           + b"\x01\x01\x11\x00")
+    sos = b"\x01\x01\x00\x01\x00\x00"  # one component, table 0, predictor 1, Se 0, Pt 0
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+    return (b"\xff\xd8" + segment(0xC3, sof) + segment(0xC4, dht) + segment(0xDA, sos)
+            + bytes(data) + b"\xff\xd9")

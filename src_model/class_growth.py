@@ -66,10 +66,11 @@ def _check_growable(model: nn.Module) -> None:
 
 
 def grow_classes(model: nn.Module, new_classes: int, *,
-                 margin: float = DEFAULT_MARGIN) -> nn.Module:
+                 margin: float | None = None) -> nn.Module:
     """A copy of ``model`` with ``new_classes`` more output classes (module docstring).
 
-    The copy is built on the model's device and dtype, in the model's training mode; the
+    ``margin`` (default ``DEFAULT_MARGIN``): how far below the background the new logits
+    start. The copy is built on the model's device and dtype, in the model's training mode; the
     original is left untouched. ``ClassGrowthError`` (one line) for a count outside
     1..``MAX_NEW_CLASSES``, a negative margin, or a network without a growable head.
     """
@@ -80,6 +81,7 @@ def grow_classes(model: nn.Module, new_classes: int, *,
         raise ClassGrowthError(
             f"{k} new classes at once is more than {MAX_NEW_CLASSES}: add a few at a time "
             "(check that the labels hold class indices, not intensities)")
+    margin = DEFAULT_MARGIN if margin is None else float(margin)
     if not margin >= 0:
         raise ClassGrowthError(f"margin must be >= 0, got {margin}")
     _check_growable(model)

@@ -15,6 +15,15 @@ def is_scan_image(layer) -> bool:
     return isinstance(layer, Image) and layer.ndim in (2, 3) and not layer.rgb
 
 
+def is_scan_or_cine(layer) -> bool:
+    """A scan image (see ``is_scan_image``) or a grey 4-D cine (time, slices, rows, columns),
+    what Segment takes (a cine is segmented frame by frame)."""
+    from napari.layers import Image
+
+    return is_scan_image(layer) or (isinstance(layer, Image) and layer.ndim == 4
+                                    and not layer.rgb)
+
+
 def is_labels(layer) -> bool:
     from napari.layers import Labels
 

@@ -16,6 +16,7 @@ handful of voxels as likely spurious rather than found.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from training.fit_check import summarize_result
 from .._colormaps import label_colormap
 from .._session import META_KEY, is_segmentation, session_for
 from ..models import shipped_models
-from ._layers import LayerCombo, class_features, is_scan_image
+from ._layers import LayerCombo, class_features, is_scan_or_cine
 from ._scroll import make_scrollable
 
 ORIGIN = "segment"
@@ -68,8 +69,9 @@ class SegmentWidget(QWidget):
         self._progress: napari_progress | None = None
         self._models: dict[tuple, tuple[Any, dict]] = {}
         self.last_layer = None
+        self.last_device: str | None = None  # where the last run ran (cuda, cpu)
 
-        self.image_combo = LayerCombo(napari_viewer, is_scan_image)
+        self.image_combo = LayerCombo(napari_viewer, is_scan_or_cine)
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("The shipped models (described by their model cards), "
                                     "and files chosen with Browse")
@@ -110,6 +112,10 @@ class SegmentWidget(QWidget):
         self.batch_spin.setToolTip("auto: from free GPU memory (4 on CPU)")
         self.explain_check = QCheckBox("keep transport plans and codes for Explain")
         self.explain_check.setChecked(True)
+        self.postprocess_check = QCheckBox("keep the largest 3-D component")
+        self.postprocess_check.setToolTip(
+            "Per class chosen on validation data and stored in the model (nnU-Net style): "
+            "stray islands of those classes are removed")
         self.run_button = QPushButton("Segment")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -135,6 +141,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.model_info)
         layout.addWidget(self.fit_label)
         layout.addWidget(self.explain_check)
+        layout.addWidget(self.postprocess_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
@@ -212,6 +219,7 @@ class SegmentWidget(QWidget):
         from training.shipped_models import summarize_checkpoint
 
         path = self.checkpoint_edit.text().strip()
+        self._update_postprocess(None)
         if not path:
             self.model_info.setText("No checkpoint: choose a model or a .safetensors file.")
             return
@@ -221,6 +229,7 @@ class SegmentWidget(QWidget):
             self.model_info.setText(f"<span style='color: orange'>{html.escape(str(err))}</span>")
             self.model_info.setToolTip(str(err))
             return
+        self._update_postprocess(meta)
         summary = summarize_checkpoint(path, meta)
         model = meta.get("model", {})
         lines = summary.details().split("\n")
@@ -232,6 +241,16 @@ class SegmentWidget(QWidget):
             tip += f"\nTraining command: {summary.training_command}"
         self.model_info.setToolTip(f"{tip}\nFile: {path}")
 
+    def _update_postprocess(self, meta: dict | None) -> None:
+        """Tick box on, naming the classes, where the model chose post-processing; else off."""
+        chosen = list(((meta or {}).get("postprocessing") or {}).get("largest_component")
+                      or [])
+        self.postprocess_check.setEnabled(bool(chosen))
+        self.postprocess_check.setChecked(bool(chosen))
+        self.postprocess_check.setText(
+            f"keep the largest 3-D component of {', '.join(chosen)} (chosen on validation)"
+            if chosen else "keep the largest 3-D component (this model chose none)")
+
     def update_fit_check(self, *_args) -> list:
         """Compare the chosen image with the chosen model; show disagreements in the panel."""
         from training.fit_check import check_fit
@@ -240,9 +259,9 @@ class SegmentWidget(QWidget):
         meta = self._metadata()
         issues = []
         if layer is not None and meta is not None:
-            axis = self.axis_spin.value() if layer.ndim == 3 else 0
-            issues = check_fit(np.asarray(layer.data), meta, axis=axis,
-                               spacing=_spacing(layer))
+            data = np.asarray(layer.data[0] if layer.ndim == 4 else layer.data)
+            axis = self.axis_spin.value() if data.ndim == 3 else 0
+            issues = check_fit(data, meta, axis=axis, spacing=_spacing(layer))
         self.fit_issues = issues
         self.fit_label.setText("\n".join(f"⚠ {i.message}" for i in issues))
         self.fit_label.setVisible(bool(issues))
@@ -260,7 +279,10 @@ class SegmentWidget(QWidget):
 
     def _default_axis(self, *_args) -> None:
         layer = self.image_combo.layer()
-        if layer is None or layer.ndim != 3:
+        if layer is None or layer.ndim not in (3, 4):
+            return
+        if layer.ndim == 4:  # a cine: each frame is sliced along its slice axis
+            self.axis_spin.setValue(0)
             return
         not_displayed = [d - (self.viewer.dims.ndim - 3) for d in self.viewer.dims.not_displayed]
         axis = next((d for d in not_displayed if 0 <= d < 3), 0)
@@ -298,18 +320,22 @@ class SegmentWidget(QWidget):
             show_warning(f"{Path(path).stem} on {layer.name}: "
                          + " ".join(i.message for i in issues))
         volume = np.asarray(layer.data)
-        axis = self.axis_spin.value() if volume.ndim == 3 else 0
+        axis = self.axis_spin.value() if volume.ndim >= 3 else 0
         options = dict(
             axis=axis,
             batch_size=self.batch_spin.value() or "auto",
             device=self.device_combo.currentText(),
-            explain=self.explain_check.isChecked(),
+            # a cine's plans would be one set per frame: Explain reads 3-D results only
+            explain=self.explain_check.isChecked() and volume.ndim != 4,
+            postprocess=self.postprocess_check.isChecked(),
             spacing=_spacing(layer),  # the model's pixel size is used when it has one
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"Segmenting {layer.name}…")
         n_slices = volume.shape[axis] if volume.ndim == 3 else 1
+        if volume.ndim == 4:  # every frame of a cine
+            n_slices = volume.shape[0] * volume.shape[axis + 1]
         self.progress_bar.setRange(0, n_slices)
         self.progress_bar.setValue(0)
         self._progress = napari_progress(total=n_slices, desc=f"L2GNet: {layer.name}")
@@ -330,13 +356,22 @@ class SegmentWidget(QWidget):
             from training.inference import iter_predict_volume
 
             model, meta = widget._load(path, options["device"])
-            gen = iter_predict_volume(volume, model, metadata=meta, **options)
-            while True:
-                try:
-                    done, total = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                yield done, total  # the worker stops here when quit() was called
+            frames = volume if volume.ndim == 4 else volume[None]
+            results, offset = [], 0
+            for frame in frames:  # one frame for a scan; every frame of a cine
+                gen = iter_predict_volume(frame, model, metadata=meta, **options)
+                while True:
+                    try:
+                        done, total = next(gen)
+                    except StopIteration as stop:
+                        results.append(stop.value)
+                        break
+                    yield offset + done, total  # the worker stops here after quit()
+                offset += total
+            if volume.ndim != 4:
+                return results[0]
+            return dataclasses.replace(results[-1], explanation=None, probabilities=None,
+                                       labels=np.stack([r.labels for r in results]))
 
         return segment()
 
@@ -375,7 +410,7 @@ class SegmentWidget(QWidget):
         meta = result.metadata
         names = list(meta.get("class_names") or [])
         num_classes = int(meta.get("model", {}).get("num_classes", len(names)))
-        name = f"{image_layer.name} [{Path(path).stem}]"
+        name = self._result_name(image_layer.name, path)
         summary = summarize_result(result.labels, names or [str(c) for c in range(num_classes)])
         l2g = {
             "role": "segmentation",
@@ -413,12 +448,32 @@ class SegmentWidget(QWidget):
         layer.colormap = label_colormap(meta.get("class_colors"), num_classes)
         if names:
             layer.features = class_features(names)
+        # any change the user makes protects the layer: a brush or fill (paint events) and a
+        # whole new array from the console or another plugin (data events); our own
+        # replacement above happens before these connections exist or before its metadata
+        # (edited False) is put back
         layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
+        layer.events.data.connect(lambda _e, lyr=layer: _mark_edited(lyr))
         self.last_layer = layer
+        self.last_device = str(result.device)
         self.status.setText(
             f"Done on {result.device} (batch {result.batch_size}): {layer.name}. "
             f"{summary.describe()}"
         )
+
+
+    def _result_name(self, image_name: str, path: str) -> str:
+        """``IMAGE [STEM]``; ``IMAGE [FOLDER/STEM]`` when a layer of the first name came from
+        another file with the same name (``best.safetensors`` of two runs), so that one
+        run's result never replaces the other's."""
+        stem = Path(path).stem
+        plain = f"{image_name} [{stem}]"
+        if plain not in self.viewer.layers:
+            return plain
+        made_from = self.viewer.layers[plain].metadata.get(META_KEY, {}).get("checkpoint")
+        if made_from is None or _same_file(made_from, path):
+            return plain
+        return f"{image_name} [{Path(path).resolve().parent.name}/{stem}]"
 
 
 def _same_file(a: str | None, b: str) -> bool:
@@ -435,7 +490,7 @@ def _spacing(layer) -> tuple[float, ...] | None:
     """Voxel size in mm in the layer's axis order, when the layer came from a scan file."""
     if "nifti" not in layer.metadata:
         return None  # a plain array: its scale is not known to be millimetres
-    return tuple(float(s) for s in layer.scale[-layer.ndim:])
+    return tuple(float(s) for s in layer.scale[-min(layer.ndim, 3):])  # a cine: one frame's
 
 
 def _mark_edited(layer) -> None:

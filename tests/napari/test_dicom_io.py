@@ -39,8 +39,22 @@ def test_reader_claims_dicom_folders_and_files_only(series, tmp_path):
     assert get_reader(str(next(series.iterdir()))) is read_dicom  # no extension, preamble
     (tmp_path / "pics").mkdir()
     (tmp_path / "pics" / "a.png").write_bytes(b"\x89PNG....")
+    (tmp_path / "pics" / "notes").write_text("no suffix, not DICOM")
+    (tmp_path / "pics" / "scan.h5").write_bytes(bytes(200))
     assert get_reader(str(tmp_path / "pics")) is None
-    assert get_reader(str(tmp_path / "pics" / "a.png")) is None
+    for name in ("a.png", "notes", "scan.h5"):
+        assert get_reader(str(tmp_path / "pics" / name)) is None
+
+
+def test_manifest_lets_suffix_less_files_reach_the_reader(series):
+    """DICOM is recognised by content: the manifest must not filter files by name."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    one = next(series.iterdir())
+    assert "." not in one.name
+    assert PLUGIN in {r.plugin_name for r in pm.iter_compatible_readers([str(one)])}
 
 
 def test_manifest_offers_dicom_reader_and_seg_writer():
@@ -93,7 +107,8 @@ def test_labels_made_on_a_series_save_as_seg_and_as_nifti(make_napari_viewer, se
         np.testing.assert_array_equal(back.get(uid, np.zeros(expected.shape, np.uint16)),
                                       expected)
     ds = pydicom.dcmread(out, stop_before_pixels=True)
-    assert ds.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # edited by hand
+    # the flag Segment sets on a paint (the chain: test_painting_a_segmentation_makes_its_seg_...)
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == scan.dicom.ids.series_instance_uid
 
     nifti_out = tmp_path / "seg.nii.gz"
@@ -155,4 +170,110 @@ def test_segment_a_series_then_save_seg(make_napari_viewer, qtbot, series, tiny_
         np.testing.assert_array_equal(back.get(uid, np.zeros(expected.shape, np.uint16)),
                                       expected)
     labels_names = {s.SegmentLabel for s in pydicom.dcmread(out).SegmentSequence}
-    assert labels_names <= {"organ a", "organ b"}
+    present = {["background", "organ a", "organ b"][c] for c in np.unique(labels) if c}
+    assert "organ a" in present and labels_names == present  # one segment per class present
+
+
+# ------------------------------------------------------------------ real PACS exports (issue 27)
+
+
+@pytest.fixture(scope="module")
+def ct_dicom(shared_data) -> Path:
+    path = shared_data / "ct_dicom"
+    if not path.is_dir():
+        pytest.skip(f"{path} is not present (the real DICOM of issue 27)")
+    return path
+
+
+def test_one_suffix_less_siemens_file_opens_its_series(make_napari_viewer, ct_dicom):
+    viewer = make_napari_viewer()
+    one = sorted((ct_dicom / "siemens_jpeg2000").iterdir())[3]
+    [layer] = viewer.open(str(one), plugin=PLUGIN)
+    assert layer.data.shape == (20, 512, 512) and layer.name == "CT Body 3.0"
+    assert layer.metadata["dicom"]["generated_uids"] == ["StudyInstanceUID",
+                                                         "SeriesInstanceUID"]
+
+
+def test_dcmqi_seg_opens_on_the_open_series(make_napari_viewer, ct_dicom):
+    from scan_io.dicom_seg_read import load_seg_on_series
+
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(ct_dicom / "ct3slice"), plugin=PLUGIN)
+    seg = ct_dicom / "ct3slice_liver_seg.dcm"
+    layers = viewer.open(str(seg), plugin=PLUGIN)
+    assert [type(x).__name__ for x in layers] == ["Labels"] and len(viewer.layers) == 2
+    labels = layers[0]
+    _, expected, _ = load_seg_on_series(seg)
+    np.testing.assert_array_equal(labels.data, expected)
+    np.testing.assert_allclose(labels.scale, image.scale)
+    assert labels.metadata["class_names"] == ["background", "Liver"]
+    assert list(labels.features["class"]) == ["background", "Liver"]
+    assert labels.metadata["nifti"]["affine"] == image.metadata["nifti"]["affine"]
+    import highdicom as hd
+
+    lab = pydicom.dcmread(seg).SegmentSequence[0].RecommendedDisplayCIELabValue
+    rgb = np.array(hd.color.CIELabColor.from_dicom_value(lab).to_rgb(clip=True)) / 255
+    np.testing.assert_allclose(np.ravel(labels.colormap.map(1))[:3], rgb, atol=1e-6)
+
+
+def test_seg_opened_alone_brings_its_series_beside_it(make_napari_viewer, ct_dicom):
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(ct_dicom / "ct3slice_liver_seg.dcm"), plugin=PLUGIN)
+    assert [type(x).__name__ for x in layers] == ["Image", "Labels"]
+    image, labels = layers
+    assert image.data.shape == labels.data.shape == (3, 512, 512)
+    assert np.count_nonzero(labels.data) > 30_000
+
+
+def test_labels_on_the_siemens_series_save_as_seg_and_reopen(make_napari_viewer, ct_dicom,
+                                                            tmp_path):
+    """Anonymised series: the save warns that the SEG references generated UIDs; reopened,
+    the SEG lands on the series with the painted classes."""
+    import shutil
+
+    folder = shutil.copytree(ct_dicom / "siemens_jpeg2000", tmp_path / "ct")
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(folder), plugin=PLUGIN)
+    layer = viewer.add_labels(np.zeros(image.data.shape, np.uint8), scale=image.scale,
+                              metadata={"nifti": dict(image.metadata["nifti"]),
+                                        "class_names": ["background", "organ a", "organ b"]})
+    layer.paint((5, 200, 200), 2)  # a brush stroke on slice 5: class 2
+    painted = np.asarray(layer.data).copy()
+    assert painted[5].sum() > 0
+    out = tmp_path / "pred.dcm"
+    with pytest.warns(UserWarning, match="references generated UIDs"):
+        layer.save(str(out), plugin=PLUGIN)
+    [reopened] = viewer.open(str(out), plugin=PLUGIN)
+    np.testing.assert_array_equal(reopened.data, painted)
+    assert reopened.metadata["class_names"][2] == "organ b"
+    # The SEG recommends the colour the user saw; reopened, the label shows in it again.
+    np.testing.assert_allclose(np.ravel(reopened.colormap.map(2))[:3],
+                               np.ravel(layer.colormap.map(2))[:3], atol=2 / 255)
+
+
+def test_painting_a_segmentation_makes_its_seg_semiautomatic(make_napari_viewer, qtbot, series,
+                                                             tmp_path):
+    """The chain a user runs: Segment (docked through the manifest) makes the labels, saved
+    untouched they are AUTOMATIC; one brush stroke later, the same layer saves SEMIAUTOMATIC."""
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(series), plugin=PLUGIN)
+    _dock, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    segment.device_combo.setCurrentText("cpu")  # the shipped phantom CT model, the default
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=240_000)
+    assert segment.last_layer is not None, segment.status.text()
+    layer = viewer.layers[segment.last_layer.name]
+
+    def algorithm_type(path: Path) -> set[str]:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return {s.SegmentAlgorithmType for s in ds.SegmentSequence}
+
+    untouched = tmp_path / "model.dcm"
+    layer.save(str(untouched), plugin=PLUGIN)
+    assert algorithm_type(untouched) == {"AUTOMATIC"}
+
+    layer.brush_size = 5
+    layer.paint((image.data.shape[0] // 2, 60, 50), 1, refresh=True)  # a brush stroke
+    painted = tmp_path / "corrected.dcm"
+    layer.save(str(painted), plugin=PLUGIN)
+    assert algorithm_type(painted) == {"SEMIAUTOMATIC"}

@@ -86,17 +86,29 @@ def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
 
 def test_viewer_event_loop_runs_during_segmentation(make_napari_viewer, qtbot,
                                                     tiny_checkpoint):
-    """The GUI thread keeps serving events while the model runs (one batch per yield)."""
+    """The GUI thread keeps serving events while the model runs: between every two batches
+    the worker hands over (yields), the event loop has turned (a zero-interval timer, which
+    fires on every turn of the loop, has ticked). Counting ticks over the whole run instead
+    would depend on how fast the machine is."""
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(2).random((24, 32, 32), dtype=np.float32))
     ticks: list[int] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
-    timer.start(5)
-    widget = _segment(qtbot, viewer, tiny_checkpoint, batch=2)
+    widget = SegmentWidget(viewer)
+    widget.set_checkpoint(tiny_checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.batch_spin.setValue(4)
+    ticks_at_yield: list[int] = []
+    timer.start(0)
+    widget.run()
+    widget.worker.yielded.connect(lambda _value: ticks_at_yield.append(len(ticks)))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     timer.stop()
     assert widget.last_layer is not None
-    assert len(ticks) >= 12  # at least one event-loop turn per batch of 2 slices
+    assert len(ticks_at_yield) == 6  # 24 slices in batches of 4
+    between = np.diff(ticks_at_yield)
+    assert (between >= 1).all(), ticks_at_yield
 
 
 def test_segment_follows_the_session_checkpoint(make_napari_viewer, tiny_checkpoint):

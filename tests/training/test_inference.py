@@ -207,11 +207,33 @@ def test_resize_back_modes(model, volume, resize_back):
     assert pred.probabilities.shape == (NUM_CLASSES, *volume.shape)
 
 
-def test_resize_back_nearest_is_argmax_then_nearest(model):
-    """At the input size both modes agree exactly (nothing to resize)."""
-    vol = np.random.default_rng(5).random((3, 32, 32)).astype(np.float32)
-    a = predict_volume(vol, model, device="cpu", resize_back="nearest")
-    b = predict_volume(vol, model, device="cpu", resize_back="logits")
+def test_resize_back_nearest_is_argmax_then_nearest():
+    """'nearest': the argmax at the model's input size, then nearest-neighbour back to the
+    slice size; checked against the same steps done by hand (numpy indexing for the nearest
+    step) on slices that are resized (20 x 28 -> 32 x 32 -> 20 x 28)."""
+    torch.manual_seed(0)
+    model = build_model("l2gnet", NUM_CLASSES, **tiny_config("l2gnet")).eval()
+    with torch.no_grad():  # an untrained head's bias picks one class everywhere: drop it
+        model.head.bias.zero_()
+    vol = np.random.default_rng(5).random((3, 20, 28)).astype(np.float32)  # in [0, 1]
+    pred = predict_volume(vol, model, device="cpu", input_size=(32, 32), resize_back="nearest")
+
+    x = torch.nn.functional.interpolate(torch.from_numpy(vol)[:, None], size=(32, 32),
+                                        mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        at_input = model(x.repeat(1, 3, 1, 1)).logits.argmax(1).numpy()  # (3, 32, 32)
+    rows = np.arange(20) * 32 // 20  # nearest: source index floor(dst * in / out)
+    cols = np.arange(28) * 32 // 28
+    expected = at_input[:, rows][:, :, cols]
+    np.testing.assert_array_equal(pred.labels, expected)
+    assert len(np.unique(expected)) > 1  # labels that vary, so the modes can be told apart
+    logits_mode = predict_volume(vol, model, device="cpu", input_size=(32, 32))
+    assert (logits_mode.labels != expected).any()  # 'logits' resizes first: not the same
+
+    # at the input size there is nothing to resize: both modes give the argmax itself
+    same = vol[:, :16, :16].repeat(2, axis=1).repeat(2, axis=2)  # 32 x 32
+    a = predict_volume(same, model, device="cpu", resize_back="nearest")
+    b = predict_volume(same, model, device="cpu", resize_back="logits")
     np.testing.assert_array_equal(a.labels, b.labels)
 
 

@@ -66,8 +66,9 @@ def test_study_folder_is_a_batch_of_series(scans, tmp_path, capsys):
 
 def test_study_folder_to_dicom_seg_and_run_again_inside_it(scans, tmp_path, capsys):
     """``--format seg``: every series of a study folder becomes SERIES.dcm, a DICOM SEG that
-    references it. Written into the study folder itself and run again, the SEG folder is taken
-    for the command's own output, not a series; an existing SEG is kept without --overwrite."""
+    references it. Written into the study folder itself and run again, the SEG folder is not
+    a series (a folder of SEG objects, whoever made them, holds no image); an existing SEG is
+    kept without --overwrite."""
     import shutil
 
     nifti, series = scans
@@ -89,9 +90,12 @@ def test_study_folder_to_dicom_seg_and_run_again_inside_it(scans, tmp_path, caps
 
     assert main(["predict", str(study), "--out", str(out), *base]) == 2
     err = capsys.readouterr().err
-    assert "skipping" in err and "segs" in err and "exists" in err
+    assert err.splitlines() == [f"l2gnet predict: error: {out / 'abdomen.dcm'} exists; pass "
+                                "--overwrite to replace it"]  # nothing about segs/ as a scan
     assert (out / "abdomen.dcm").read_bytes() == before
     assert main(["predict", str(study), "--out", str(out), *base, "--overwrite"]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "abdomen.dcm")]
+    assert sorted(p.name for p in out.iterdir()) == ["abdomen.dcm"]
 
 
 def test_format_seg_is_refused_for_nifti_before_any_work(scans, tmp_path, capsys):
@@ -108,3 +112,102 @@ def test_format_seg_is_refused_for_nifti_before_any_work(scans, tmp_path, capsys
                  "--format", "seg"]) == 2
     assert "must end in .dcm" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "s.nii.gz").exists()
+
+
+# ------------------------------------------------------------------ real PACS exports (issue 27)
+
+
+@pytest.fixture(scope="module")
+def ct_dicom(shared_data) -> Path:
+    path = shared_data / "ct_dicom"
+    if not path.is_dir():
+        pytest.skip(f"{path} is not present (the real DICOM of issue 27)")
+    return path
+
+
+def test_real_series_to_seg_without_uids_and_with_an_empty_charset(ct_dicom, tmp_path,
+                                                                   capsys):
+    """The Siemens JPEG 2000 series (no Study/Series/SOP UIDs) and the three slices with an
+    empty SpecificCharacterSet both become SEGs; the first with a one-line note that its SEG
+    references generated UIDs, the same on a second run."""
+    base = ["--checkpoint", str(DEMO), "--device", "cpu"]
+    siemens = ct_dicom / "siemens_jpeg2000"
+    for name in ("a.dcm", "b.dcm"):
+        assert main(["predict", str(siemens), "--out", str(tmp_path / name), *base]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "generated UIDs" in line]
+    assert len(notes) == 2 and "no StudyInstanceUID, SeriesInstanceUID" in notes[0]
+    assert "Traceback" not in err
+    a, b = (pydicom.dcmread(tmp_path / n) for n in ("a.dcm", "b.dcm"))
+    assert a.StudyInstanceUID == b.StudyInstanceUID
+    assert (a.ReferencedSeriesSequence[0].SeriesInstanceUID
+            == b.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    metas = {pydicom.dcmread(f, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID
+             for f in siemens.iterdir()}
+    assert {r.ReferencedSOPInstanceUID
+            for r in a.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == metas
+
+    assert main(["predict", str(ct_dicom / "ct3slice"), "--out", str(tmp_path / "c.dcm"),
+                 *base]) == 0
+    c = pydicom.dcmread(tmp_path / "c.dcm")
+    assert c.Modality == "SEG" and "SpecificCharacterSet" not in c
+    # Each segment recommends its class's colour from the checkpoint (PACS viewers use it).
+    from scan_io.dicom_seg_read import read_seg_info
+    from src_model import read_checkpoint_meta
+
+    colors = read_checkpoint_meta(DEMO).class_colors
+    for segment in read_seg_info(tmp_path / "c.dcm").segments:
+        cls = int(segment.tracking_id.split()[-1])
+        np.testing.assert_allclose(segment.color_rgb, colors[cls][:3], atol=2 / 255)
+    assert "generated UIDs" not in capsys.readouterr().err
+
+
+def test_series_a_seg_cannot_reference_is_refused_before_inference(ct_dicom, tmp_path,
+                                                                   capsys):
+    folder = tmp_path / "noclass"
+    folder.mkdir()
+    for f in (ct_dicom / "ct3slice").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.SOPClassUID = ""
+        ds.file_meta.MediaStorageSOPClassUID = ""
+        ds.save_as(folder / f.name)
+    out = tmp_path / "x.dcm"
+    assert main(["predict", str(folder), "--out", str(out), "--checkpoint", str(DEMO),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no SOPClassUID" in err and "NIfTI" in err
+    assert "slice/s" not in err  # refused before the first slice was segmented
+    assert not out.exists()
+    # NIfTI output needs no SOP class: the same series still segments.
+    assert main(["predict", str(folder), "--out", str(tmp_path / "x.nii.gz"), "--checkpoint",
+                 str(DEMO), "--device", "cpu"]) == 0
+
+
+def test_evaluate_and_finetune_take_a_seg_as_the_labels_of_its_series(ct_dicom, tmp_path,
+                                                                      capsys):
+    """dcmqi's liver SEG beside ct3slice: evaluate scores the model's liver against it (the
+    same Dice as computed here from a NIfTI prediction), finetune trains on its 3 slices."""
+    import json
+
+    from scan_io.dicom_seg_read import load_seg_on_series
+
+    seg = ct_dicom / "ct3slice_liver_seg.dcm"
+    assert main(["evaluate", "--checkpoint", str(DEMO), "--data", str(seg), "--device", "cpu",
+                 "--protocol", "clinical", "--out", str(tmp_path / "e.json")]) == 0
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert main(["predict", str(ct_dicom / "ct3slice"), "--out", str(tmp_path / "p.nii.gz"),
+                 "--checkpoint", str(DEMO), "--device", "cpu"]) == 0
+    pred = load_scan(tmp_path / "p.nii.gz", labels=True).data == 5
+    truth = load_seg_on_series(seg)[1] > 0
+    dice = 2 * np.sum(pred & truth) / (pred.sum() + truth.sum())
+    [liver] = [row for row in report["cases"]["ct3slice_liver_seg"] if row["class"] == 5]
+    assert liver["dice"] == pytest.approx(dice, abs=1e-6) and truth.sum() > 30_000
+    assert all(row["empty"] in ("truth", "both") for row in report["cases"][
+        "ct3slice_liver_seg"] if row["class"] != 5)  # the SEG has no other organ
+
+    out = tmp_path / "ft"
+    assert main(["finetune", "--from", str(DEMO), "--data", str(seg), "--out-dir", str(out),
+                 "--epochs", "1", "--max-steps", "1", "--device", "cpu", "--threads", "1",
+                 "--no-store"]) == 0
+    assert (out / "finetuned.safetensors").is_file()
+    assert "3 corrected slices of 1 volume" in capsys.readouterr().err

@@ -12,8 +12,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="score a checkpoint on labelled volumes (Dice, HD95)",
         description="Segment each volume of DATA (h5 volumes such as ACDC val_volumes or "
-        "Synapse test_vol_h5, a NIfTI imagesTr+labelsTr folder, or phantom:SEEDS) and print "
-        "a per-class table; --out writes every number as JSON.",
+        "Synapse test_vol_h5, a NIfTI imagesTr+labelsTr folder, a DICOM SEG file or a folder "
+        "of them, each beside the series it labels, or phantom:SEEDS) and print a per-class "
+        "table; --out writes every number as JSON. A SEG's segments are matched to the "
+        "model's classes by name or SNOMED code.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         check_outputs([args.out], inputs, overwrite=args.overwrite)
     meta = read_checkpoint_meta(args.checkpoint)
     norm = IntensityNormalization.from_metadata(meta.normalization)
-    cases = load_cases(args.data, norm)
+    cases = load_cases(args.data, norm, class_names=meta.class_names)
     with tqdm(total=len(cases), unit="volume", file=sys.stderr) as bar:
         report = evaluate(args.checkpoint, cases, protocol=args.protocol, device=args.device,
                           batch_size=args.batch_size, postprocess=not args.no_postprocess,

@@ -4,7 +4,8 @@ Same function (``training.finetune.run_finetune``) and same defaults (``Finetune
 as the Fine-tune widget. DATA is a NIfTI folder (imagesTr/ + labelsTr/) whose label files
 carry labels only on the corrected slices (the other slices all 0), an annotation store
 (``scan_io.annotation_store``: its records say which slices were corrected), or any data spec
-``l2gnet train`` reads (phantom:SEEDS, h5 volumes), whose labelled slices count as corrected.
+``l2gnet train`` reads (phantom:SEEDS, h5 volumes, DICOM SEG files beside their series),
+whose labelled slices count as corrected.
 
 The annotation store (``--store``, default the user's, as the panel's): its cases are
 trained on too, and a NIfTI DATA folder's corrected scans are saved into it after the run,
@@ -15,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
+
+from . import positive_float
+from .train import StopOnSignals
 
 
 def add_parser(sub) -> None:
@@ -35,8 +40,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT", required=True)
     p.add_argument("--data", required=True,
-                   help="NIfTI folder (imagesTr/, labelsTr/), an annotation store folder, or "
-                   "a data spec (phantom:SEEDS)")
+                   help="NIfTI folder (imagesTr/, labelsTr/), an annotation store folder, a "
+                   "DICOM SEG file (or a folder of them) beside the series it labels, or a "
+                   "data spec (phantom:SEEDS)")
     p.add_argument("--store", metavar="DIR", default=None,
                    help="the annotation store whose earlier corrections are trained on too "
                    "and where DATA's corrected scans are saved (default: "
@@ -46,8 +52,11 @@ def add_parser(sub) -> None:
                    "save DATA's scans into it")
     p.add_argument("--out-dir", required=True, help="a new folder for this run")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing OUT_DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT_DIR stopped by SIGTERM or Ctrl-C (from its "
+                   "run_state.safetensors), with the same CHECKPOINT and DATA")
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--keep-weight", type=float, default=d.keep_weight,
                    help="when the starting model agrees with the corrections (Dice >= 0.5), "
@@ -71,16 +80,17 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def load_volumes(spec: str, normalization):
+def load_volumes(spec: str, normalization, class_names=None):
     """``CorrectedVolume`` per volume in ``spec``: the slices with any label are corrected.
 
-    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``).
+    NIfTI scans are sliced as the napari plugin shows them (axial, ``scan_io.load_scan``); a
+    DICOM SEG's segments are matched to the model's ``class_names``.
     """
     from ..data.specs import load_cases
     from ..finetune import CorrectedVolume
 
     out = []
-    for case in load_cases(spec, normalization):
+    for case in load_cases(spec, normalization, class_names=class_names):
         labelled = [i for i in range(case.label.shape[0]) if case.label[i].any()]
         if labelled:
             out.append(CorrectedVolume(case.name, case.image, case.label, labelled,
@@ -129,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty: choose a new --out-dir or add "
-                              "--overwrite")
+    if out.exists() and any(out.iterdir()) and not (args.overwrite or args.resume):
+        raise FileExistsError(f"{out} exists and is not empty: choose a new --out-dir, add "
+                              "--resume to continue a stopped run there, or --overwrite")
     meta = read_metadata(args.from_checkpoint)
     request = NewClassRequest.from_names(model_class_names(meta), _class_names(args.class_names))
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
@@ -142,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"No usable cases in the annotation store {args.data}")
         volumes = given.volumes
     else:
-        volumes = load_volumes(args.data, norm)
+        volumes = load_volumes(args.data, norm, request.names)
     n_data = len(volumes)
     store = None if args.no_store else AnnotationStore(args.store)
     if store is not None and not (data_store and _same_folder(store.root, args.data)):
@@ -172,9 +182,10 @@ def run(args: argparse.Namespace) -> int:
     extra = {"finetuned_from": str(args.from_checkpoint),
              "finetune": {"command": "l2gnet " + " ".join(argv), "data": args.data}}
     names = _class_names(args.class_names)
-    with TrainProgress() as progress:
+    with TrainProgress() as progress, StopOnSignals() as stop:
         report = run_finetune(args.from_checkpoint, volumes, settings, out, metadata=extra,
-                              callback=progress, overwrite=args.overwrite, class_names=names,
+                              callback=progress, should_stop=stop, overwrite=args.overwrite,
+                              resume=args.resume, class_names=names,
                               taught_on=f"l2gnet finetune --data {args.data}")
     for record in report.history:
         print(json.dumps(record))
@@ -187,4 +198,10 @@ def run(args: argparse.Namespace) -> int:
     for line in outcome_lines(outcomes):
         print(line, file=sys.stderr)
     print(f"fine-tuned checkpoint: {report.checkpoint}", file=sys.stderr)
-    return 0
+    if not report.stopped:
+        return 0
+    signum = stop.received or signal.SIGTERM
+    print(f"l2gnet finetune: stopped by {signal.Signals(signum).name}; the best model so far is "
+          f"kept in {report.checkpoint}; continue with --out-dir {out} --resume",
+          file=sys.stderr)
+    return 128 + signum

@@ -142,11 +142,14 @@ def _inferer(args: argparse.Namespace):
     return SliceInferer(model, meta, settings), meta
 
 
-def _segment(inferer, volume: np.ndarray, desc: str) -> np.ndarray:
+def _segment(inferer, volume: np.ndarray, desc: str, spacing) -> np.ndarray:
+    """Labels of one 3-D volume (display layout); ``spacing`` (mm) as ``l2gnet predict``
+    passes it, for a model that resamples to its own pixel size."""
     from tqdm import tqdm
 
     with tqdm(total=volume.shape[0], unit="slice", desc=desc, file=sys.stderr) as bar:
-        pred = inferer(volume, progress=lambda done, total: bar.update(done - bar.n))
+        pred = inferer(volume, progress=lambda done, total: bar.update(done - bar.n),
+                       spacing=spacing)
     return pred.labels
 
 
@@ -178,7 +181,8 @@ def _volumes(args: argparse.Namespace) -> tuple[dict, str, str]:
     else:
         inferer, meta = _inferer(args)
         scan = load_scan(args.scan)
-        labels, grid, source = _segment(inferer, scan.data, Path(args.scan).name), scan, args.scan
+        labels = _segment(inferer, scan.data, Path(args.scan).name, scan.spacing)
+        grid, source = scan, args.scan
     names = _class_names(args, meta, int(labels.max()) + 1 if labels.size else 1)
     ml, note = _voxel_ml(grid.nifti, str(source), need=False)
     table = class_volumes(labels, names, voxel_ml=ml, note=note)
@@ -211,8 +215,8 @@ def _pair(args: argparse.Namespace) -> tuple[dict, str, str]:
         _same_grid(ed, es, "--ed and --es")
         ml, _ = _voxel_ml(ed.nifti, args.ed, need=True)
         inferer, _ = _inferer(args)
-        ed_labels = _segment(inferer, ed.data, "ED")
-        es_labels = _segment(inferer, es.data, "ES")
+        ed_labels = _segment(inferer, ed.data, "ED", ed.spacing)
+        es_labels = _segment(inferer, es.data, "ES", es.spacing)
     indices = cardiac_indices(ed_labels, es_labels, classes, ml)
     return indices.to_dict(), indices.to_csv(), indices.to_text()
 
@@ -250,8 +254,8 @@ def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
         cine = load_cine(args.scan)
         ml, _ = _voxel_ml(cine.nifti, str(source), need=True)  # refused before segmenting
         inferer, _ = _inferer(args)
-        frames = np.stack([_segment(inferer, f, f"frame {t + 1}/{cine.num_frames}")
-                           for t, f in enumerate(cine.frames)])
+        frames = np.stack([_segment(inferer, f, f"frame {t + 1}/{cine.num_frames}",
+                                    cine.spacing) for t, f in enumerate(cine.frames)])
     lv = frame_volumes(frames, classes.lv, ml)
     rv = frame_volumes(frames, classes.rv, ml)
     myo = frame_volumes(frames, classes.myo, ml)

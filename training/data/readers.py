@@ -4,6 +4,8 @@
 - Synapse (TransUNet): ``train_npz/*.npz`` slices, ``test_vol_h5/*.npy.h5`` volumes.
 - nnU-Net style folders: ``imagesTr/NAME_0000.nii.gz`` (or ``NAME.nii.gz``) +
   ``labelsTr/NAME.nii.gz``.
+- DICOM SEG: a SEG file (or a folder of them), each the labels of the DICOM series it
+  references, found beside it (``scan_io.dicom_seg_read``; docs/dicom.md).
 """
 
 from __future__ import annotations
@@ -114,6 +116,26 @@ def read_nifti_pairs(root: str | Path, normalization: IntensityNormalization) ->
             raise ValueError(f"{img_path} and {lab_path} have different affines (voxel to "
                              "world); the labels were not drawn on this image's grid")
         out.append(Case(name, normalize(img.data, normalization), lab.data, img.spacing))
+    return out
+
+
+def read_seg_cases(path: str | Path, normalization: IntensityNormalization,
+                   class_names: Sequence[str] | None = None) -> list[Case]:
+    """Each DICOM SEG at ``path`` (a SEG file, or the SEG files directly in a folder) with the
+    series it references (found beside it) as a case in display layout, the way
+    `read_nifti_pairs` gives a NIfTI pair. With the model's ``class_names`` the segments are
+    matched to its classes by name or code (``scan_io.dicom_seg_read.label_values``)."""
+    from scan_io.dicom_seg_read import load_seg_on_series, seg_files_in
+
+    path = Path(path)
+    segs = [path] if path.is_file() else seg_files_in(path)
+    if not segs:
+        raise FileNotFoundError(f"No DICOM SEG files in {path}")
+    out = []
+    for seg in segs:
+        scan, labels, _ = load_seg_on_series(seg, class_names)
+        out.append(Case(seg.name.removesuffix(".dcm"), normalize(scan.data, normalization),
+                        labels, scan.spacing))
     return out
 
 

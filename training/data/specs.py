@@ -1,11 +1,13 @@
 """Data specs on the command line: a folder (layout detected) or ``phantom:SEEDS``.
 
 Examples: ``../shared/data/acdc/train_slices`` (2-D h5 slices), ``.../val_volumes`` (3-D h5),
-``train_npz/`` (Synapse), a folder with ``imagesTr``/``labelsTr`` (NIfTI), ``phantom:100-111``.
+``train_npz/`` (Synapse), a folder with ``imagesTr``/``labelsTr`` (NIfTI), ``phantom:100-111``,
+a DICOM SEG file (or a folder of SEGs) beside the series it labels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from .readers import (
     read_nifti_pairs,
     read_npz_slices,
     read_phantom_cases,
+    read_seg_cases,
 )
 
 
@@ -42,6 +45,13 @@ def parse_seeds(text: str) -> list[int]:
 def _layout(path: Path) -> str:
     if not path.exists():
         raise FileNotFoundError(f"Data path {path} does not exist")
+    from scan_io.dicom_seg_read import is_seg_file, seg_files_in
+
+    if path.is_file():
+        if is_seg_file(path):
+            return "seg"
+        raise ValueError(f"{path} is a file: give a data folder, a DICOM SEG file, or "
+                         "phantom:SEEDS")
     if (path / "imagesTr").is_dir():
         return "nifti"
     if next(path.glob("*.npz"), None) is not None:
@@ -50,18 +60,25 @@ def _layout(path: Path) -> str:
     if first is not None:
         image, _ = _read_h5(first)
         return "h5_slices" if image.ndim == 2 else "h5_volumes"
+    if seg_files_in(path):
+        return "seg"
     raise ValueError(
         f"Cannot tell the layout of {path}: expected *.h5 files (ACDC / Synapse test volumes), "
-        "*.npz slices (Synapse train_npz), or imagesTr/ + labelsTr/ (NIfTI), or phantom:SEEDS"
+        "*.npz slices (Synapse train_npz), imagesTr/ + labelsTr/ (NIfTI), DICOM SEG files "
+        "beside their series, or phantom:SEEDS"
     )
 
 
-def load_cases(spec: str, normalization: IntensityNormalization, **phantom_kwargs) -> list[Case]:
-    """Volumes for validation/evaluation."""
+def load_cases(spec: str, normalization: IntensityNormalization, *,
+               class_names: Sequence[str] | None = None, **phantom_kwargs) -> list[Case]:
+    """Volumes for validation/evaluation. ``class_names`` (the model's) map the segments of
+    DICOM SEG labels to class numbers; other layouts store class numbers already."""
     if spec.startswith("phantom:"):
         return read_phantom_cases(parse_seeds(spec[8:]), normalization, **phantom_kwargs)
     path = Path(spec)
     layout = _layout(path)
+    if layout == "seg":
+        return read_seg_cases(path, normalization, class_names)
     if layout == "h5_volumes":
         return read_h5_volumes(path)
     if layout == "nifti":
