@@ -29,18 +29,16 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 def _open_series_layer(info: SegInfo):
     """The open Image layer of the series the SEG references, or None."""
-    try:
-        from napari import current_viewer
+    from napari import current_viewer
+    from napari.layers import Image
 
-        viewer = current_viewer()
-    except Exception:  # no napari viewer (a script): look beside the SEG instead
-        return None
-    if viewer is None:
+    viewer = current_viewer()
+    if viewer is None:  # no viewer (a script): look beside the SEG instead
         return None
     best, hits = None, 0
     for layer in viewer.layers:
-        dicom = (layer.metadata or {}).get("dicom") if hasattr(layer, "metadata") else None
-        if not dicom or not (layer.metadata or {}).get("nifti") or layer._type_string != "image":
+        dicom = (layer.metadata or {}).get("dicom")
+        if not isinstance(layer, Image) or not dicom or not layer.metadata.get("nifti"):
             continue
         n = len(info.instance_uids & set(dicom.get("sop_instance_uids", ())))
         if n > hits:

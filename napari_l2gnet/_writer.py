@@ -102,7 +102,7 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
     generated = check_seg_source(files[0])
     write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
-                     overwrite=True)
+                     overwrite=True, class_colors=_shown_colors(meta, int(arr.max(initial=0))))
     if generated:
         warnings.warn(generated_uids_note(Path(files[0]).parent, generated), UserWarning,
                       stacklevel=2)
@@ -158,6 +158,19 @@ def _is_dicom_image(path: Path) -> bool:
     except Exception:  # unreadable: not a scan we could protect
         return False
     return str(ds.get("Modality", "")).upper() != "SEG" and "Rows" in ds
+
+
+def _shown_colors(meta: dict[str, Any], top: int) -> list[list[float]] | None:
+    """RGB in [0, 1] of labels 0..top as the layer shows them (its colormap), so that the SEG
+    recommends the colours the user saw; None when the layer state has no colormap."""
+    colormap = meta.get("colormap")
+    if colormap is None or not hasattr(colormap, "map"):
+        return None
+    try:
+        return [[float(v) for v in np.ravel(colormap.map(np.array([c])))[:3]]
+                for c in range(top + 1)]
+    except Exception:  # an unusual colormap: the SEG viewer chooses colours itself
+        return None
 
 
 def _class_names(meta: dict[str, Any]) -> list[str] | None:

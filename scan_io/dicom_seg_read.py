@@ -18,7 +18,8 @@ Label values (docs/dicom.md, "SEG in"):
 Frames are placed per source instance. Where the SEG does not state that spatial locations
 are preserved (dcmqi's do not), each frame's position must equal its source slice's
 (0.1 mm) or the SEG is refused; FRACTIONAL segments count from 0.5; where segments overlap,
-the later segment wins and a warning says how many voxels.
+the later segment wins and a warning says how many voxels. BINARY, FRACTIONAL and LABELMAP
+SEGs are read (a LABELMAP's segment 0 is its background).
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def read_seg_info(path: str | os.PathLike[str]) -> SegInfo:
         for derivation in frame.get("DerivationImageSequence", []):
             uids |= {str(s.ReferencedSOPInstanceUID)
                      for s in derivation.get("SourceImageSequence", [])}
-    segments = tuple(_segment(item) for item in ds.get("SegmentSequence", []))
+    # Segment 0 of a LABELMAP SEG is its background, not a segment to place.
+    segments = tuple(_segment(item) for item in ds.get("SegmentSequence", [])
+                     if int(item.SegmentNumber) != 0)
     if not segments:
         raise ValueError(f"{path}: a DICOM SEG without segments")
     return SegInfo(path, series_uid, frozenset(uids), segments,

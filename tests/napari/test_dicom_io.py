@@ -246,6 +246,9 @@ def test_labels_on_the_siemens_series_save_as_seg_and_reopen(make_napari_viewer,
     [reopened] = viewer.open(str(out), plugin=PLUGIN)
     np.testing.assert_array_equal(reopened.data, painted)
     assert reopened.metadata["class_names"][2] == "organ b"
+    # The SEG recommends the colour the user saw; reopened, the label shows in it again.
+    np.testing.assert_allclose(np.ravel(reopened.colormap.map(2))[:3],
+                               np.ravel(layer.colormap.map(2))[:3], atol=2 / 255)
 
 
 def test_painting_a_segmentation_makes_its_seg_semiautomatic(make_napari_viewer, qtbot, series,

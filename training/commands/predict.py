@@ -261,7 +261,7 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     return save_labels_like(
         job.target, pred.labels, scan, overwrite=overwrite, class_names=list(meta.class_names),
         algorithm={"name": card.display_name or "L2GNet",
-                   "checkpoint": checkpoint_name})
+                   "checkpoint": checkpoint_name}, class_colors=meta.class_colors)
 
 
 def _message(err: BaseException) -> str:
