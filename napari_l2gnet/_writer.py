@@ -180,6 +180,22 @@ def _class_names(meta: dict[str, Any]) -> list[str] | None:
     return [str(n) for n in names] if names else None
 
 
+def _write_cine(out: Path, arr: np.ndarray, nifti: dict[str, Any], name: str, labels: bool,
+                meta: dict[str, Any]) -> Path:
+    """A cine layer back as a 4-D NIfTI (x, y, z, t) on its scan's grid (`scan_io.cine`)."""
+    from scan_io.cine import save_cine
+
+    expected = tuple(int(n) for n in nifti.get("shape", ()))
+    frame = from_display(arr[0], DisplayOrientation.from_metadata(nifti)).shape
+    if expected and frame != expected:
+        raise ValueError(f"layer {name!r} has frames of shape {arr.shape[1:]} but its source "
+                         f"scan has {expected} voxels per frame; cannot write it on that grid")
+    return save_cine(out, arr, np.asarray(nifti["affine"], dtype=np.float64),
+                     header_from_bytes(nifti["header"]), DisplayOrientation.from_metadata(nifti),
+                     labels=labels, overwrite=True,
+                     class_names=_class_names(meta) if labels else None)
+
+
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     out = Path(path) if is_nifti_path(path) else Path(f"{path}.nii.gz")
     arr = np.asarray(data)
@@ -188,6 +204,8 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     if labels:
         arr = check_labels(arr, f"labels layer {name!r}")
         _refuse_writing_over_a_scan(out, name, nifti)
+    if nifti and arr.ndim == 4:  # a cine (time, slices, rows, columns): 4-D NIfTI
+        return _write_cine(out, arr, nifti, name, labels, meta)
     if nifti:
         source = nifti.get("path")
         orientation = DisplayOrientation.from_metadata(nifti)

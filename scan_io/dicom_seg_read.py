@@ -82,10 +82,13 @@ def is_seg_file(path: str | os.PathLike[str]) -> bool:
     return str(ds.get("Modality", "")).upper() == "SEG"
 
 
-def seg_files_in(folder: str | os.PathLike[str]) -> list[Path]:
-    """The SEG files directly in ``folder`` (not hidden), in name order."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and not p.name.startswith(".") and is_seg_file(p))
+def seg_files_in(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+    """The SEG files in ``folder`` (below it too with ``recursive``; hidden ones never), in
+    path order."""
+    folder = Path(folder)
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.is_file() and is_seg_file(p) and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _normal(text: str) -> str:

@@ -61,14 +61,32 @@ LV_COLOR, RV_COLOR = "#f05050", "#4c9be8"
 
 def layer_class_names(layer, fallback: str = "") -> list[str]:
     """Class names of a labels layer: the model's (Segment's metadata), else its features,
-    else ``fallback`` (comma-separated names, background first)."""
-    names = (layer.metadata.get(META_KEY) or {}).get("class_names")
+    else ``fallback`` (comma-separated names, background first), else those its label file
+    carries (written by this package)."""
+    names = (layer.metadata.get(META_KEY) or {}).get("class_names") \
+        or layer.metadata.get("class_names")
     if names:
         return list(names)
     features = getattr(layer, "features", None)
     if features is not None and "class" in getattr(features, "columns", ()):
         return [str(n) for n in features["class"].tolist()]
-    return [n.strip() for n in fallback.split(",")] if fallback.strip() else []
+    if fallback.strip():
+        return [n.strip() for n in fallback.split(",")]
+    return _file_class_names(layer)
+
+
+def _file_class_names(layer) -> list[str]:
+    """The names a label file written by this package keeps in its header (else none)."""
+    from scan_io.nifti import read_class_names
+
+    nifti = layer.metadata.get("nifti") or {}
+    path = nifti.get("path")
+    if nifti.get("kind") != "labels" or not path or not Path(path).is_file():
+        return []
+    try:
+        return read_class_names(path) or []
+    except (OSError, ValueError):
+        return []
 
 
 def layer_voxel_ml(layer) -> tuple[float | None, str | None]:
