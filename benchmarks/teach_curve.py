@@ -150,14 +150,21 @@ def run_ct(args: argparse.Namespace) -> None:
 def _ct3slice_liver(scan) -> np.ndarray | None:
     """The real liver label of ct_dicom/ct3slice on ``scan``'s display grid, matching each
     SEG frame to its slice by pixel data (None when the files are absent or do not match)."""
+    import highdicom as hd
     import pydicom
-
-    from scan_io.dicom_seg import read_seg_labels
 
     folder, seg = DATA / "ct_dicom" / "ct3slice", DATA / "ct_dicom" / "ct3slice_liver_seg.dcm"
     if not seg.is_file():
         return None
-    frames = read_seg_labels(seg)
+    dataset = hd.seg.segread(str(seg))
+    frames = {}
+    for uid in {ref[2] for ref in dataset.get_source_image_uids()}:
+        try:  # dcmqi does not state that spatial locations are preserved; they are
+            frames[uid] = dataset.get_pixels_by_source_instance(
+                source_sop_instance_uids=[uid], combine_segments=True,
+                ignore_spatial_locations=True)[0]
+        except (ValueError, KeyError, IndexError):
+            continue
     out = np.zeros(scan.data.shape, np.uint8)
     matched = 0
     for path in sorted(folder.glob("*.dcm")):
@@ -255,7 +262,7 @@ def _screenshot(image, start, taught, meta, path) -> None:
               for i, c in enumerate(meta["class_colors"])]
     cmap = ListedColormap(colors)
     k = image.shape[0] // 2
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.3))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.6))
     for ax, labels, title in ((axes[0], start, "starting model (demo, resize)"),
                               (axes[1], taught, "taught on 6 slices of another CT (3 mm)")):
         ax.imshow(np.clip(image[k], -160, 240), cmap="gray")
@@ -264,7 +271,7 @@ def _screenshot(image, start, taught, meta, path) -> None:
         ax.axis("off")
     fig.suptitle("ct_dicom/siemens_jpeg2000, middle slice (0.98 mm; no reference labels)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
