@@ -284,6 +284,7 @@ def _acdc_patients(names: list[str]) -> list[str]:
 def run_acdc(args: argparse.Namespace) -> None:
     import torch
 
+    from training.commands.train import parse_set
     from training.data.cases import Slice
     from training.data.readers import read_acdc_slices, read_h5_volumes
     from training.evaluate import evaluate
@@ -339,12 +340,14 @@ def run_acdc(args: argparse.Namespace) -> None:
                        for p in np.linspace(0, len(labelled) - 1, args.slices_per_patient)})
         corrected.append(CorrectedVolume(ed.name, ed.image, ed.label, pick))
         t1, c1 = time.perf_counter(), time.process_time()
-        report = run_finetune(current, corrected, FinetuneSettings(
-            epochs=args.epochs, samples_per_epoch=args.samples, device="cpu"),
-            work / f"round{k}", overwrite=True)
+        report = run_finetune(current, corrected, FinetuneSettings(**{
+            "epochs": args.epochs, "samples_per_epoch": args.samples, "device": "cpu",
+            **parse_set(args.set)}), work / f"round{k}", overwrite=True)
         seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
         current = Path(report.checkpoint)
         emit({"part": "acdc", "round": k, "new_patient": patient, "slices": pick,
+              "settings": parse_set(args.set), "trust": round(report.trust, 3),
+              "kept_bn_stats": report.kept_bn_stats, "pseudo_slices": report.pseudo_slices,
               "cases_so_far": [v.name for v in corrected], "chosen_epoch": report.chosen_epoch,
               "corrected_dice_after": report.corrected_dice_after,
               "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
@@ -379,6 +382,8 @@ def main() -> None:
     acdc.add_argument("--epochs", type=int, default=10)
     acdc.add_argument("--samples", type=int, default=32)
     acdc.add_argument("--save-dir")
+    acdc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="FinetuneSettings override for every round")
     for q in (ct, second, acdc):
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--out", help="also append the JSON lines to this file")
