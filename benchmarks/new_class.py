@@ -178,6 +178,9 @@ def main() -> int:
         "disc_dice": mean("taught", "disc"),
         "disc_dice_min": float(min(r["taught"]["disc"] or 0.0 for r in rows)),
         "corrected_dice_after": report.corrected_dice_after,
+        "history": [{"epoch": h["epoch"], "step": h["step"],
+                     "disc": (h.get("val_dice") or {}).get("disc"),
+                     "mean": (h.get("val_dice") or {}).get("mean")} for h in report.history],
     }
     for key in OLD:
         for suffix in ("", "_no_disc"):
