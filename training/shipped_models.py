@@ -31,6 +31,7 @@ class ModelSummary:
     intended_use: str | None = None
     training_data: str | None = None
     training_command: str | None = None
+    added_classes: tuple[str, ...] = ()  # classes taught after training, one line each
 
     @property
     def label(self) -> str:
@@ -47,6 +48,7 @@ class ModelSummary:
                      f"{self.intensities}")
         if self.training_data and self.training_data not in self.description:
             lines.append(f"Trained on: {self.training_data}")
+        lines += [f"Added class {text}" for text in self.added_classes]
         return "\n".join(line for line in lines if line)
 
 
@@ -75,6 +77,7 @@ def summarize_checkpoint(path: str | Path, meta: Mapping[str, Any]) -> ModelSumm
         intended_use=_text(card.get("intended_use")),
         training_data=data,
         training_command=_text(card.get("training_command")) or _text(training.get("command")),
+        added_classes=_added_classes(card.get("added_classes")),
     )
 
 
@@ -109,6 +112,19 @@ def _default_description(model: Mapping[str, Any], data: str | None) -> str:
         return (f"Phantom-only demo ({name}): trained on generated CT phantoms "
                 f"({data}), not on real scans.")
     return f"{name} trained on {data}." if data else f"{name} (no training record)."
+
+
+def _added_classes(value: Any) -> tuple[str, ...]:
+    """One line per added class of the card (``AddedClass.describe``); bad entries skipped."""
+    from src_model.checkpoint_meta import AddedClass
+
+    out = []
+    for item in value if isinstance(value, list | tuple) else ():
+        try:
+            out.append(AddedClass(**dict(item)).describe())
+        except (TypeError, ValueError):
+            continue
+    return tuple(out)
 
 
 def _is_phantom(data: str | None) -> bool:
