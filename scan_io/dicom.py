@@ -439,8 +439,12 @@ def _select(path: Path) -> tuple[list[tuple[Path, Dataset]], tuple[str, ...], np
         except (InvalidDicomError, OSError, ValueError, EOFError) as err:
             raise ValueError(f"{path}: not a readable DICOM file ({err})") from err
         if not _is_image(ds):
-            raise ValueError(f"{path}: a {ds.get('Modality', 'non-image')} object, not an "
-                             "image; open the image series it refers to instead")
+            seg = str(ds.get("Modality", "")).upper() == "SEG"
+            raise ValueError(
+                f"{path}: a {ds.get('Modality', 'non-image')} object, not an image; open the "
+                "image series it refers to instead" + (
+                    " (a SEG holds labels: open it in napari beside its series, or give it "
+                    "as --data to l2gnet evaluate/finetune)" if seg else ""))
         key = series_key(ds)
         headers = [(f, h) for f, h in read_headers(path.parent)
                    if series_key(h) == key] or [(path, ds)]

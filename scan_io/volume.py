@@ -106,17 +106,32 @@ def scan_name(path: PathLike) -> str:
 
 
 def _holds_dicom_files(folder: Path) -> bool:
+    """Does ``folder`` itself hold DICOM image files? SEG, SR and other non-image objects do
+    not count: a study folder with a SEG beside its series folders is not a series."""
     for file in folder.iterdir():
         if file.is_file() and not file.name.startswith("."):
-            if file.suffix.lower() == ".dcm":
+            if file.suffix.lower() != ".dcm":
+                try:
+                    with open(file, "rb") as fh:
+                        if fh.read(132)[128:132] != b"DICM":
+                            continue
+                except OSError:
+                    continue
+            if not _is_non_image_object(file):
                 return True
-            try:
-                with open(file, "rb") as fh:
-                    if fh.read(132)[128:132] == b"DICM":
-                        return True
-            except OSError:
-                continue
     return False
+
+
+def _is_non_image_object(file: Path) -> bool:
+    import pydicom
+
+    from scan_io.dicom import NON_IMAGE_MODALITIES
+
+    try:
+        ds = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["Modality"])
+    except Exception:  # damaged: counts as an image file; reading the series reports it
+        return False
+    return str(ds.get("Modality", "")).upper() in NON_IMAGE_MODALITIES
 
 
 def find_scans(path: PathLike) -> list[Path]:
@@ -204,12 +219,14 @@ def save_labels_like(
     overwrite: bool = False,
     class_names: Sequence[str] | None = None,
     algorithm: dict[str, Any] | None = None,
+    class_colors: Sequence[Sequence[float]] | None = None,
 ) -> Path:
     """Write ``labels`` (display layout, shape of ``source.data``) on ``source``'s grid.
 
     ``.nii``/``.nii.gz``: NIfTI with the source's affine and header. ``.dcm``: DICOM SEG
     referencing the source series (``source`` must be DICOM; ``class_names`` name the
-    segments, ``algorithm`` is `scan_io.dicom_seg.AlgorithmInfo` fields). Never replaces an
+    segments, ``class_colors`` (RGB in [0, 1]) colour them, ``algorithm`` is
+    `scan_io.dicom_seg.AlgorithmInfo` fields). Never replaces an
     existing file unless ``overwrite=True``, and never writes onto the source scan itself.
     """
     path = Path(path)
@@ -231,7 +248,7 @@ def save_labels_like(
 
         info = AlgorithmInfo(**(algorithm or {}))
         return write_seg(path, labels, source, class_names=class_names, algorithm=info,
-                         overwrite=overwrite)
+                         overwrite=overwrite, class_colors=class_colors)
     raise ValueError(f"{path}: output must end in .nii.gz, .nii (NIfTI) or .dcm (DICOM SEG)")
 
 

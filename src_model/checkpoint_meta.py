@@ -37,6 +37,7 @@ MAX_SPACING_MM = 100.0
 MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far below an OOM
 MAX_JSON_DEPTH = 32
 MAX_STRING = 4096
+MAX_TAUGHT = 1000  # card.taught records (one per fine-tune a model went through)
 
 _LEGACY_DROPPED = frozenset({"slice_axis"})  # written by older versions, read by nothing
 _CARD_TEXT = ("display_name", "modality", "intended_use", "training_data", "training_command")
@@ -98,12 +99,47 @@ class AddedClass:
 
 
 @dataclass(frozen=True)
+class TaughtRecord:
+    """How a model was taught from another on a user's corrections (one fine-tune).
+
+    Attributes:
+        derived_from: the starting model, as a person knows it (its card's name, or file).
+        corrected_slices: how many corrected slices taught it.
+        scans: of how many scans.
+        date: when (ISO 8601, UTC).
+        derived_from_file: the starting checkpoint's file name.
+
+    The Dice the taught model reached is the training record's ``val_dice``: measured on the
+    corrected slices it was taught on, not on held-out data.
+    """
+
+    derived_from: str
+    corrected_slices: int
+    scans: int
+    date: str
+    derived_from_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    def describe(self) -> str:
+        """``derived from Demo, taught on 6 corrected slices of 1 scan (2026-12-07)``."""
+        s = "s" * (self.scans != 1)
+        return (f"derived from {self.derived_from}, taught on {self.corrected_slices} "
+                f"corrected slice{'s' * (self.corrected_slices != 1)} of {self.scans} "
+                f"scan{s} ({self.date[:10]})")
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a person needs before trusting a model; every field optional (old checkpoints).
 
     ``validation_dice`` maps class name (and ``"mean"``) to the validation Dice the run
     reached. ``added_classes`` records classes taught after the model was trained (oldest
-    first). ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
+    first). ``taught`` records each time the model was taught on a user's corrections
+    (``training.finetune``; oldest first): such a model is no longer what the rest of the
+    card describes. ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
     """
 
     display_name: str | None = None
@@ -113,6 +149,7 @@ class ModelCard:
     training_command: str | None = None
     validation_dice: Mapping[str, float] | None = None
     added_classes: tuple[AddedClass, ...] | None = None
+    taught: tuple[TaughtRecord, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -120,6 +157,8 @@ class ModelCard:
             out["validation_dice"] = dict(self.validation_dice)
         if self.added_classes is not None:
             out["added_classes"] = [a.to_dict() for a in self.added_classes]
+        if self.taught is not None:
+            out["taught"] = [t.to_dict() for t in self.taught]
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -326,6 +365,7 @@ class CheckpointMeta(Mapping):
             training_command=self.card.training_command or t.get("command"),
             validation_dice=dict(dice) if isinstance(dice, Mapping) else None,
             added_classes=self.card.added_classes,
+            taught=self.card.taught,
         )
 
     # ------------------------------------------------------------------ legacy Mapping
@@ -455,7 +495,29 @@ class _Checker:
                 self.fail("card.added_classes", "must be a list of added classes")
             values["added_classes"] = tuple(self.added_class(a, f"card.added_classes[{i}]")
                                             for i, a in enumerate(added))
+        taught = data.get("taught")
+        if taught is not None:
+            if not isinstance(taught, list | tuple) or len(taught) > MAX_TAUGHT:
+                self.fail("card.taught", f"must be a list of at most {MAX_TAUGHT} records")
+            values["taught"] = tuple(self.taught(t, f"card.taught[{i}]")
+                                     for i, t in enumerate(taught))
         return ModelCard(**values)
+
+    def taught(self, data: Any, name: str) -> TaughtRecord:
+        if not isinstance(data, Mapping):
+            self.fail(name, "must be a JSON object (derived_from, corrected_slices, scans, "
+                      "date)")
+        values: dict[str, Any] = {
+            "derived_from": self.text(data.get("derived_from"), f"{name}.derived_from", 500),
+            "corrected_slices": self.integer(data.get("corrected_slices"),
+                                             f"{name}.corrected_slices", 1, 2**31),
+            "scans": self.integer(data.get("scans"), f"{name}.scans", 1, 2**31),
+            "date": self.text(data.get("date"), f"{name}.date", 64),
+        }
+        if data.get("derived_from_file") is not None:
+            values["derived_from_file"] = self.text(data["derived_from_file"],
+                                                    f"{name}.derived_from_file", 500)
+        return TaughtRecord(**values)
 
     def added_class(self, data: Any, name: str) -> AddedClass:
         if not isinstance(data, Mapping):

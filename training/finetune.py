@@ -367,6 +367,7 @@ def run_finetune(
     callback: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     class_names: Sequence[str] | None = None,
     class_colors: Sequence[Sequence[float]] | None = None,
     taught_on: str | None = None,
@@ -376,7 +377,8 @@ def run_finetune(
     Writes ``out_dir/finetuned.safetensors`` (the chosen model), ``out_dir/finetune.json``
     (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
     ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
-    is replaced only with ``overwrite``. ``metadata`` entries are added to the checkpoint's.
+    is replaced only with ``overwrite``; ``resume`` continues a stopped run from its run state
+    (as ``l2gnet train --resume``). ``metadata`` entries are added to the checkpoint's.
 
     New classes (docs/new-classes.md): ``class_names`` beyond the model's grow it by those
     classes (``class_colors``: theirs, or every class's; ``taught_on``: where, for the card).
@@ -444,6 +446,7 @@ def run_finetune(
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
+                      resume=resume,
                       freeze_batchnorm=keep_bn, loss=finetune_loss(meta),
                       target_spacing_mm=target)
     slices, pseudo = [], 0
@@ -466,6 +469,8 @@ def run_finetune(
         callback(TrainEvent(kind="epoch", epoch=0, step=0, total_steps=total,
                             val_dice=dice_before, checkpoint=str(checkpoint),
                             seconds=time.perf_counter() - t0))
+    metadata = {**(metadata or {}), "card": {"taught": taught_records(meta, checkpoint,
+                                                                      volumes)}}
     setup = prepare_run(slices, cfg, checkpoint=checkpoint, val=cases, metadata=metadata,
                         class_names=class_names if request.growing else None,
                         added_classes=added, class_colors=class_colors)
@@ -523,6 +528,22 @@ def run_finetune(
     )
     (out / REPORT).write_text(json.dumps(asdict(report), indent=1, default=_json_default))
     return report
+
+
+def taught_records(meta: dict[str, Any], checkpoint: str | Path,
+                   volumes: Sequence[CorrectedVolume]) -> list[dict[str, Any]]:
+    """The start's ``card.taught`` records plus this run's (``TaughtRecord``): what it was
+    derived from, how many corrected slices of how many scans, when."""
+    import datetime as dt
+
+    card = meta.get("card") or {}
+    earlier = [dict(t) for t in card.get("taught") or []]
+    name = card.get("display_name") or Path(checkpoint).name.removesuffix(".safetensors")
+    used = [v for v in volumes if v.corrected]
+    return [*earlier, {"derived_from": str(name), "derived_from_file": Path(checkpoint).name,
+                       "corrected_slices": sum(len(v.corrected) for v in used),
+                       "scans": len(used),
+                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}]
 
 
 def _json_default(value: Any) -> Any:

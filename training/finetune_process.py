@@ -173,6 +173,11 @@ class FinetuneProcess:
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id once started (what a test or a log can look for)."""
+        return self._proc.pid if self._proc is not None else None
+
     def poll(self) -> list[ProgressEvent]:
         """Events that arrived since the last call (never blocks)."""
         events = []

@@ -31,6 +31,7 @@ class ModelSummary:
     intended_use: str | None = None
     training_data: str | None = None
     training_command: str | None = None
+    taught: str | None = None  # "derived from X, taught on N corrected slices of M scans (date)"
     added_classes: tuple[str, ...] = ()  # classes taught after training, one line each
 
     @property
@@ -43,11 +44,14 @@ class ModelSummary:
         lines = [self.label, self.description]
         lines.append(f"Classes: {', '.join(self.class_names[1:]) or 'none'}")
         if self.validation_dice is not None:
-            lines.append(f"Validation mean Dice: {self.validation_dice:.3f}")
+            what = ("Dice on the corrected slices it was taught on" if self.taught
+                    else "Validation mean Dice")
+            lines.append(f"{what}: {self.validation_dice:.3f}")
         lines.append(f"Input {'x'.join(map(str, self.input_size))} · intensities: "
                      f"{self.intensities}")
         if self.training_data and self.training_data not in self.description:
-            lines.append(f"Trained on: {self.training_data}")
+            lines.append(f"{'First trained' if self.taught else 'Trained'} on: "
+                         f"{self.training_data}")
         lines += [f"Added class {text}" for text in self.added_classes]
         return "\n".join(line for line in lines if line)
 
@@ -65,6 +69,10 @@ def summarize_checkpoint(path: str | Path, meta: Mapping[str, Any]) -> ModelSumm
     modality = ScanExpectation.from_metadata(meta).modality
     display = _text(card.get("display_name")) or Path(path).stem
     description = _text(card.get("intended_use")) or _default_description(model, data)
+    taught = _taught(card.get("taught"))
+    if taught:  # no longer the model the rest of the card describes
+        display, description = Path(path).stem, f"Taught on your corrections: {taught}."
+        dice = _mean_dice(training.get("val_dice"))  # scored on the corrected slices
     return ModelSummary(
         path=Path(path),
         display_name=display,
@@ -77,6 +85,7 @@ def summarize_checkpoint(path: str | Path, meta: Mapping[str, Any]) -> ModelSumm
         intended_use=_text(card.get("intended_use")),
         training_data=data,
         training_command=_text(card.get("training_command")) or _text(training.get("command")),
+        taught=taught,
         added_classes=_added_classes(card.get("added_classes")),
     )
 
@@ -125,6 +134,21 @@ def _added_classes(value: Any) -> tuple[str, ...]:
         except (TypeError, ValueError):
             continue
     return tuple(out)
+
+
+def _taught(records: Any) -> str | None:
+    """The latest ``card.taught`` record in words (with how many times before), or None."""
+    from src_model.checkpoint_meta import TaughtRecord
+
+    if not isinstance(records, list | tuple) or not records:
+        return None
+    try:
+        text = TaughtRecord(**_mapping(records[-1])).describe()
+    except TypeError:  # not a record (the file was validated when read with read_metadata)
+        return None
+    if len(records) > 1:
+        text += f"; taught {len(records)} times in all"
+    return text
 
 
 def _is_phantom(data: str | None) -> bool:

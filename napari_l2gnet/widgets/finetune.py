@@ -4,14 +4,18 @@ Image + corrected Labels layers -> the annotated slices (painted, or every non-e
 -> ``training.finetune_process.FinetuneProcess`` (``training.finetune.run_finetune`` in its
 own process, started from its own module) with a live loss / Dice plot (epoch 0 is the
 starting model) -> a report: Dice on the corrected slices before and after, how much the
-uncorrected slices changed -> Accept makes the new checkpoint the session's, so Segment uses
-it. "Where to correct next" lists the slices the model is least sure of; a click jumps there.
-The Qt-free logic lives in ``training.finetune`` and ``training.uncertainty``.
+uncorrected slices changed, and per class on the corrected slices (a painted class that was
+not learned in red, with what to do) -> Accept (asking before replacing a file) makes the new
+checkpoint the session's, so Segment uses it, and saves this scan's corrections to the local
+annotation store; the next run includes the store's cases ("Include earlier corrections").
+"Where to correct next" lists the slices the model is least sure of; a click jumps there.
+Closing the panel or the viewer ends a running child and removes its temporary folder.
+The Qt-free logic lives in ``training.finetune``, ``training.class_outcomes``,
+``training.store_volumes``, ``scan_io.annotation_store`` and ``training.uncertainty``.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Hashable
 from pathlib import Path
@@ -30,6 +34,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -37,9 +42,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from training.class_outcomes import outcomes_of
 from training.finetune import FinetuneSettings, change_scores
 
 from .._session import is_segmentation, layer_key, same_layer, session_for
+from ..models import is_shipped
 from ._annotations import (
     _l2g,
     annotated_slices,
@@ -52,8 +59,11 @@ from ._annotations import (
 from ._change_table import ChangeTable
 from ._layers import LayerCombo, is_labels, is_scan_image
 from ._new_classes import NewClassesBox, layer_class_colors
+from ._outcome_table import OutcomeTable
+from ._run_cleanup import RunCleanup
 from ._scroll import make_scrollable
 from ._slice_ranking import SliceRanking
+from ._store_box import StoreBox
 from ._training_plot import TrainingPlot
 
 __all__ = ["FinetuneWidget", "change_scores", "copy_atomically", "default_output_path",
@@ -106,6 +116,9 @@ class FinetuneWidget(QWidget):
         self.last_output: Path | None = None
         self.last_report = None  # training.finetune.FinetuneReport of the last run
         self.last_error: str | None = None
+        self.last_store_case = None  # scan_io.annotation_store.StoredCase saved by Accept
+        self._cleanup = RunCleanup()  # ends the child, removes its folder when the panel goes
+        self.destroyed.connect(self._cleanup)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._data_box())
@@ -115,6 +128,8 @@ class FinetuneWidget(QWidget):
         self.ranking = SliceRanking(self.viewer, self._rank_request, self._fail)
         layout.addWidget(self.ranking)
         layout.addWidget(self._settings_box())
+        self.store_box = StoreBox()
+        layout.addWidget(self.store_box)
         layout.addWidget(self._run_box())
         layout.addWidget(self._result_box())
         self.changes = ChangeTable(lambda: self.labels_combo.layer())
@@ -195,12 +210,14 @@ class FinetuneWidget(QWidget):
     def _result_box(self) -> QGroupBox:
         self.result_label = QLabel("Dice before and after appear here after a run.")
         self.result_label.setWordWrap(True)
+        self.outcomes = OutcomeTable()
         self.accept_button = _button("Accept", self.accept, "Save the fine-tuned checkpoint "
                                      "to the output path; Segment uses it from now on")
         self.accept_button.setEnabled(False)
         box = QGroupBox("Result")
         col = QVBoxLayout(box)
         col.addWidget(self.result_label)
+        col.addWidget(self.outcomes)
         col.addWidget(self.accept_button)
         return box
 
@@ -391,11 +408,14 @@ class FinetuneWidget(QWidget):
         self.status.setText(message)
 
     def _prepare(self):
-        """The job and where Accept will save, checked; ``ValueError`` says what to fix."""
+        """The job, where Accept will save, and what Accept stores, checked; ``ValueError``
+        says what to fix."""
         from src_model import read_metadata
         from training.finetune import volume_from_arrays
         from training.finetune_process import FinetuneJob
+        from training.new_classes import model_class_names
         from training.normalization import IntensityNormalization
+        from training.store_volumes import StoreVolumes, store_volumes
 
         image, labels = self.image_combo.layer(), self.labels_combo.layer()
         if image is None:
@@ -416,28 +436,42 @@ class FinetuneWidget(QWidget):
         if not annotated:
             raise ValueError(self._no_slices_message(labels))
         axis = layer_axis(labels) if np.ndim(labels.data) == 3 else 0
+        normalization = IntensityNormalization.from_metadata(meta.get("normalization"))
         num_classes = int(meta["model"]["num_classes"])
         self._refresh_new_classes(labels)
         grown = self.new_classes.request(meta.get("class_colors") or
                                          layer_class_colors(labels, num_classes))
+        names = list(grown[0]) if grown else model_class_names(meta)
+        label_data = np.array(labels.data, copy=True)  # as trained on, for the store
         volume = volume_from_arrays(
-            np.asarray(image.data), np.asarray(labels.data), annotated, axis=axis,
-            normalization=IntensityNormalization.from_metadata(meta.get("normalization")),
-            num_classes=len(grown[0]) if grown else num_classes, name=labels.name,
+            np.asarray(image.data), label_data, annotated, axis=axis,
+            normalization=normalization, num_classes=len(names), name=labels.name,
             spacing=_scan_spacing(image))
+        self.store_box.refresh()
+        earlier = (store_volumes(self.store_box.store, names, normalization)
+                   if self.store_box.include else StoreVolumes())
+        volumes = [volume, *earlier.volumes]
         settings = FinetuneSettings(epochs=self.epochs_spin.value(),
                                     lr=float(self.lr_spin.value()),
                                     batch_size=self.batch_spin.value(),
                                     keep_weight=float(self.keep_spin.value()))
         overrides = {"finetuned_from": str(src_path),
                      "finetune": {"source_image": image.name, "labels": labels.name,
-                                  "axis": axis, "slices": annotated}}
-        job = FinetuneJob(str(src_path), [volume], settings, overrides)
+                                  "axis": axis, "slices": annotated,
+                                  "store_cases": [c.case_id for c in earlier.cases]}}
+        extras = {"class_names": names, "notes": earlier.notes,
+                  "earlier": (len(earlier.volumes), earlier.slices),
+                  "corrected_labels": [v.labels[v.corrected] for v in volumes],
+                  "case": {"image": np.asarray(image.data), "labels": label_data,
+                           "corrected": annotated, "axis": axis, "class_names": names,
+                           "nifti": image.metadata.get("nifti"),
+                           "spacing": tuple(float(x) for x in image.scale)}}
+        job = FinetuneJob(str(src_path), volumes, settings, overrides)
         if grown:  # teach the new values as new classes (the model grows; docs/new-classes.md)
             job.class_names, job.class_colors = grown
             job.taught_on = (f"the napari Fine-tune panel: {len(annotated)} corrected slices "
                              f"of '{image.name}'")
-        return job, out_path
+        return job, out_path, extras
 
     def _checked_output(self, src_path: Path) -> Path:
         out = self.output_edit.text().strip()
@@ -459,7 +493,7 @@ class FinetuneWidget(QWidget):
             self._fail("Fine-tuning is already running")
             return False
         try:
-            job, out_path = self._prepare()
+            job, out_path, extras = self._prepare()
         except (ValueError, OSError) as err:
             self._fail(str(err))
             return False
@@ -470,23 +504,33 @@ class FinetuneWidget(QWidget):
         self.last_error = self.last_report = None
         self.accept_button.setEnabled(False)
         self.result_label.setText("Running…")
+        self.outcomes.set_outcomes([])
         run_dir = tempfile.mkdtemp(prefix="l2gnet-finetune-")
         self.process = FinetuneProcess(job, run_dir)
+        self._cleanup.track(self.process, run_dir)
         self._run = {"out": out_path, "dir": run_dir, "input": job.checkpoint,
-                     "slices": len(job.volumes[0].corrected), "step": 0, "total": 0}
+                     "slices": len(job.volumes[0].corrected), "step": 0, "total": 0,
+                     **extras}
         try:
             self.process.start()
         except Exception as err:  # noqa: BLE001 - e.g. the process cannot be started
             self.process = None
-            shutil.rmtree(run_dir, ignore_errors=True)
+            self._cleanup.end()
             self._fail(f"Could not start fine-tuning: {err}")
             return False
         self.progress.setRange(0, 0)  # busy until the first step arrives
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.stop_button.setText("Stop")
+        scans, slices = self._run["earlier"]
+        more = (f" and {slices} of {scans} earlier scan{'s' * (scans != 1)} from the store"
+                if scans else "")
         self._say(f"Scoring the starting model, then fine-tuning on {self._run['slices']} "
-                  "slices…")
+                  f"slices of this scan{more}…"
+                  + "".join(f"\n{note}" for note in self._run["notes"]))
+        if out_path.exists():
+            self._say(self.status.text() + f"\n{out_path} exists: Accept will ask before "
+                      "replacing it.")
         self.timer.start()
         return True
 
@@ -535,6 +579,7 @@ class FinetuneWidget(QWidget):
     def _finish(self, proc) -> None:
         self.timer.stop()
         self.process = None
+        self._cleanup.finished()
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.stop_button.setText("Stop")
@@ -551,19 +596,38 @@ class FinetuneWidget(QWidget):
         self.last_report = report
         how = "Stopped early" if report.stopped else "Done"
         self.result_label.setText(report.describe())
+        self.outcomes.set_outcomes(outcomes_of(report, self._run["corrected_labels"],
+                                               self._run["class_names"]))
         if report.chosen_epoch == 0:
             self._say(f"{how}: no epoch beat the starting model on the corrected slices, so "
                       "it is kept (nothing to accept).")
         else:
             self.accept_button.setEnabled(True)
+            out = Path(self._run["out"])
             self._say(f"{how} after {self._run['step']} steps. Check the result below; "
-                      "Accept to make Segment use the fine-tuned model.")
+                      "Accept to make Segment use the fine-tuned model."
+                      + (f" {out} exists: Accept will ask before replacing it."
+                         if out.exists() else ""))
 
-    def accept(self) -> bool:
-        """Save the fine-tuned checkpoint to the output path; Segment uses it from now on."""
+    def accept(self, replace_existing: bool | None = None) -> bool:
+        """Save the fine-tuned checkpoint to the output path; Segment uses it from now on.
+
+        An existing file there is replaced only when the user agrees: ``replace_existing``
+        None asks (a question box), True/False answers for them. The corrections trained on
+        are saved to the annotation store when its tick box says so.
+        """
         report, out = self.last_report, self._run.get("out")
         if report is None or report.chosen_epoch == 0 or out is None:
             self._fail("Nothing to accept: run fine-tuning first")
+            return False
+        out = Path(out)
+        if is_shipped(out):
+            self._fail(f"{out.name} is a model shipped with the plugin and is never replaced: "
+                       "choose another output path and Accept again")
+            return False
+        if out.exists() and not self._may_replace(out, replace_existing):
+            self._say(f"Not saved: {out} exists and was kept. Choose another output path "
+                      "(or agree to replace it) and Accept again.")
             return False
         try:
             saved = copy_atomically(report.checkpoint, out)
@@ -572,31 +636,70 @@ class FinetuneWidget(QWidget):
             return False
         self.last_output = saved
         self.accept_button.setEnabled(False)
+        stored = self._save_to_store() if self.store_box.save_check.isChecked() else ""
         self._discard_run()
         self.session.set_checkpoint(saved, origin="finetune")  # Segment and this input follow
         self._output_edited = False
         self._default_output()
         msg = f"Saved to {saved}; Segment now uses it — run Segment again to see the labels."
-        self._say(msg)
+        self._say(msg + stored)
         show_info(msg)
         return True
 
+    def _may_replace(self, path: Path, answer: bool | None) -> bool:
+        """Whether the existing ``path`` may be replaced: ``answer``, else ask the user (the
+        input checkpoint with 'overwrite the input checkpoint' ticked counts as agreed)."""
+        if answer is not None:
+            return answer
+        if self.overwrite_check.isChecked() and path.resolve() == Path(
+                self._run.get("input", "")).resolve():
+            return True
+        reply = QMessageBox.question(
+            self, "Replace the existing file?",
+            f"{path} already exists. Replace it with the fine-tuned model? (No keeps it; "
+            "you can then choose another output path and Accept again.)",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return reply == QMessageBox.StandardButton.Yes
+
+    def _save_to_store(self) -> str:
+        """Save the scan and corrections trained on as a new store case; a line to show."""
+        from scan_io.annotation_store import ScanGrid
+
+        case = self._run.get("case")
+        if not case:
+            return ""
+        nifti = case["nifti"]
+        try:
+            grid = (ScanGrid.from_layer_metadata(nifti) if nifti and np.ndim(case["image"]) == 3
+                    else None)
+            self.last_store_case = self.store_box.store.add(
+                case["image"], case["labels"], case["corrected"], axis=case["axis"],
+                class_names=case["class_names"], grid=grid,
+                spacing=(1.0, *case["spacing"])[-3:],
+                source=(nifti or {}).get("path"))
+        except (OSError, ValueError) as err:
+            return f"\nThe corrections were not saved to the annotation store: {err}"
+        finally:
+            self.store_box.refresh()
+        return (f"\nCorrections saved to the annotation store as "
+                f"{self.last_store_case.case_id}: the next fine-tune learns from them too.")
+
     def _discard_run(self) -> None:
-        if self._run.get("dir"):
-            shutil.rmtree(self._run["dir"], ignore_errors=True)
-            self._run["dir"] = None
+        self._cleanup.remove_folder()
+        self._run["dir"] = None
 
     def shutdown(self) -> None:
-        """End a run still going (the widget or the viewer is closing)."""
-        self.timer.stop()
-        self._debounce.stop()
-        if self.process is not None:
-            self.process.stop()
-            if not self.process.join(10):
-                self.process.kill()
-            self.process = None
-        self.ranking.shutdown()
-        self._discard_run()
+        """End a run still going and remove its folder (the widget or the viewer is closing)."""
+        self.process = None
+        self._cleanup.end()
+        self._run["dir"] = None
+        try:
+            self.timer.stop()
+            self._debounce.stop()
+            self.ranking.shutdown()
+        except RuntimeError:  # the Qt side is gone already (the viewer was closed)
+            pass
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.shutdown()

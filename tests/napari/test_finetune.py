@@ -242,7 +242,8 @@ def test_panel_from_the_plugins_menu_sees_the_brush(setup, qtbot) -> None:
                     and widget.change_rows[0]["dice"] < 1, timeout=5000)
 
 
-def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -> None:
+def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint,
+                                                     tmp_path) -> None:
     from src_model import load_checkpoint
 
     viewer, widget, labels = setup
@@ -273,6 +274,37 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint) -
     # the input follows the session; the next default output does not overwrite this one
     assert widget.input_edit.text() == str(out) and widget.output_edit.text() != str(out)
     assert not widget.accept_button.isEnabled()
+    # per class on the corrected slices: what the report measured, painted slices counted
+    rows = {o.name: o for o in widget.outcomes.outcomes}
+    assert set(rows) == {"liver", "kidney"} and rows["kidney"].painted_slices == 2
+    for name, row in rows.items():
+        assert row.after == pytest.approx(report.corrected_dice_after[name])
+        assert row.before == pytest.approx(report.corrected_dice_before[name])
+    assert widget.outcomes.table.rowCount() == 2
+    # the corrections trained on went to the annotation store, on the scan's own grid
+    from scan_io.annotation_store import AnnotationStore
+    from scan_io.nifti import load_nifti
+
+    [case] = AnnotationStore().cases()
+    assert case == widget.last_store_case and case.corrected_slices == [1, 2]
+    assert case.source == str(tmp_path / "scan.nii.gz") and case.class_names == CLASSES
+    np.testing.assert_allclose(load_nifti(case.image_path).affine,
+                               load_nifti(tmp_path / "scan.nii.gz").affine)
+    image, stored, _ = AnnotationStore().load(case)
+    np.testing.assert_array_equal(stored, labels.data)
+    np.testing.assert_allclose(image, viewer.layers["scan"].data)
+    assert "annotation store as case_0001" in widget.status.text()
+    assert widget.store_box.case_ids() == ["case_0001"]
+    assert widget.store_box.include_check.text() == "Include earlier corrections (1 scan)"
+    # the next run trains on this scan's corrections and the stored case
+    assert widget.start(), widget.status.text()
+    assert len(widget.process.job.volumes) == 2
+    assert "2 of 1 earlier scan from the store" in widget.status.text()
+    widget.shutdown()
+    widget.store_box.include_check.setChecked(False)
+    assert widget.start()
+    assert len(widget.process.job.volumes) == 1
+    widget.shutdown()
 
 
 def test_stop_keeps_a_valid_model(setup, qtbot) -> None:
@@ -342,14 +374,120 @@ def test_rank_lists_uncertain_slices_and_click_jumps(setup, qtbot) -> None:
     assert viewer.dims.current_step[0] == ranked[0]
 
 
-def test_both_widgets_offer_only_grey_2d_or_3d_images(setup) -> None:
+def test_both_widgets_offer_only_grey_images(setup) -> None:
+    """Fine-tune takes grey 2-D/3-D scans; Segment also a grey 4-D cine (frame by frame)."""
     viewer, widget, _ = setup
     viewer.add_image(np.zeros((2, 4, 16, 16), np.float32), name="4-D series")
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
     viewer.add_image(np.zeros((16, 16), np.float32), name="one slice")
     segment = dock(viewer, "Segment")
-    for combo in (widget.image_combo, segment.image_combo):
+    for combo, expected in ((widget.image_combo, ["scan", "one slice"]),
+                            (segment.image_combo, ["scan", "4-D series", "one slice"])):
         offered = [combo.itemText(i) for i in range(combo.count())]
-        assert offered == ["scan", "one slice"]
+        assert offered == expected
     assert [widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())] == [
         "scan [tiny]"]
+
+
+def _finished_run(widget, labels, qtbot) -> None:
+    _paint(labels, (1, 8, 8), 2)
+    widget.epochs_spin.setValue(3)
+    widget.lr_spin.setValue(0.01)  # the tiny untrained model must beat its start here
+    assert widget.start(), widget.status.text()
+    _wait_done(qtbot, widget)
+    assert widget.last_error is None and widget.last_report.chosen_epoch > 0
+
+
+def test_accept_never_replaces_a_file_without_asking(setup, qtbot, tmp_path) -> None:
+    viewer, widget, labels = setup
+    unrelated = tmp_path / "someone_elses.safetensors"
+    unrelated.write_bytes(b"an unrelated checkpoint")
+    widget.output_edit.setText(str(unrelated))
+    widget.output_edit.textEdited.emit(str(unrelated))  # typed by the user
+    _finished_run(widget, labels, qtbot)
+    assert "exists: Accept will ask before replacing it" in widget.status.text()
+    assert not widget.accept(replace_existing=False)  # the user says No
+    assert unrelated.read_bytes() == b"an unrelated checkpoint"
+    assert "was kept" in widget.status.text() and widget.accept_button.isEnabled()
+    assert session_for(viewer).checkpoint != str(unrelated)
+    assert widget.accept(replace_existing=True)  # ... and Yes
+    assert unrelated.read_bytes() != b"an unrelated checkpoint"
+    assert session_for(viewer).checkpoint == str(unrelated)
+
+
+def test_closing_the_viewer_ends_the_run_and_removes_its_folder(setup, qtbot) -> None:
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    viewer, widget, labels = setup
+    widget.slices_combo.setCurrentText(NON_EMPTY)
+    widget.epochs_spin.setValue(500)
+    widget.batch_spin.setValue(1)
+    assert widget.start(), widget.status.text()
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
+    proc = widget.process
+    folder = proc.run_dir
+    assert proc.is_alive() and folder.is_dir()
+    viewer.close()  # File > Close Window: Qt deletes the docked panel with the window
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not proc.is_alive()
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(proc.pid, 0)  # gone, and reaped
+    assert not folder.exists()
+
+
+def test_a_finished_run_never_accepted_leaves_no_folder(setup, qtbot) -> None:
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    viewer, widget, labels = setup
+    _finished_run(widget, labels, qtbot)
+    folder = Path(widget.last_report.checkpoint).parents[1]
+    assert folder.is_dir() and folder.name.startswith("l2gnet-finetune-")
+    viewer.close()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not folder.exists()
+
+
+def test_store_cases_are_listed_and_removed(make_napari_viewer, tmp_path) -> None:
+    from scan_io.annotation_store import AnnotationStore
+
+    store = AnnotationStore()
+    image = np.random.default_rng(0).random((4, 32, 32), dtype=np.float32)
+    kept = store.add(image, _model_labels(), [1, 2], axis=0, class_names=CLASSES,
+                     source="/scans/patient1.nii.gz")
+    gone = store.add(image, _model_labels(), [3], axis=0, class_names=CLASSES)
+    gone.image_path.unlink()
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Fine-tune")
+    box = widget.store_box
+    assert box.case_ids() == ["case_0001", "case_0002"]
+    assert box.list.item(0).text().startswith("case_0001 · patient1 · 2 slices")
+    assert box.list.item(1).text().endswith("unusable")
+    assert "is gone" in box.list.item(1).toolTip()
+    assert box.include_check.text() == "Include earlier corrections (1 scan)"
+    box.list.setCurrentRow(1)
+    assert not box.remove_selected(confirmed=False)  # the user says No
+    assert len(store.cases()) == 2
+    assert box.remove_selected(confirmed=True)
+    assert box.case_ids() == [kept.case_id] and [c.case_id for c in store.cases()] == [
+        kept.case_id]
+
+
+def test_unlearned_classes_are_red_with_what_to_do(qtbot) -> None:
+    from napari_l2gnet.widgets._outcome_table import RED, OutcomeTable
+    from training.class_outcomes import class_outcomes
+
+    table = OutcomeTable()
+    qtbot.addWidget(table)
+    table.set_outcomes(class_outcomes(
+        {"liver": 0.6, "pancreas": 0.0, "spleen": 0.1, "mean": 0.3},
+        {"liver": 0.93, "pancreas": 0.2, "spleen": 0.0, "mean": 0.4},
+        {"liver": 6, "pancreas": 2}, ["background", "liver", "pancreas", "spleen"]))
+    assert table.table.rowCount() == 3
+    assert table.table.item(1, 1).text() == "2 slices"
+    assert table.table.item(2, 1).text() == "not painted"
+    colors = table.row_colors()
+    assert colors[1] == RED and colors[0] != RED and colors[2] != RED
+    assert table.advice.text() == ("pancreas: painted on 2 slices, not learned — paint it on "
+                                   "2 more")

@@ -1,0 +1,73 @@
+"""The Fine-tune result's per-class table: Dice on the corrected slices before and after, and
+each painted class that was not learned in red, with what to do (``training.class_outcomes``)."""
+
+from __future__ import annotations
+
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from training.class_outcomes import ClassOutcome
+
+RED = "#e05d5d"
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+class OutcomeTable(QWidget):
+    """class | painted on | Dice before | Dice after; ``outcomes`` holds the rows."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.outcomes: list[ClassOutcome] = []
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["class", "painted on", "Dice before",
+                                              "Dice after"])
+        self.table.horizontalHeaderItem(1).setToolTip("Corrected slices holding the class")
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.advice = QLabel("")
+        self.advice.setWordWrap(True)
+        self.advice.setStyleSheet(f"color: {RED};")
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.table)
+        col.addWidget(self.advice)
+        self.set_outcomes([])
+
+    def set_outcomes(self, outcomes: list[ClassOutcome]) -> None:
+        self.outcomes = list(outcomes)
+        self.table.setRowCount(len(self.outcomes))
+        for i, o in enumerate(self.outcomes):
+            painted = f"{o.painted_slices} slice{'s' * (o.painted_slices != 1)}" \
+                if o.painted else "not painted"
+            cells = [o.name, painted, _fmt(o.before), _fmt(o.after)]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if not o.learned:
+                    item.setForeground(QColor(RED))
+                    item.setToolTip(o.advice())
+                self.table.setItem(i, j, item)
+        self.table.setFixedHeight(24 + 20 * max(1, min(len(self.outcomes), 9)))
+        self.table.setVisible(bool(self.outcomes))
+        lines = [a for o in self.outcomes if (a := o.advice())]
+        self.advice.setText("\n".join(lines))
+        self.advice.setVisible(bool(lines))
+
+    def row_colors(self) -> list[str]:
+        """Each row's text colour name (what a user sees: red rows were not learned)."""
+        return [self.table.item(i, 0).foreground().color().name()
+                for i in range(self.table.rowCount())]
