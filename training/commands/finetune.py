@@ -62,6 +62,13 @@ def add_parser(sub) -> None:
                    help="when the starting model agrees with the corrections (Dice >= 0.5), "
                    "its labels on this many uncorrected slices per corrected slice (times "
                    "that Dice) are mixed in; 0 turns it off")
+    p.add_argument("--augment", choices=["rotate_scale_intensity", "rotate", "none"],
+                   default=d.augment, help="augmentation of the corrected slices (never "
+                   "flips: they swap left and right organs)")
+    p.add_argument("--no-class-balance", dest="class_balance", action="store_false",
+                   default=d.class_balance, help="turn off class-aware slice sampling and "
+                   "class-weighted cross-entropy (on by default: a structure painted on a few "
+                   "slices is then learned like a large one)")
     p.add_argument("--class-names", metavar="NAMES",
                    help="comma-separated: the model's class names, unchanged and in order, "
                    "then new classes to teach (label values after the model's), e.g. "
