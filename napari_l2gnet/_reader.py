@@ -95,25 +95,36 @@ def read_dicom(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     ``metadata["dicom"]`` keeps the identifiers (study/series/frame-of-reference UIDs, the
     SOP instance UIDs and files in slice order); ``metadata["nifti"]`` the grid, so the layer
     (and labels made on it) can be saved as NIfTI too. A DICOM SEG file becomes a Labels layer
-    on the grid of the series it references (`napari_l2gnet._seg_reader`).
+    on the grid of the series it references; a folder opens its series (a study folder: every
+    series in it) and the SEGs in it on them (`napari_l2gnet._seg_reader`). A file of a series
+    already open in the viewer adds nothing, so selecting every file of a series opens it once.
     """
     from scan_io.dicom_seg_read import is_seg_file
 
+    from ._seg_reader import read_dicom_folder, read_seg_layers, series_is_open
+
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if len(paths) == 1 and Path(paths[0]).is_file() and series_is_open(paths[0]):
+        return [(None,)]  # napari's "nothing to add": all files of a series selected at once
     out = []
     for p in paths:
         if is_seg_file(p):  # labels: placed on the series it references (_seg_reader)
-            from ._seg_reader import read_seg_layers
-
             out += read_seg_layers(Path(p))
-            continue
-        scan = load_scan(p)
-        ids = scan.dicom.ids
-        folder = Path(p) if Path(p).is_dir() else Path(p).parent
-        name = ids.series_description or folder.name
-        meta = {"nifti": nifti_metadata(scan.nifti, "image"), "dicom": ids.to_metadata()}
-        out.append(scan_layer_data(scan, name, "image", meta))
+        elif Path(p).is_dir():  # its series (a study folder: each) and the SEGs on them
+            out += read_dicom_folder(Path(p), series_layer_data)
+        else:
+            out.append(series_layer_data(p))
     return out
+
+
+def series_layer_data(path: PathLike) -> LayerData:
+    """The Image layer of the DICOM series at ``path`` (a folder, or one of its files)."""
+    scan = load_scan(path)
+    ids = scan.dicom.ids
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    name = ids.series_description or folder.name
+    meta = {"nifti": nifti_metadata(scan.nifti, "image"), "dicom": ids.to_metadata()}
+    return scan_layer_data(scan, name, "image", meta)
 
 
 def layer_name(path: PathLike) -> str:

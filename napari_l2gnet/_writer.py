@@ -102,7 +102,7 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
     generated = check_seg_source(files[0])
     write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
-                     overwrite=True)
+                     overwrite=True, class_colors=_shown_colors(meta, int(arr.max(initial=0))))
     if generated:
         warnings.warn(generated_uids_note(Path(files[0]).parent, generated), UserWarning,
                       stacklevel=2)
@@ -160,11 +160,40 @@ def _is_dicom_image(path: Path) -> bool:
     return str(ds.get("Modality", "")).upper() != "SEG" and "Rows" in ds
 
 
+def _shown_colors(meta: dict[str, Any], top: int) -> list[list[float]] | None:
+    """RGB in [0, 1] of labels 0..top as the layer shows them (its colormap), so that the SEG
+    recommends the colours the user saw; None when the layer state has no colormap."""
+    colormap = meta.get("colormap")
+    if colormap is None or not hasattr(colormap, "map"):
+        return None
+    try:
+        return [[float(v) for v in np.ravel(colormap.map(np.array([c])))[:3]]
+                for c in range(top + 1)]
+    except Exception:  # an unusual colormap: the SEG viewer chooses colours itself
+        return None
+
+
 def _class_names(meta: dict[str, Any]) -> list[str] | None:
     """The class names the plugin keeps on a Labels layer (None: a layer of the user's)."""
     metadata = meta.get("metadata") or {}
     names = (metadata.get("l2gnet") or {}).get("class_names") or metadata.get("class_names")
     return [str(n) for n in names] if names else None
+
+
+def _write_cine(out: Path, arr: np.ndarray, nifti: dict[str, Any], name: str, labels: bool,
+                meta: dict[str, Any]) -> Path:
+    """A cine layer back as a 4-D NIfTI (x, y, z, t) on its scan's grid (`scan_io.cine`)."""
+    from scan_io.cine import save_cine
+
+    expected = tuple(int(n) for n in nifti.get("shape", ()))
+    frame = from_display(arr[0], DisplayOrientation.from_metadata(nifti)).shape
+    if expected and frame != expected:
+        raise ValueError(f"layer {name!r} has frames of shape {arr.shape[1:]} but its source "
+                         f"scan has {expected} voxels per frame; cannot write it on that grid")
+    return save_cine(out, arr, np.asarray(nifti["affine"], dtype=np.float64),
+                     header_from_bytes(nifti["header"]), DisplayOrientation.from_metadata(nifti),
+                     labels=labels, overwrite=True,
+                     class_names=_class_names(meta) if labels else None)
 
 
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
@@ -175,6 +204,8 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> Path:
     if labels:
         arr = check_labels(arr, f"labels layer {name!r}")
         _refuse_writing_over_a_scan(out, name, nifti)
+    if nifti and arr.ndim == 4:  # a cine (time, slices, rows, columns): 4-D NIfTI
+        return _write_cine(out, arr, nifti, name, labels, meta)
     if nifti:
         source = nifti.get("path")
         orientation = DisplayOrientation.from_metadata(nifti)

@@ -86,6 +86,31 @@ def show_clearest_organ_bucket(explain, layer) -> tuple[int, int] | None:
     return r, j
 
 
+def reserve_outputs(out_dir: Path) -> tuple[Path, Path]:
+    """Claim fresh names for the screenshot and the labels: ``demo.png`` and
+    ``demo_labels.nii.gz``, or ``demo-N.png`` / ``demo_labels-N.nii.gz`` with the first N for
+    which neither exists. Each is created empty and exclusively (``open(..., "x")``), so a
+    file this run did not write is never replaced, even one that appears while it runs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        tag = f"-{n}" if n else ""
+        png, labels = out_dir / f"demo{tag}.png", out_dir / f"demo_labels{tag}.nii.gz"
+        if png.exists() or labels.exists():
+            continue
+        try:
+            png.open("x").close()
+        except FileExistsError:
+            continue
+        try:
+            labels.open("x").close()
+        except FileExistsError:
+            png.unlink()
+            continue
+        return png, labels
+    raise FileExistsError(f"{out_dir} already holds demo.png .. demo-999.png: choose another "
+                          "--out-dir")
+
+
 def run_sentence(slices: int, device: str, seconds: float) -> str:
     """One sentence for the demo's log, e.g. 'Segmented 40 slices on the CPU in 4.1 s.'"""
     where = {"cpu": "the CPU", "cuda": "the GPU"}.get(device.split(":")[0], device)
@@ -96,23 +121,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_l2gnet.demo",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--headless", action="store_true",
-                        help="save demo.png and demo_labels.nii.gz, print Dice, exit")
+                        help="save demo.png and demo_labels.nii.gz (demo-N.png and "
+                        "demo_labels-N.nii.gz when those exist: nothing is replaced), print "
+                        "Dice, exit")
     parser.add_argument("--out-dir", default=".", help="where headless outputs go")
     parser.add_argument("--checkpoint", help="default: the shipped demo checkpoint")
     args = parser.parse_args(argv)
 
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from ._sample import sample_abdomen_ct
     from ._session import default_checkpoint
-    from ._writer import write_labels
 
     checkpoint = args.checkpoint or default_checkpoint()
     if checkpoint is None or not Path(checkpoint).is_file():
         print("The demo checkpoint napari_l2gnet/resources/demo_l2gnet.safetensors is missing; "
               "reinstall the package or pass --checkpoint", file=sys.stderr)
         return 2
+
+    outputs = None
+    if args.headless:  # names claimed first: nothing the user has is ever replaced
+        try:
+            outputs = reserve_outputs(Path(args.out_dir))
+        except OSError as err:
+            print(f"demo: cannot write in {args.out_dir}: {err}", file=sys.stderr)
+            return 2
+        try:
+            return _run(args, checkpoint, outputs)
+        finally:  # a claimed name the run could not fill is not left behind empty
+            for path in outputs:
+                if path.is_file() and path.stat().st_size == 0:
+                    path.unlink()
+    return _run(args, checkpoint, outputs)
+
+
+def _run(args: argparse.Namespace, checkpoint: str | Path,
+         outputs: tuple[Path, Path] | None) -> int:
+    """The demo itself; ``outputs`` (screenshot, labels) are claimed when headless."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from ._sample import sample_abdomen_ct
+    from ._writer import write_labels
 
     t0 = time.perf_counter()
     viewer = napari.Viewer(title="napari-l2gnet demo", show=True)
@@ -153,18 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     axis = int(seg_layer.metadata["l2gnet"].get("axis", 0))
     print(run_sentence(seg_layer.data.shape[axis], segment.last_device or "cpu", segment_seconds))
 
-    if not args.headless:
+    if outputs is None:
         napari.run()
         return 0
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    png, labels_path = outputs  # claimed by this run (reserve_outputs): ours to fill
     app.processEvents()
-    viewer.screenshot(str(out / "demo.png"), canvas_only=False)
-    labels_path = out / "demo_labels.nii.gz"
+    viewer.screenshot(str(png), canvas_only=False)
     write_labels(str(labels_path), np.asarray(seg_layer.data),
                  {"metadata": seg_layer.metadata, "scale": seg_layer.scale,
                   "translate": seg_layer.translate, "name": seg_layer.name})
-    print(f"wrote {out / 'demo.png'} and {labels_path} in {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {png} and {labels_path} in {time.perf_counter() - t0:.1f} s")
     viewer.close()
     return 0
 

@@ -20,8 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "LooksLikeLabelsWarning",
+    "NoOrientationWarning",
     "NonFiniteVoxelsWarning",
+    "SpacingMismatchWarning",
     "check_volume_size",
+    "label_map_reason",
     "memory_bytes",
     "replace_non_finite",
 ]
@@ -29,6 +33,19 @@ __all__ = [
 
 class NonFiniteVoxelsWarning(UserWarning):
     """A scan had NaN or infinite voxels; they were replaced (the message says with what)."""
+
+
+class NoOrientationWarning(UserWarning):
+    """A NIfTI header gives no orientation (qform_code = sform_code = 0): the layout shown is
+    an assumption (nibabel's fallback affine), which the message says."""
+
+
+class LooksLikeLabelsWarning(UserWarning):
+    """An input given as a scan looks like a label map (e.g. an earlier segmentation)."""
+
+
+class SpacingMismatchWarning(UserWarning):
+    """A NIfTI sform's voxel size disagrees with the header's pixdim; the sform's is used."""
 
 
 def memory_bytes() -> int:
@@ -121,3 +138,27 @@ def replace_non_finite(data: np.ndarray, source: object) -> np.ndarray:
         stacklevel=2,
     )
     return out
+
+
+def label_map_reason(data: np.ndarray, max_values: int = 16) -> str | None:
+    """Why ``data`` looks like a label map rather than a scan, or None.
+
+    A label map here: whole numbers from 0 to 255 with at most ``max_values`` distinct values
+    (a CT has thousands of values and negative Hounsfield units; an 8-bit MRI or photo has far
+    more than 16 grey levels). Linear in the voxel count (a histogram, no sort).
+    """
+    data = np.asarray(data)
+    if data.size == 0 or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        return None
+    if data.dtype == bool:
+        return "a true/false mask"
+    lo, hi = data.min(), data.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
+        return None
+    if np.issubdtype(data.dtype, np.floating) and not np.array_equal(data, np.round(data)):
+        return None
+    counts = np.bincount(data.astype(np.uint8, copy=False).ravel(), minlength=256)
+    distinct = int((counts > 0).sum())
+    if distinct > max_values:
+        return None
+    return f"only the whole numbers {int(lo)}..{int(hi)}, {distinct} distinct values"

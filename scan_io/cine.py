@@ -21,18 +21,21 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from scan_io.atomic import atomic_write_path
 from scan_io.checks import check_volume_size, replace_non_finite
 from scan_io.labels import check_labels
 from scan_io.nifti import (
     DisplayOrientation,
     NiftiVolume,
     display_orientation,
+    from_display,
     is_nifti_path,
+    labels_dtype,
     spacing_in_display,
     to_display,
 )
 
-__all__ = ["CineSeries", "load_cine", "nifti_frame_count"]
+__all__ = ["CineSeries", "load_cine", "nifti_frame_count", "save_cine"]
 
 _TIME_TO_MS = {"sec": 1000.0, "msec": 1.0, "usec": 0.001}
 
@@ -138,3 +141,43 @@ def load_cine(path: str | os.PathLike[str], *, labels: bool = False,
     return CineSeries(frames=stacked, spacing=spacing_in_display(spacing, orientation),
                       orientation=orientation, nifti=first, frame_interval_ms=interval,
                       path=path)
+
+
+def save_cine(path: str | os.PathLike[str], frames: np.ndarray, affine: np.ndarray,
+              header: nib.Nifti1Header, orientation: DisplayOrientation, *,
+              labels: bool = False, overwrite: bool = False,
+              class_names: list[str] | None = None) -> Path:
+    """Write display-layout frames (t, slices, rows, columns) as a 4-D NIfTI (x, y, z, t) on
+    the grid of the cine they were made on (its ``affine``, ``header`` and ``orientation``).
+
+    Labels are stored as the smallest unsigned type, with ``class_names`` in the header as
+    `scan_io.nifti.save_nifti` stores them; the write is atomic and an existing file is kept
+    unless ``overwrite``.
+    """
+    from scan_io.nifti import _set_class_names
+
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise ValueError(f"{path}: a NIfTI file name must end in .nii or .nii.gz")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; not overwriting it. Pass overwrite=True to "
+                              "replace it.")
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"a cine is (t, slices, rows, columns); got shape {frames.shape}")
+    if labels:
+        frames = check_labels(frames, path).astype(labels_dtype(frames))
+    voxels = np.stack([from_display(f, orientation) for f in frames], axis=-1)
+    header = header.copy()
+    header.set_data_dtype(voxels.dtype)
+    header.set_slope_inter(np.nan, np.nan)  # the values written are the values
+    if labels:
+        header["cal_min"], header["cal_max"] = 0.0, 0.0
+        if class_names is not None:
+            _set_class_names(header, class_names)
+    image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    img = image_class(np.ascontiguousarray(voxels), np.asarray(affine, np.float64), header)
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
+    with atomic_write_path(path, suffix=suffix, overwrite=overwrite) as tmp:
+        img.to_filename(str(tmp))
+    return path

@@ -191,7 +191,7 @@ def _is_image(ds: Dataset) -> bool:
             and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds)
 
 
-def _describe(key: str, items: list[tuple[Path, Dataset]]) -> str:
+def _describe(items: list[tuple[Path, Dataset]]) -> str:
     ds = items[0][1]
     uid = str(ds.get("SeriesInstanceUID", "") or "") or "a series without a UID"
     text = f"{uid} ({len(items)} file(s)"
@@ -220,11 +220,11 @@ def _choose_series(path: Path, headers: list[tuple[Path, Dataset]]
     if path.is_file():
         return groups[series_key(images[0][1])], ()
     ranked = sorted(groups, key=lambda u: (-len(groups[u]), u))
-    chosen, others = ranked[0], tuple(_describe(u, groups[u]) for u in ranked[1:])
+    chosen, others = ranked[0], tuple(_describe(groups[u]) for u in ranked[1:])
     if others:
         warnings.warn(
             f"{path} holds {len(groups)} image series; opened the largest, "
-            f"{_describe(chosen, groups[chosen])}; not opened: {'; '.join(others)}. Open "
+            f"{_describe(groups[chosen])}; not opened: {'; '.join(others)}. Open "
             "one of those by giving one of its files",
             DicomSeriesWarning, stacklevel=3,
         )
@@ -494,7 +494,9 @@ def check_seg_source(path: str | os.PathLike[str]) -> tuple[str, ...]:
     returns the names of the UIDs the SEG will reference generated ones for (empty when the
     files carry them all).
     """
-    items, _, _, _ = _select(Path(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DicomSeriesWarning)  # reading the series warns
+        items, _, _, _ = _select(Path(path))
     repaired = repair_uids([ds for _, ds in items])
     check_seg_sources(repaired.headers, [f for f, _ in items])
     return repaired.generated

@@ -4,9 +4,10 @@ What the SEG holds (docs/design.md, "The napari plugin"): the patient, study and
 reference identification copied from the source series (what the standard requires, nothing
 more); one frame per source slice that has any label, each referencing its source instance; one
 segment per class present in the labels, numbered 1..n in class order, labelled with the
-checkpoint's class name and coded with SNOMED CT concepts where the class is an organ of the
-abdominal (Synapse) or cardiac (ACDC) models, else a generic "Tissue"; and the algorithm
-(L2GNet, the checkpoint's name, the package version) in each segment's algorithm identification.
+checkpoint's class name (and recommended in its colour, when known) and coded with SNOMED CT
+concepts where the class is an organ of the abdominal (Synapse) or cardiac (ACDC) models, else
+a generic "Tissue"; and the algorithm (L2GNet, the checkpoint's name, the package version) in
+each segment's algorithm identification.
 Written atomically; an existing file is kept unless ``overwrite=True``.
 
 Real exports (docs/dicom.md): an empty SpecificCharacterSet is the default repertoire (the
@@ -95,12 +96,14 @@ def write_seg(
     class_names: Sequence[str] | None = None,
     algorithm: AlgorithmInfo | None = None,
     overwrite: bool = False,
+    class_colors: Sequence[Sequence[float]] | None = None,
 ) -> Path:
     """Write ``labels`` (display layout of ``source``, a DICOM series) as a DICOM SEG file."""
     if source.dicom is None:
         raise ValueError(f"{path}: a DICOM SEG needs a DICOM source series")
     return write_seg_voxels(path, source.to_voxels(np.asarray(labels)), source.dicom.headers,
-                            class_names=class_names, algorithm=algorithm, overwrite=overwrite)
+                            class_names=class_names, algorithm=algorithm, overwrite=overwrite,
+                            class_colors=class_colors)
 
 
 def write_seg_voxels(
@@ -111,8 +114,12 @@ def write_seg_voxels(
     class_names: Sequence[str] | None = None,
     algorithm: AlgorithmInfo | None = None,
     overwrite: bool = False,
+    class_colors: Sequence[Sequence[float]] | None = None,
 ) -> Path:
-    """``voxels`` (column, row, slice) on the series whose headers (slice order) are given."""
+    """``voxels`` (column, row, slice) on the series whose headers (slice order) are given.
+
+    ``class_colors`` (RGB in [0, 1] per class, as checkpoints and napari give them) become
+    each segment's recommended display colour, which PACS viewers show."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; not overwriting it. Pass overwrite=True "
@@ -151,7 +158,7 @@ def write_seg_voxels(
             segment_number=number, segment_label=name, segmented_property_category=category,
             segmented_property_type=prop, algorithm_type=kind,
             algorithm_identification=ident, tracking_id=f"class {c}",
-            tracking_uid=hd.UID(),
+            tracking_uid=hd.UID(), display_color=_display_color(class_colors, c),
         ))
     with warnings.catch_warnings():
         # highdicom's advice on the source's PatientName format: the user cannot act on it.
@@ -161,6 +168,14 @@ def write_seg_voxels(
     with atomic_write_path(path, suffix=".dcm", overwrite=overwrite) as tmp:
         seg.save_as(tmp)
     return path
+
+
+def _display_color(colors: Sequence[Sequence[float]] | None, c: int):
+    """The CIELab colour of class ``c`` from RGB in [0, 1], or None (the viewer chooses)."""
+    if colors is None or c >= len(colors) or colors[c] is None or len(colors[c]) < 3:
+        return None
+    rgb = [min(max(float(v), 0.0), 1.0) * 255.0 for v in list(colors[c])[:3]]
+    return hd.color.CIELabColor.from_rgb(*rgb)
 
 
 def specific_character_set(ds: Dataset) -> str | list[str] | None:

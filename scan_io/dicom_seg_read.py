@@ -18,7 +18,8 @@ Label values (docs/dicom.md, "SEG in"):
 Frames are placed per source instance. Where the SEG does not state that spatial locations
 are preserved (dcmqi's do not), each frame's position must equal its source slice's
 (0.1 mm) or the SEG is refused; FRACTIONAL segments count from 0.5; where segments overlap,
-the later segment wins and a warning says how many voxels.
+the later segment wins and a warning says how many voxels. BINARY, FRACTIONAL and LABELMAP
+SEGs are read (a LABELMAP's segment 0 is its background).
 """
 
 from __future__ import annotations
@@ -81,10 +82,13 @@ def is_seg_file(path: str | os.PathLike[str]) -> bool:
     return str(ds.get("Modality", "")).upper() == "SEG"
 
 
-def seg_files_in(folder: str | os.PathLike[str]) -> list[Path]:
-    """The SEG files directly in ``folder`` (not hidden), in name order."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and not p.name.startswith(".") and is_seg_file(p))
+def seg_files_in(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+    """The SEG files in ``folder`` (below it too with ``recursive``; hidden ones never), in
+    path order."""
+    folder = Path(folder)
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.is_file() and is_seg_file(p) and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _normal(text: str) -> str:
@@ -129,7 +133,9 @@ def read_seg_info(path: str | os.PathLike[str]) -> SegInfo:
         for derivation in frame.get("DerivationImageSequence", []):
             uids |= {str(s.ReferencedSOPInstanceUID)
                      for s in derivation.get("SourceImageSequence", [])}
-    segments = tuple(_segment(item) for item in ds.get("SegmentSequence", []))
+    # Segment 0 of a LABELMAP SEG is its background, not a segment to place.
+    segments = tuple(_segment(item) for item in ds.get("SegmentSequence", [])
+                     if int(item.SegmentNumber) != 0)
     if not segments:
         raise ValueError(f"{path}: a DICOM SEG without segments")
     return SegInfo(path, series_uid, frozenset(uids), segments,

@@ -10,6 +10,13 @@ Choices, in one place:
 * **Shape.** Volumes are 3D. Trailing singleton axes (``x, y, z, 1``) are dropped; a real 4D
   file (time or channels on axis 3) is refused with a message that says to split it along
   axis 3. A 2D file gets a third axis of length 1 (one slice).
+* **Geometry.** The affine nibabel chooses (sform, else qform, else its fallback) places the
+  voxels, and its column lengths are the voxel size: when an sform disagrees with ``pixdim``
+  the sform's size is used (napari scale, HD95 in mm, volumes) with a
+  `SpacingMismatchWarning`. A header with neither (qform_code = sform_code = 0) is read with
+  nibabel's fallback and a `NoOrientationWarning` saying what was assumed: we warn rather
+  than refuse, because the scan can still be looked at, and say that left/right and
+  front/back may be wrong. A NaN/inf affine or pixdim, and complex voxels, are refused.
 * **Saving.** `save_nifti` writes the header and affine of the source (`like`) unchanged:
   qform/sform codes, pixdim, units, description, intent and extensions survive. Only the
   fields the data decide change: ``dim``, the data type, and the scaling (cleared, because
@@ -28,6 +35,7 @@ Choices, in one place:
 from __future__ import annotations
 
 import os
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +48,7 @@ import numpy.typing as npt
 from nibabel import orientations as ornt
 
 from scan_io.atomic import atomic_write_path
-from scan_io.checks import check_volume_size
+from scan_io.checks import NoOrientationWarning, SpacingMismatchWarning, check_volume_size
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -144,29 +152,74 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
         raise ValueError(f"{path}: not a NIfTI-1/2 image (nibabel read {type(img).__name__})")
     _check_before_reading(img, path)
+    affine, spacing = checked_geometry(img, path)
     try:
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise ValueError(f"cannot read the voxel data of {path}: {exc}") from exc
     data = _to_3d(np.asarray(data), path)
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    spacing = (zooms + (1.0, 1.0, 1.0))[:3]
     return NiftiVolume(
         data=data,
-        affine=np.array(img.affine, dtype=np.float64),
+        affine=affine,
         header=img.header,
         spacing=spacing,  # type: ignore[arg-type]
         path=path,
     )
 
 
+def _mm(sizes: Sequence[float]) -> str:
+    return " x ".join(f"{float(s):.4g}" for s in sizes)
+
+
+def checked_geometry(img: nib.Nifti1Image,
+                     path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The affine and voxel size (mm, i/j/k) to use, or a one-line refusal.
+
+    The voxel size is the length of the affine's columns, so it always agrees with where the
+    affine puts the voxels; see the module docstring for the warnings and refusals.
+    """
+    header = img.header
+    pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+    if not np.isfinite(pixdim).all():
+        raise ValueError(f"{path}: the header's voxel size (pixdim) is {pixdim.tolist()}, not "
+                         "finite; the file is corrupt: fix pixdim (e.g. nibabel "
+                         "header.set_zooms) before opening it")
+    affine = np.array(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise ValueError(f"{path}: the header's affine (sform/qform) is not finite (NaN or inf "
+                         "in its rotation or offset); the file's placement is corrupt: fix the "
+                         "sform/qform (e.g. nibabel set_sform) before opening it")
+    spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    if min(spacing) <= 0:
+        raise ValueError(f"{path}: the header's affine gives a voxel size of {_mm(spacing)} mm "
+                         "(a zero axis); the file's placement is corrupt: fix the sform/qform")
+    if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
+        warnings.warn(
+            f"{path}: the header gives no orientation (qform_code = sform_code = 0); shown "
+            "as if stored right->left, posterior->anterior, inferior->superior (nibabel's "
+            "default), so left/right and front/back may be wrong: set the file's sform or "
+            "qform to be sure", NoOrientationWarning, stacklevel=3)
+    elif not np.allclose(spacing, np.abs(pixdim), rtol=1e-3, atol=1e-5):
+        warnings.warn(
+            f"{path}: the sform's voxel size {_mm(spacing)} mm differs from the header's "
+            f"pixdim {_mm(np.abs(pixdim))}; using the sform's (it places the voxels): fix "
+            "pixdim if the sform is wrong", SpacingMismatchWarning, stacklevel=3)
+    return affine, spacing  # type: ignore[return-value]
+
+
 def _check_before_reading(img: nib.Nifti1Image, path: Path) -> None:
-    """Refuse colour data and impossible sizes from the header alone (nothing allocated)."""
+    """Refuse colour or complex data and impossible sizes from the header alone (nothing
+    allocated)."""
     on_disk = img.header.get_data_dtype()
     if on_disk.fields is not None or on_disk.kind == "V":
         raise ValueError(
             f"{path}: a colour (RGB/RGBA) NIfTI; scans must be greyscale. Convert it to one "
             "channel first (e.g. keep one channel, or average them)"
+        )
+    if on_disk.kind == "c":
+        raise ValueError(
+            f"{path}: complex-valued voxels ({on_disk}); scans must be real. Save the "
+            "magnitude (abs) or the real part as a real-valued NIfTI first"
         )
     in_memory = np.dtype(np.float64) if _has_scaling(img.header) else on_disk  # nibabel's
     file_bytes = None

@@ -219,12 +219,14 @@ def save_labels_like(
     overwrite: bool = False,
     class_names: Sequence[str] | None = None,
     algorithm: dict[str, Any] | None = None,
+    class_colors: Sequence[Sequence[float]] | None = None,
 ) -> Path:
     """Write ``labels`` (display layout, shape of ``source.data``) on ``source``'s grid.
 
     ``.nii``/``.nii.gz``: NIfTI with the source's affine and header. ``.dcm``: DICOM SEG
     referencing the source series (``source`` must be DICOM; ``class_names`` name the
-    segments, ``algorithm`` is `scan_io.dicom_seg.AlgorithmInfo` fields). Never replaces an
+    segments, ``class_colors`` (RGB in [0, 1]) colour them, ``algorithm`` is
+    `scan_io.dicom_seg.AlgorithmInfo` fields). Never replaces an
     existing file unless ``overwrite=True``, and never writes onto the source scan itself.
     """
     path = Path(path)
@@ -246,7 +248,7 @@ def save_labels_like(
 
         info = AlgorithmInfo(**(algorithm or {}))
         return write_seg(path, labels, source, class_names=class_names, algorithm=info,
-                         overwrite=overwrite)
+                         overwrite=overwrite, class_colors=class_colors)
     raise ValueError(f"{path}: output must end in .nii.gz, .nii (NIfTI) or .dcm (DICOM SEG)")
 
 

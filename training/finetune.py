@@ -60,7 +60,10 @@ class FinetuneSettings:
     batch_size: int = 4
     samples_per_epoch: int = 32  # the slices are repeated (augmented anew) to fill an epoch
     optimizer: str = "adamw"
-    augment: str = "rotate"  # never "transunet": its flips swap left and right organs
+    augment: str = "rotate_scale_intensity"  # never "transunet": its flips swap left and
+    #   right organs; rotation, zoom and contrast/brightness/gamma (a new scanner, a new size)
+    class_balance: bool = True  # class-aware slice sampling and CE class weights, so a
+    #   structure painted on a few slices is learned (``training.data.sampling``)
     keep_weight: float = 4.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
     keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
     #   the start agrees with the corrections (trust >= TRUST), else they adapt to the new scans
@@ -348,13 +351,15 @@ def trained_plan_weights(meta: dict[str, Any]) -> dict[str, float]:
     return {name: float(trained.get(name, 0.0)) for name in PLAN_LOSS_TERMS}
 
 
-def finetune_loss(meta: dict[str, Any]) -> LossConfig:
+def finetune_loss(meta: dict[str, Any],
+                  class_weights: Sequence[float] | None = None) -> LossConfig:
     """The paper's loss, plus the bucket and vote terms at the weights the checkpoint was
     trained with: a fine-tune keeps the plans tied to the labels where training did
-    (docs/design.md)."""
+    (docs/design.md); ``class_weights`` weight the CE term per class."""
     from .losses import LossConfig
 
-    return LossConfig(**trained_plan_weights(meta))
+    return LossConfig(**trained_plan_weights(meta),
+                      class_weights=None if class_weights is None else tuple(class_weights))
 
 
 def run_finetune(
@@ -367,6 +372,7 @@ def run_finetune(
     callback: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     class_names: Sequence[str] | None = None,
     class_colors: Sequence[Sequence[float]] | None = None,
     taught_on: str | None = None,
@@ -376,7 +382,8 @@ def run_finetune(
     Writes ``out_dir/finetuned.safetensors`` (the chosen model), ``out_dir/finetune.json``
     (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
     ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
-    is replaced only with ``overwrite``. ``metadata`` entries are added to the checkpoint's.
+    is replaced only with ``overwrite``; ``resume`` continues a stopped run from its run state
+    (as ``l2gnet train --resume``). ``metadata`` entries are added to the checkpoint's.
 
     New classes (docs/new-classes.md): ``class_names`` beyond the model's grow it by those
     classes (``class_colors``: theirs, or every class's; ``taught_on``: where, for the card).
@@ -387,6 +394,7 @@ def run_finetune(
     from src_model import load_checkpoint
 
     from .data.cases import Slice
+    from .data.sampling import balanced_repeats, class_weights
     from .inference import predict_volume, resolve_device
     from .physical_scale import median_spacing
     from .run_setup import prepare_run
@@ -444,7 +452,11 @@ def run_finetune(
                       optimizer=settings.optimizer, input_size=input_size,
                       augment=settings.augment, seed=settings.seed, device=settings.device,
                       max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      freeze_batchnorm=keep_bn, loss=finetune_loss(meta),
+                      resume=resume,
+                      freeze_batchnorm=keep_bn,
+                      loss=finetune_loss(meta, class_weights(
+                          [v.labels[i] for v in volumes for i in v.corrected], num_classes)
+                          if settings.class_balance else None),
                       target_spacing_mm=target)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
@@ -457,7 +469,11 @@ def run_finetune(
             pseudo += 1
     n_base = len(slices)
 
-    slices = slices * max(1, math.ceil(settings.samples_per_epoch / len(slices)))
+    if settings.class_balance:  # every painted class in about as many samples
+        order = balanced_repeats([s.label for s in slices], settings.samples_per_epoch)
+        slices = [slices[i] for i in order]
+    else:
+        slices = slices * max(1, math.ceil(settings.samples_per_epoch / len(slices)))
     per_epoch = (len(slices) // cfg.batch_size if len(slices) > cfg.batch_size
                  else 1)  # as fit's DataLoader counts (drop_last when there is more)
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(

@@ -219,10 +219,24 @@ class SliceForward:
         return BatchOutput(labels.cpu().numpy(), probs, out.aux)
 
 
+CPU_OUT_OF_MEMORY = ("can't allocate memory",  # torch's DefaultCPUAllocator
+                     "Cannot allocate memory",  # ENOMEM, e.g. mapping a checkpoint
+                     "could not create a primitive")  # oneDNN failing to allocate its buffers
+
+
+def is_cpu_out_of_memory(err: BaseException) -> bool:
+    """The CPU running out: ``MemoryError`` (numpy, OpenBLAS), torch's allocator failing, or
+    oneDNN failing to set up a convolution (what a short machine gives mid-run)."""
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and any(m in str(err) for m in CPU_OUT_OF_MEMORY))
+
+
 class OutOfMemoryFallback:
     """Runs batches; on CUDA out-of-memory halves the batch and retries, and at batch size 1
     moves the model to the CPU (with a warning each time), like MONAI's
-    ``SlidingWindowInfererAdapt``. ``batch_size`` and ``device`` show what is in use now."""
+    ``SlidingWindowInfererAdapt``. On CPU out-of-memory it halves the batch too, and at batch
+    size 1 raises a one-line ``MemoryError``. ``batch_size`` and ``device`` show what is in
+    use now."""
 
     def __init__(self, model: torch.nn.Module, batch_size: int, device: torch.device) -> None:
         self.model, self.batch_size, self.device = model, batch_size, device
@@ -243,6 +257,14 @@ class OutOfMemoryFallback:
                                   "CPU (slower)", stacklevel=3)
                     self.device = torch.device("cpu")
                     self.model.to(self.device)
+            except (RuntimeError, MemoryError) as err:
+                if not is_cpu_out_of_memory(err):
+                    raise
+                if self.batch_size <= 1:
+                    raise MemoryError("CPU out of memory even at batch size 1") from None
+                self.batch_size //= 2
+                warnings.warn(f"CPU out of memory: retrying with batch size {self.batch_size}",
+                              stacklevel=3)
 
 
 def _stitch_explanation(aux: dict[str, Any], geo: SliceGeometry) -> dict[str, Any]:

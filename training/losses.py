@@ -3,8 +3,11 @@
 ``total = ce_weight * CE + dice_weight * (1 - soft Dice) + quant_weight * quant_loss
 + spectral_weight * spectral + bucket_weight * bucket + vote_weight * vote``
 
-- **CE**: ``F.cross_entropy`` on the logits. For ``num_classes == 2`` the equivalent binary
-  form is used: ``BCE-with-logits(logits[:, 1] - logits[:, 0], target)``. A two-way softmax is
+- **CE**: ``F.cross_entropy`` on the logits, with ``class_weights`` when given (fine-tuning
+  gives them: ``training.data.sampling.class_weights``, softened inverse frequency on the
+  painted slices, so a small painted structure is learned as well as a large one). For
+  ``num_classes == 2`` the equivalent binary form is used:
+  ``BCE-with-logits(logits[:, 1] - logits[:, 0], target)``. A two-way softmax is
   the sigmoid of the logit difference, so the value and the gradients are the same as the
   two-class cross-entropy (up to rounding).
 - **Dice**: soft Dice on softmax probabilities, per foreground class ``1..C-1`` over the whole
@@ -80,8 +83,14 @@ class LossConfig:
     spectral_weight: float = 0.0
     bucket_weight: float = 0.0
     vote_weight: float = 0.0
+    class_weights: tuple[float, ...] | None = None  # per-class CE weights; None: all 1
 
     def __post_init__(self) -> None:
+        if self.class_weights is not None:
+            self.class_weights = tuple(float(w) for w in self.class_weights)
+            if not all(w > 0 and math.isfinite(w) for w in self.class_weights):
+                raise ValueError(f"LossConfig.class_weights must all be > 0, got "
+                                 f"{self.class_weights}")
         for name in ("ce_weight", "dice_weight", "quant_weight", "spectral_weight",
                      "bucket_weight", "vote_weight"):
             value = float(getattr(self, name))
@@ -222,6 +231,12 @@ class SegmentationLoss(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.config = config if config is not None else LossConfig()
         self.num_classes = int(num_classes)
+        weights = self.config.class_weights
+        if weights is not None and len(weights) != self.num_classes:
+            raise ValueError(f"LossConfig.class_weights has {len(weights)} entries for "
+                             f"{self.num_classes} classes")
+        self.register_buffer("class_weight", None if weights is None else
+                             torch.tensor(weights, dtype=torch.float32), persistent=False)
 
     def forward(
         self,
@@ -252,12 +267,16 @@ class SegmentationLoss(nn.Module):
         target = target.long()
         zero = logits.new_zeros(())
 
+        w = self.class_weight
         if self.num_classes == 2:
             ce = F.binary_cross_entropy_with_logits(
-                logits[:, 1] - logits[:, 0], target.to(logits.dtype)
+                logits[:, 1] - logits[:, 0], target.to(logits.dtype),
+                weight=None if w is None else w[target],
             )
+            if w is not None:  # the weighted mean, as cross_entropy's
+                ce = ce * target.numel() / w[target].sum()
         else:
-            ce = F.cross_entropy(logits, target)
+            ce = F.cross_entropy(logits, target, weight=w)
 
         probs = logits.softmax(dim=1)
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)

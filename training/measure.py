@@ -47,7 +47,8 @@ CARDIAC_NAMES: dict[str, tuple[str, ...]] = {
 __all__ = [
     "MYOCARDIAL_DENSITY_G_PER_ML", "ClassVolume", "VolumeTable", "VentricleFunction",
     "CardiacIndices", "CardiacClasses", "voxel_volume_ml", "class_volumes",
-    "find_cardiac_classes", "scan_voxel_ml", "cardiac_indices", "pick_ed_es", "frame_volumes",
+    "find_cardiac_classes", "scan_voxel_ml", "labels_on_border", "cardiac_indices",
+    "pick_ed_es", "frame_volumes",
     "write_json", "write_text",
 ]
 
@@ -92,11 +93,15 @@ def scan_voxel_ml(affine: np.ndarray, header=None) -> tuple[float | None, str | 
     return ml, None
 
 
-def _touches_border(mask: np.ndarray) -> bool:
-    for axis in range(mask.ndim):
-        if mask.shape[axis] and (np.take(mask, 0, axis).any() or np.take(mask, -1, axis).any()):
-            return True
-    return False
+def labels_on_border(labels: np.ndarray) -> set[int]:
+    """The label values found on any face of the array (reads the faces only: cheap enough to
+    run after every paint stroke on a large CT)."""
+    found: set[int] = set()
+    for axis in range(labels.ndim):
+        if labels.shape[axis]:
+            for index in (0, -1):
+                found.update(int(v) for v in np.unique(np.take(labels, index, axis)))
+    return found
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ def class_volumes(labels: np.ndarray, class_names: Sequence[str] | None = None, 
     counts = np.bincount(labels.ravel().astype(np.int64)) if labels.size else np.zeros(0, int)
     names = list(class_names or [])
     n = max(len(names), len(counts))
+    border = labels_on_border(labels) if labels.size else set()
     rows = []
     for c in range(0 if include_background else 1, n):
         name = names[c] if c < len(names) else f"label {c}"
@@ -178,7 +184,7 @@ def class_volumes(labels: np.ndarray, class_names: Sequence[str] | None = None, 
         rows.append(ClassVolume(
             label=c, name=name, voxels=voxels,
             volume_ml=None if voxel_ml is None else voxels * voxel_ml,
-            touches_border=bool(voxels) and _touches_border(labels == c)))
+            touches_border=c in border))
     return VolumeTable(tuple(rows), voxel_ml, note)
 
 

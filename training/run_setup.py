@@ -153,6 +153,12 @@ def prepare_run(
         built: torch.nn.Module | str = str(checkpoint)
         model_name = base["model"]["name"]
         n_classes = int(base["model"]["num_classes"])
+        grows = class_names is not None and len(class_names) > n_classes
+        if num_classes is not None and num_classes != (len(class_names) if grows else n_classes):
+            plus = " (plus the new --class-names)" if grows else ""
+            raise ValueError(f"--num-classes {num_classes} disagrees with {checkpoint}, which "
+                             f"has {n_classes} classes{plus}: training on from a checkpoint "
+                             "keeps its classes; drop --num-classes")
         if class_names is not None and len(class_names) >= n_classes:
             grown = _grow_from_checkpoint(checkpoint, base, class_names, slices, val_cases,
                                           spec, added_classes, class_colors, warnings)
@@ -177,8 +183,10 @@ def prepare_run(
         names = meta.get("class_names") or ["background"] + [
             f"class {i}" for i in range(1, n_classes)]
     if len(names) != n_classes:
-        raise ValueError(f"--class-names gives {len(names)} names but the model has "
-                         f"{n_classes} classes")
+        said = (f"--num-classes {num_classes}" if num_classes is not None and base is None
+                else f"the model has {n_classes} classes")
+        raise ValueError(f"--class-names gives {len(names)} names but {said}: they must "
+                         "agree (or give only --class-names)")
     check_training_data(slices, val_cases, n_classes)
     encoder = getattr(getattr(built, "encoder", None), "weights_source", None)
     meta.update(class_names=names, normalization=norm.to_metadata(),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QApplication,
@@ -60,14 +61,32 @@ LV_COLOR, RV_COLOR = "#f05050", "#4c9be8"
 
 def layer_class_names(layer, fallback: str = "") -> list[str]:
     """Class names of a labels layer: the model's (Segment's metadata), else its features,
-    else ``fallback`` (comma-separated names, background first)."""
-    names = (layer.metadata.get(META_KEY) or {}).get("class_names")
+    else ``fallback`` (comma-separated names, background first), else those its label file
+    carries (written by this package)."""
+    names = (layer.metadata.get(META_KEY) or {}).get("class_names") \
+        or layer.metadata.get("class_names")
     if names:
         return list(names)
     features = getattr(layer, "features", None)
     if features is not None and "class" in getattr(features, "columns", ()):
         return [str(n) for n in features["class"].tolist()]
-    return [n.strip() for n in fallback.split(",")] if fallback.strip() else []
+    if fallback.strip():
+        return [n.strip() for n in fallback.split(",")]
+    return _file_class_names(layer)
+
+
+def _file_class_names(layer) -> list[str]:
+    """The names a label file written by this package keeps in its header (else none)."""
+    from scan_io.nifti import read_class_names
+
+    nifti = layer.metadata.get("nifti") or {}
+    path = nifti.get("path")
+    if nifti.get("kind") != "labels" or not path or not Path(path).is_file():
+        return []
+    try:
+        return read_class_names(path) or []
+    except (OSError, ValueError):
+        return []
 
 
 def layer_voxel_ml(layer) -> tuple[float | None, str | None]:
@@ -109,6 +128,7 @@ class VolumePlot(FigureCanvasQTAgg):
         for frame, name in ((ed, "ED"), (es, "ES")):
             ax.axvline(frame, color=fg, lw=0.8, ls="--")
             ax.text(frame, ax.get_ylim()[1], f" {name}", color=fg, fontsize=7, va="top")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("frame", color=fg, fontsize=8)
         ax.set_ylabel(f"volume ({unit})", color=fg, fontsize=8)
         ax.legend(fontsize=7, facecolor=self._bg, labelcolor=fg, frameon=False)
@@ -153,9 +173,16 @@ class MeasureWidget(QWidget):
                                           "with the smallest LV volume")):
             spin.setToolTip(tip)
         self.plot = VolumePlot(napari_viewer)
+        self.cardiac_table = QTableWidget(3, 5)
+        self.cardiac_table.setHorizontalHeaderLabels(["EDV (mL)", "ESV (mL)", "SV (mL)",
+                                                      "EF (%)", "mass (g)"])
+        self.cardiac_table.setVerticalHeaderLabels(["LV", "RV", "Myo (ED)"])
+        self.cardiac_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.Stretch)
+        self.cardiac_table.setFixedHeight(120)
         self.cardiac = QLabel()
         self.cardiac.setWordWrap(True)
-        self.cardiac.setStyleSheet("font-family: monospace")
+        self.cardiac.setStyleSheet("color: orange")
         self.copy_button = QPushButton("Copy as text")
         self.save_button = QPushButton("Save CSV…")
 
@@ -184,6 +211,7 @@ class MeasureWidget(QWidget):
         cbox.addLayout(cform)
         cbox.addWidget(self._frames_widget)
         cbox.addWidget(self.plot)
+        cbox.addWidget(self.cardiac_table)
         cbox.addWidget(self.cardiac)
 
         buttons = QHBoxLayout()
@@ -282,8 +310,8 @@ class MeasureWidget(QWidget):
         border = [r.name for r in self.volumes.classes if r.touches_border]
         lines = [note] if note else []
         if border:
-            lines.append(f"{', '.join(border)} touch(es) the scan's border{where}: the volume "
-                         "may be cut off.")
+            lines.append(f"At the scan's border{where}: {', '.join(border)}. A structure cut "
+                         "by the field of view or the first/last slice may be larger.")
         self.note.setText("\n".join(lines))
         self.note.setVisible(bool(lines))
         return self.volumes
@@ -319,7 +347,9 @@ class MeasureWidget(QWidget):
 
     def _cardiac_message(self, text: str) -> None:
         self.indices = None
+        self.cardiac_table.clearContents()
         self.cardiac.setText(text)
+        self.cardiac.setVisible(True)
 
     def update_cardiac(self, *_args) -> CardiacIndices | None:
         """Recompute the cardiac indices from the chosen layers / frames."""
@@ -354,8 +384,17 @@ class MeasureWidget(QWidget):
         except ValueError as err:
             self._cardiac_message(str(err))
             return None
-        self.cardiac.setText(self.indices.to_text().replace("\t", "  "))
+        self._show_indices(self.indices)
         return self.indices
+
+    def _show_indices(self, idx: CardiacIndices) -> None:
+        self.cardiac_table.clearContents()
+        for r, v in enumerate((idx.lv, idx.rv)):
+            for c, value in enumerate((v.edv_ml, v.esv_ml, v.sv_ml, v.ef_percent)):
+                self.cardiac_table.setItem(r, c, QTableWidgetItem(f"{value:.1f}"))
+        self.cardiac_table.setItem(2, 4, QTableWidgetItem(f"{idx.myo_mass_g:.1f}"))
+        self.cardiac.setText("")
+        self.cardiac.setVisible(False)
 
     # ------------------------------------------------------------------ output
     def as_text(self) -> str:

@@ -415,7 +415,7 @@ class SegmentWidget(QWidget):
         meta = result.metadata
         names = list(meta.get("class_names") or [])
         num_classes = int(meta.get("model", {}).get("num_classes", len(names)))
-        name = f"{image_layer.name} [{Path(path).stem}]"
+        name = self._result_name(image_layer.name, path)
         summary = summarize_result(result.labels, names or [str(c) for c in range(num_classes)])
         l2g = {
             "role": "segmentation",
@@ -453,13 +453,32 @@ class SegmentWidget(QWidget):
         layer.colormap = label_colormap(meta.get("class_colors"), num_classes)
         if names:
             layer.features = class_features(names)
+        # any change the user makes protects the layer: a brush or fill (paint events) and a
+        # whole new array from the console or another plugin (data events); our own
+        # replacement above happens before these connections exist or before its metadata
+        # (edited False) is put back
         layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
+        layer.events.data.connect(lambda _e, lyr=layer: _mark_edited(lyr))
         self.last_layer = layer
         self.last_device = str(result.device)
         self.status.setText(
             f"Done on {result.device} (batch {result.batch_size}): {layer.name}. "
             f"{summary.describe()}"
         )
+
+
+    def _result_name(self, image_name: str, path: str) -> str:
+        """``IMAGE [STEM]``; ``IMAGE [FOLDER/STEM]`` when a layer of the first name came from
+        another file with the same name (``best.safetensors`` of two runs), so that one
+        run's result never replaces the other's."""
+        stem = Path(path).stem
+        plain = f"{image_name} [{stem}]"
+        if plain not in self.viewer.layers:
+            return plain
+        made_from = self.viewer.layers[plain].metadata.get(META_KEY, {}).get("checkpoint")
+        if made_from is None or _same_file(made_from, path):
+            return plain
+        return f"{image_name} [{Path(path).resolve().parent.name}/{stem}]"
 
 
 def _same_file(a: str | None, b: str) -> bool:

@@ -167,3 +167,28 @@ def test_measure_follows_segment(make_napari_viewer, qtbot, tmp_path, tiny_check
     # Segment again after a change: the table follows the replaced data
     segment.last_layer.data = np.zeros_like(labels)
     qtbot.waitUntil(lambda: panel.volumes.by_name("organ a").voxels == 0, timeout=5000)
+
+
+def test_a_cine_segmentation_saves_as_a_4d_nifti(make_napari_viewer, qtbot, tiny_checkpoint,
+                                                 tmp_path):
+    from scan_io.cine import load_cine
+    from scan_io.nifti import read_class_names
+
+    frames = np.random.default_rng(2).random((2, 3, 40, 36), dtype=np.float32)
+    source = write_cine(tmp_path / "cine.nii.gz", frames)
+    viewer = make_napari_viewer()
+    open_scan(viewer, source)
+    widget = dock(viewer, "Segment")
+    widget.set_checkpoint(tiny_checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    layer = widget.last_layer
+    out = tmp_path / "cine_seg.nii.gz"
+    layer.save(str(out), plugin="napari-l2gnet")
+    img = nib.load(str(out))
+    assert img.shape == nib.load(str(source)).shape  # (x, y, z, t) like the scan
+    np.testing.assert_allclose(img.affine, nib.load(str(source)).affine)
+    saved = load_cine(out, labels=True)
+    np.testing.assert_array_equal(saved.frames, np.asarray(layer.data))
+    assert read_class_names(out) == ["background", "organ a", "organ b"]

@@ -110,3 +110,36 @@ def test_demo_shows_the_reference_whose_organ_bucket_is_purest():
     assert organ_bucket(buckets[:, 0], labels, 3) == 0
     assert organ_bucket(buckets[:, 1], labels, 3) == 2
     assert clearest_reference(buckets, labels, 3) == 1
+
+
+@pytest.mark.slow
+def test_headless_demo_never_replaces_files_it_did_not_write(tmp_path):
+    """A user's demo.png / demo_labels.nii.gz in the working folder survive `make demo`; the
+    run writes demo-1.png / demo_labels-1.nii.gz instead (issue 28 item 13)."""
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs a display (make test runs pytest under xvfb-run)")
+    mine = {tmp_path / "demo.png": b"my picture", tmp_path / "demo_labels.nii.gz": b"my labels"}
+    for path, content in mine.items():
+        path.write_bytes(content)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "napari_l2gnet.demo", "--headless"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert {path: path.read_bytes() for path in mine} == mine
+    assert (tmp_path / "demo-1.png").stat().st_size > 50_000
+    load_nifti(tmp_path / "demo_labels-1.nii.gz")
+    assert "demo-1.png" in out.stdout and "demo_labels-1.nii.gz" in out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "demo-1.png", "demo.png", "demo_labels-1.nii.gz", "demo_labels.nii.gz"]
+
+
+def test_demo_claims_the_first_free_pair_of_names(tmp_path):
+    from napari_l2gnet.demo import reserve_outputs
+
+    (tmp_path / "demo_labels.nii.gz").write_bytes(b"mine")
+    (tmp_path / "demo-1.png").write_bytes(b"mine too")
+    assert reserve_outputs(tmp_path) == (tmp_path / "demo-2.png",
+                                         tmp_path / "demo_labels-2.nii.gz")
+    assert (tmp_path / "demo_labels.nii.gz").read_bytes() == b"mine"
+    assert (tmp_path / "demo-1.png").read_bytes() == b"mine too"
+    assert not (tmp_path / "demo.png").exists()  # half a free pair is left alone

@@ -246,6 +246,9 @@ def test_labels_on_the_siemens_series_save_as_seg_and_reopen(make_napari_viewer,
     [reopened] = viewer.open(str(out), plugin=PLUGIN)
     np.testing.assert_array_equal(reopened.data, painted)
     assert reopened.metadata["class_names"][2] == "organ b"
+    # The SEG recommends the colour the user saw; reopened, the label shows in it again.
+    np.testing.assert_allclose(np.ravel(reopened.colormap.map(2))[:3],
+                               np.ravel(layer.colormap.map(2))[:3], atol=2 / 255)
 
 
 def test_painting_a_segmentation_makes_its_seg_semiautomatic(make_napari_viewer, qtbot, series,
@@ -274,3 +277,47 @@ def test_painting_a_segmentation_makes_its_seg_semiautomatic(make_napari_viewer,
     painted = tmp_path / "corrected.dcm"
     layer.save(str(painted), plugin=PLUGIN)
     assert algorithm_type(painted) == {"SEMIAUTOMATIC"}
+
+
+def test_study_folder_opens_every_series_and_the_seg_on_its_series(make_napari_viewer,
+                                                                   ct_dicom):
+    """ct_dicom, as a PACS viewer opens a study: both series, and dcmqi's liver SEG on ct3slice."""
+    from scan_io.dicom_seg_read import load_seg_on_series
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(ct_dicom), plugin=PLUGIN)
+    assert [(x.name, type(x).__name__) for x in layers] == [
+        ("ct3slice", "Image"), ("CT Body 3.0", "Image"), ("Liver Segmentation", "Labels")]
+    _, expected, _ = load_seg_on_series(ct_dicom / "ct3slice_liver_seg.dcm")
+    np.testing.assert_array_equal(layers[2].data, expected)
+    assert layers[2].metadata["dicom"]["files"] == layers[0].metadata["dicom"]["files"]
+
+
+def test_series_folder_with_a_seg_inside_opens_both(make_napari_viewer, ct_dicom, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(ct_dicom / "ct3slice", tmp_path / "export")
+    shutil.copy(ct_dicom / "ct3slice_liver_seg.dcm", folder / "SEG0001")  # no suffix either
+    viewer = make_napari_viewer()
+    image, labels = viewer.open(str(folder), plugin=PLUGIN)
+    assert type(labels).__name__ == "Labels" and labels.data.shape == image.data.shape
+    assert labels.metadata["class_names"] == ["background", "Liver"]
+
+
+def test_seg_on_a_series_not_in_the_folder_is_named(make_napari_viewer, ct_dicom, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(ct_dicom / "siemens_jpeg2000", tmp_path / "export")
+    shutil.copy(ct_dicom / "ct3slice_liver_seg.dcm", folder / "liver_seg.dcm")
+    viewer = make_napari_viewer()
+    with pytest.warns(UserWarning, match="liver_seg.dcm: not opened .*its series is not among"):
+        layers = viewer.open(str(folder), plugin=PLUGIN)
+    assert [type(x).__name__ for x in layers] == ["Image"]
+
+
+def test_selecting_every_file_of_a_series_opens_it_once(make_napari_viewer, series):
+    viewer = make_napari_viewer()
+    files = sorted(str(f) for f in series.iterdir())
+    layers = viewer.open(files, plugin=PLUGIN)  # as File > Open with all files selected
+    assert len(layers) == 1 and len(viewer.layers) == 1
+    assert layers[0].data.shape[0] == len(files)

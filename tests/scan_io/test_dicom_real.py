@@ -235,3 +235,67 @@ def test_seg_frame_off_its_source_slice_is_refused(ct_dicom, tmp_path):
     ds.save_as(tmp_path / "moved.dcm")
     with pytest.raises(ValueError, match=r"frame 2 lies 5\.00 mm from the source slice"):
         load_seg_on_series(tmp_path / "moved.dcm")
+
+
+def _third_party_seg(folder: Path, out: Path, kind: str, overlap: bool = False) -> np.ndarray:
+    """A two-segment SEG on ct3slice written with highdicom directly, as other tools do
+    (MANUAL segments, no tracking ids): BINARY, FRACTIONAL or LABELMAP. Returns the expected
+    labels (slice in series order, row, column)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from scan_io.dicom import series_headers
+
+    headers, _ = series_headers(sorted(folder.iterdir()))
+    sources = {str(pydicom.dcmread(f).SOPInstanceUID): pydicom.dcmread(f)
+               for f in folder.iterdir()}
+    images = [sources[str(h.SOPInstanceUID)] for h in headers]
+    for ds in images:
+        del ds.SpecificCharacterSet  # empty: highdicom refuses it; absent means the same
+    expected = np.zeros((3, 512, 512), np.uint8)
+    expected[:, 100:200, 100:300] = 1
+    expected[1:, 250:300, 250:300] = 2
+    one, two = expected == 1, expected == 2
+    if overlap:
+        one = one.copy()
+        one[1:, 250:260, 250:300] = True  # 2 x 10 x 50 voxels in both segments
+    if kind == "LABELMAP":
+        pixels = expected
+    elif kind == "FRACTIONAL":
+        pixels = np.stack([one, two], -1).astype(np.float32) * 0.9
+    else:
+        pixels = np.stack([one, two], -1).astype(np.uint8)
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=label, segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, label, code in ((1, "Liver", codes.SCT.Liver), (2, "Spleen", codes.SCT.Spleen))]
+    seg = hd.seg.Segmentation(
+        source_images=images, pixel_array=pixels,
+        segmentation_type=getattr(hd.seg.SegmentationTypeValues, kind),
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="another tool",
+        manufacturer_model_name="x", software_versions="1", device_serial_number="1",
+        **({"fractional_type": "PROBABILITY"} if kind == "FRACTIONAL" else {}))
+    seg.save_as(out)
+    return expected
+
+
+@pytest.mark.parametrize("kind", ["BINARY", "FRACTIONAL", "LABELMAP"])
+def test_third_party_segs_of_each_type_land_on_the_series(ct_dicom, tmp_path, kind):
+    folder = shutil.copytree(ct_dicom / "ct3slice", tmp_path / "ct3slice")
+    expected = _third_party_seg(folder, tmp_path / "seg.dcm", kind)
+    scan, labels, names = load_seg_on_series(tmp_path / "seg.dcm")
+    assert names == ["background", "Liver", "Spleen"]
+    voxels = scan.to_voxels(labels)
+    np.testing.assert_array_equal(np.stack([voxels[:, :, k].T for k in range(3)]), expected)
+    _, mapped, _ = load_seg_on_series(tmp_path / "seg.dcm", SYNAPSE)
+    assert set(np.unique(mapped)) == {0, 5, 7}  # liver and spleen of the abdominal model
+
+
+def test_overlapping_segments_are_reported(ct_dicom, tmp_path):
+    folder = shutil.copytree(ct_dicom / "ct3slice", tmp_path / "ct3slice")
+    expected = _third_party_seg(folder, tmp_path / "seg.dcm", "BINARY", overlap=True)
+    with pytest.warns(UserWarning, match="segments overlap in 1000 voxels"):
+        scan, labels, _ = load_seg_on_series(tmp_path / "seg.dcm")
+    voxels = scan.to_voxels(labels)
+    np.testing.assert_array_equal(np.stack([voxels[:, :, k].T for k in range(3)]), expected)

@@ -173,3 +173,19 @@ def test_no_voxel_size_gives_voxel_counts_and_a_note(acdc, tmp_path, capsys):
     report = _json(out)
     assert report["classes"]["LV"]["voxels"] == int((ed == 3).sum())
     assert report["classes"]["LV"]["volume_ml"] is None and report["voxel_volume_ml"] is None
+
+
+def test_label_files_that_carry_class_names_need_no_class_names(acdc, tmp_path):
+    """A label file written by this package keeps its class names in the header."""
+    from scan_io.cine import load_cine, save_cine
+
+    files, _, _ = acdc
+    cine = load_cine(files["cine_lab"], labels=True)
+    named = save_cine(tmp_path / "named_seg.nii.gz", cine.frames, cine.affine,
+                      cine.nifti.header, cine.orientation, labels=True,
+                      class_names=NAMES.split(","))
+    given, stored = tmp_path / "given.json", tmp_path / "stored.json"
+    assert main(["measure", "--labels", str(files["cine_lab"]), "--class-names", NAMES,
+                 "--out", str(given)]) == 0
+    assert main(["measure", "--labels", str(named), "--out", str(stored)]) == 0
+    assert _json(stored) == _json(given)

@@ -66,8 +66,9 @@ def test_study_folder_is_a_batch_of_series(scans, tmp_path, capsys):
 
 def test_study_folder_to_dicom_seg_and_run_again_inside_it(scans, tmp_path, capsys):
     """``--format seg``: every series of a study folder becomes SERIES.dcm, a DICOM SEG that
-    references it. Written into the study folder itself and run again, the SEG folder is taken
-    for the command's own output, not a series; an existing SEG is kept without --overwrite."""
+    references it. Written into the study folder itself and run again, the SEG folder is not
+    a series (a folder of SEG objects, whoever made them, holds no image); an existing SEG is
+    kept without --overwrite."""
     import shutil
 
     nifti, series = scans
@@ -89,9 +90,12 @@ def test_study_folder_to_dicom_seg_and_run_again_inside_it(scans, tmp_path, caps
 
     assert main(["predict", str(study), "--out", str(out), *base]) == 2
     err = capsys.readouterr().err
-    assert "skipping" in err and "segs" in err and "exists" in err
+    [line] = err.splitlines()  # one line, about the existing SEG; nothing about segs/ as a scan
+    assert line.startswith(f"l2gnet predict: error: {out / 'abdomen.dcm'} exists")
     assert (out / "abdomen.dcm").read_bytes() == before
     assert main(["predict", str(study), "--out", str(out), *base, "--overwrite"]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "abdomen.dcm")]
+    assert sorted(p.name for p in out.iterdir()) == ["abdomen.dcm"]
 
 
 def test_format_seg_is_refused_for_nifti_before_any_work(scans, tmp_path, capsys):
@@ -147,6 +151,14 @@ def test_real_series_to_seg_without_uids_and_with_an_empty_charset(ct_dicom, tmp
                  *base]) == 0
     c = pydicom.dcmread(tmp_path / "c.dcm")
     assert c.Modality == "SEG" and "SpecificCharacterSet" not in c
+    # Each segment recommends its class's colour from the checkpoint (PACS viewers use it).
+    from scan_io.dicom_seg_read import read_seg_info
+    from src_model import read_checkpoint_meta
+
+    colors = read_checkpoint_meta(DEMO).class_colors
+    for segment in read_seg_info(tmp_path / "c.dcm").segments:
+        cls = int(segment.tracking_id.split()[-1])
+        np.testing.assert_allclose(segment.color_rgb, colors[cls][:3], atol=2 / 255)
     assert "generated UIDs" not in capsys.readouterr().err
 
 

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
+
+from . import positive_float
+from .train import StopOnSignals
 
 
 def add_parser(sub) -> None:
@@ -48,13 +52,23 @@ def add_parser(sub) -> None:
                    "save DATA's scans into it")
     p.add_argument("--out-dir", required=True, help="a new folder for this run")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing OUT_DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT_DIR stopped by SIGTERM or Ctrl-C (from its "
+                   "run_state.safetensors), with the same CHECKPOINT and DATA")
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--keep-weight", type=float, default=d.keep_weight,
                    help="when the starting model agrees with the corrections (Dice >= 0.5), "
                    "its labels on this many uncorrected slices per corrected slice (times "
                    "that Dice) are mixed in; 0 turns it off")
+    p.add_argument("--augment", choices=["rotate_scale_intensity", "rotate", "none"],
+                   default=d.augment, help="augmentation of the corrected slices (never "
+                   "flips: they swap left and right organs)")
+    p.add_argument("--no-class-balance", dest="class_balance", action="store_false",
+                   default=d.class_balance, help="turn off class-aware slice sampling and "
+                   "class-weighted cross-entropy (on by default: a structure painted on a few "
+                   "slices is then learned like a large one)")
     p.add_argument("--class-names", metavar="NAMES",
                    help="comma-separated: the model's class names, unchanged and in order, "
                    "then new classes to teach (label values after the model's), e.g. "
@@ -125,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty: choose a new --out-dir or add "
-                              "--overwrite")
+    if out.exists() and any(out.iterdir()) and not (args.overwrite or args.resume):
+        raise FileExistsError(f"{out} exists and is not empty: choose a new --out-dir, add "
+                              "--resume to continue a stopped run there, or --overwrite")
     meta = read_metadata(args.from_checkpoint)
     request = NewClassRequest.from_names(model_class_names(meta), _class_names(args.class_names))
     norm = IntensityNormalization.from_metadata(meta.get("normalization"))
@@ -168,9 +182,10 @@ def run(args: argparse.Namespace) -> int:
     extra = {"finetuned_from": str(args.from_checkpoint),
              "finetune": {"command": "l2gnet " + " ".join(argv), "data": args.data}}
     names = _class_names(args.class_names)
-    with TrainProgress() as progress:
+    with TrainProgress() as progress, StopOnSignals() as stop:
         report = run_finetune(args.from_checkpoint, volumes, settings, out, metadata=extra,
-                              callback=progress, overwrite=args.overwrite, class_names=names,
+                              callback=progress, should_stop=stop, overwrite=args.overwrite,
+                              resume=args.resume, class_names=names,
                               taught_on=f"l2gnet finetune --data {args.data}")
     for record in report.history:
         print(json.dumps(record))
@@ -183,4 +198,10 @@ def run(args: argparse.Namespace) -> int:
     for line in outcome_lines(outcomes):
         print(line, file=sys.stderr)
     print(f"fine-tuned checkpoint: {report.checkpoint}", file=sys.stderr)
-    return 0
+    if not report.stopped:
+        return 0
+    signum = stop.received or signal.SIGTERM
+    print(f"l2gnet finetune: stopped by {signal.Signals(signum).name}; the best model so far is "
+          f"kept in {report.checkpoint}; continue with --out-dir {out} --resume",
+          file=sys.stderr)
+    return 128 + signum

@@ -102,6 +102,8 @@ def _mode(args: argparse.Namespace) -> str:
 
 
 def _class_names(args: argparse.Namespace, meta, needed: int | None = None) -> list[str]:
+    """--class-names, else the checkpoint's, else those a label file written by this package
+    carries in its header, else "label c"."""
     if args.class_names:
         names = [n.strip() for n in args.class_names.split(",")]
         if needed is not None and len(names) < needed:
@@ -110,7 +112,21 @@ def _class_names(args: argparse.Namespace, meta, needed: int | None = None) -> l
         return names
     if meta is not None:
         return list(meta.class_names)
+    stored = _file_class_names(args.labels or args.ed_labels)
+    if stored:
+        return stored
     return ["background"] + [f"label {c}" for c in range(1, needed or 1)]
+
+
+def _file_class_names(path: str | None) -> list[str] | None:
+    from scan_io.nifti import is_nifti_path, read_class_names
+
+    if not path or not is_nifti_path(path) or not Path(path).is_file():
+        return None
+    try:
+        return read_class_names(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _same_grid(a, b, what: str) -> None:
@@ -163,6 +179,22 @@ def _voxel_ml(nifti, what: str, need: bool) -> tuple[float | None, str | None]:
     return ml, note
 
 
+def _refuse_no_voxel_size(*paths: str | None) -> None:
+    """Cardiac forms: refuse a NIfTI without a voxel size from its header alone, before the
+    file is read (and before its other warnings)."""
+    import nibabel as nib
+
+    from scan_io.nifti import is_nifti_path
+
+    for path in paths:
+        if path and is_nifti_path(path) and Path(path).is_file():
+            try:
+                img = nib.load(path)
+            except Exception:  # noqa: BLE001 - the reader says what is wrong with it
+                continue
+            _voxel_ml(img, path, need=True)
+
+
 # ------------------------------------------------------------------------------ the forms
 
 
@@ -200,11 +232,12 @@ def _pair(args: argparse.Namespace) -> tuple[dict, str, str]:
         from src_model import read_checkpoint_meta
 
         meta = read_checkpoint_meta(args.checkpoint)
-    if args.ed_labels and not args.class_names:
+    if args.ed_labels and not args.class_names and not _file_class_names(args.ed_labels):
         raise ValueError("--ed-labels/--es-labels need --class-names (e.g. "
                          "background,RV,Myo,LV) to find the LV, RV and Myo")
     classes = find_cardiac_classes(_class_names(args, meta if not args.ed_labels else None))
     _outputs(args, [args.ed, args.es, args.ed_labels, args.es_labels, args.checkpoint])
+    _refuse_no_voxel_size(args.ed_labels or args.ed, args.es_labels or args.es)
     if args.ed_labels:
         ed, es = load_scan(args.ed_labels, labels=True), load_scan(args.es_labels, labels=True)
         _same_grid(ed, es, "--ed-labels and --es-labels")
@@ -234,12 +267,13 @@ def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
         from src_model import read_checkpoint_meta
 
         meta = read_checkpoint_meta(args.checkpoint)
-    elif not args.class_names:
+    elif not args.class_names and not _file_class_names(args.labels):
         raise ValueError("a 4-D --labels file needs --class-names (e.g. background,RV,Myo,LV) "
                          "to find the LV, RV and Myo")
     classes = find_cardiac_classes(_class_names(args, meta))
     source = args.labels or args.scan
     _outputs(args, [args.scan, args.labels, args.checkpoint])
+    _refuse_no_voxel_size(source)
     if args.labels:
         cine = load_cine(args.labels, labels=True)
         if args.scan:

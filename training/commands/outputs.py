@@ -41,6 +41,27 @@ def describe(err: OSError) -> str:
     return f"{where}: {err.strerror or err}"
 
 
+_PATH_ARGS = {"checkpoint": "--checkpoint", "from_checkpoint": "--from", "out": "--out",
+              "out_dir": "--out-dir", "data": "--data", "val": "--val", "inputs": "input"}
+
+
+def check_symlink_loops(args: object) -> None:
+    """Refuse, in one line, a path argument that is (or runs through) a symbolic link loop:
+    resolving it would otherwise end in a ``RuntimeError`` traceback deep in pathlib."""
+    for dest, flag in _PATH_ARGS.items():
+        value = getattr(args, dest, None)
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or item.startswith("phantom:"):
+                continue
+            try:
+                os.stat(item)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise ValueError(f"{flag} {item} is a symbolic link loop (the link leads "
+                                     "back to itself): point it at a real file or folder"
+                                     ) from None
+
+
 def _resolved(path: str | os.PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
@@ -65,11 +86,12 @@ def probe_writable(folder: Path) -> None:
 
 
 def check_outputs(targets: Sequence[str | os.PathLike], inputs: Iterable[str | os.PathLike],
-                  *, overwrite: bool) -> None:
+                  *, overwrite: bool, can_skip: bool = False) -> None:
     """Refuse, before any work, outputs that would replace a file or cannot be written.
 
     ``inputs`` are every file the command reads (scans, checkpoint, data files); writing onto
-    one is refused even with ``--overwrite``.
+    one is refused even with ``--overwrite``. ``can_skip``: the command offers
+    ``--skip-existing`` (batch predict), and the refusal says so.
     """
     ins = {_resolved(p) for p in inputs}
     seen: set[Path] = set()
@@ -86,7 +108,9 @@ def check_outputs(targets: Sequence[str | os.PathLike], inputs: Iterable[str | o
         if path.is_dir():
             raise ValueError(f"The output {path} is a folder; give a file name")
         if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+            skip = (", or --skip-existing to keep it and segment only the scans without an "
+                    "output") if can_skip else ""
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it{skip}")
     for folder in sorted({Path(t).parent for t in targets}):
         try:
             probe_writable(folder)

@@ -57,7 +57,11 @@ def add_parser(sub) -> None:
                    help="output format in an output folder: nifti (SERIES.nii.gz) or seg "
                    "(SERIES.dcm, DICOM SEG; DICOM inputs only). Default: nifti, or what "
                    "--out's extension says for one input")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    exists.add_argument("--skip-existing", action="store_true",
+                        help="with a folder of scans: keep the outputs that already exist and "
+                        "segment only the other scans (a batch rerun after a kill)")
     p.set_defaults(run=run)
 
 
@@ -173,8 +177,11 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
     _check_format(args.format, files, out, many)
     jobs = [Job(f, out / _target_name(f, args.format or "nifti") if many else out)
             for f in files]
+    if getattr(args, "skip_existing", False):
+        jobs = _skip_existing(jobs, announce)
     check_outputs([j.target for j in jobs], [*(p for f in files for p in _source_files(f)),
-                                             args.checkpoint], overwrite=args.overwrite)
+                                             args.checkpoint], overwrite=args.overwrite,
+                  can_skip=many)
     _check_seg_sources(jobs, announce)
     if not many:
         if out.name.lower().endswith(".dcm"):
@@ -185,6 +192,35 @@ def plan(args: argparse.Namespace, announce: bool = True) -> list[Job]:
             raise ValueError(f"--out {out} must end in .nii or .nii.gz (NIfTI labels), or "
                              ".dcm (DICOM SEG, for a DICOM input)")
     return jobs
+
+
+def _skip_existing(jobs: list[Job], announce: bool) -> list[Job]:
+    """``--skip-existing``: the jobs whose output is not there yet. Outputs are written whole
+    or not at all (temporary file, then rename), so an existing one is a finished one."""
+    todo = []
+    for job in jobs:
+        if job.target.is_file():
+            if announce:
+                print(f"skipping {job.source}: {job.target} already exists (--skip-existing)",
+                      file=sys.stderr)
+        else:
+            todo.append(job)
+    return todo
+
+
+def warn_if_label_map(scan, source: Path) -> None:
+    """Say so when an input looks like a label map (an earlier output given as the scan):
+    segmenting it goes on, since a user may mean it, but the result is not a segmentation
+    of a scan."""
+    import warnings
+
+    from scan_io.checks import LooksLikeLabelsWarning, label_map_reason
+
+    reason = label_map_reason(scan.data)
+    if reason is not None:
+        warnings.warn(f"{source} looks like a label map ({reason}), not a scan: segmenting it "
+                      "anyway; give the scan itself if that was meant", LooksLikeLabelsWarning,
+                      stacklevel=2)
 
 
 def _check_seg_sources(jobs: list[Job], announce: bool) -> None:
@@ -212,6 +248,7 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     from scan_io.volume import load_scan, save_labels_like
 
     scan = load_scan(job.source)
+    warn_if_label_map(scan, job.source)
     with tqdm(total=scan.data.shape[0], unit="slice", desc=job.source.name, file=sys.stderr,
               disable=not show_progress) as bar:
         pred = inferer(scan.data, progress=lambda done, total: bar.update(done - bar.n),
@@ -224,7 +261,7 @@ def segment_file(job: Job, inferer, *, overwrite: bool, checkpoint_name: str = "
     return save_labels_like(
         job.target, pred.labels, scan, overwrite=overwrite, class_names=list(meta.class_names),
         algorithm={"name": card.display_name or "L2GNet",
-                   "checkpoint": checkpoint_name})
+                   "checkpoint": checkpoint_name}, class_colors=meta.class_colors)
 
 
 def _message(err: BaseException) -> str:

@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 
+from . import positive_float
+
 
 def parse_set(items: list[str]) -> dict:
     """``key=value`` model config overrides; values are parsed as JSON when they can be."""
@@ -88,7 +90,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tiny", action="store_true", help="start from the tiny test config")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=positive_float, default=0.01)
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--input-size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     p.add_argument("--augment", choices=["transunet", "rotate", "rotate_scale_intensity",
