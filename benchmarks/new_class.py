@@ -110,6 +110,9 @@ def main() -> int:
     p.add_argument("--test", type=int, help="score only this many of the other patients")
     p.add_argument("--margin", type=float, help="new logits start this far below the "
                    "background's (default: src_model.class_growth.DEFAULT_MARGIN)")
+    p.add_argument("--save", help="also copy the taught checkpoint here")
+    p.add_argument("--confusion", action="store_true",
+                   help="per scored volume, where the old classes' voxels went (taught model)")
     args = p.parse_args()
 
     import torch
@@ -151,6 +154,10 @@ def main() -> int:
                               class_names=[*names, "disc"],
                               taught_on=f"benchmarks/new_class.py: {', '.join(teach)}")
         taught, _ = load_checkpoint(report.checkpoint)
+        if args.save:
+            import shutil
+
+            shutil.copyfile(report.checkpoint, args.save)
     seconds = time.perf_counter() - t0
 
     rows = []
@@ -161,6 +168,10 @@ def main() -> int:
             for tag, model, idx in (("start", start, None), ("taught", taught, disc_index)):
                 row[tag] = score(model, image, label, disc, meta, idx)
                 row[f"{tag}_no_disc"] = score(model, plain, label, None, meta, None)
+            if args.confusion:
+                pred = predict_volume(image, taught, metadata=meta, batch_size=8).labels
+                row["confusion"] = {name: np.bincount(pred[label == c], minlength=5).tolist()
+                                    for c, name in enumerate(OLD, start=1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -178,6 +189,9 @@ def main() -> int:
         "disc_dice": mean("taught", "disc"),
         "disc_dice_min": float(min(r["taught"]["disc"] or 0.0 for r in rows)),
         "corrected_dice_after": report.corrected_dice_after,
+        "history": [{"epoch": h["epoch"], "step": h["step"],
+                     "disc": (h.get("val_dice") or {}).get("disc"),
+                     "mean": (h.get("val_dice") or {}).get("mean")} for h in report.history],
     }
     for key in OLD:
         for suffix in ("", "_no_disc"):

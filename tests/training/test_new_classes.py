@@ -76,6 +76,10 @@ def test_run_finetune_grows_the_model_and_records_it(checkpoint, tmp_path) -> No
     assert (added.scans, added.slices, added.voxels) == (1, 2, 72)
     assert added.derived_from == str(checkpoint) and added.date
     assert json.loads((tmp_path / "run" / REPORT).read_text())["new_classes"] == ["lesion"]
+    from training.shipped_models import describe_checkpoint  # what the model chooser shows
+
+    assert "Added class lesion (label 3): taught on two test slices, 2 slices, 1 scans" in \
+        describe_checkpoint(report.checkpoint).details()
 
 
 def test_start_kept_when_growing_is_the_grown_start(checkpoint, tmp_path) -> None:
