@@ -491,3 +491,32 @@ def test_unlearned_classes_are_red_with_what_to_do(qtbot) -> None:
     assert colors[1] == RED and colors[0] != RED and colors[2] != RED
     assert table.advice.text() == ("pancreas: painted on 2 slices, not learned — paint it on "
                                    "2 more")
+
+
+def test_segment_describes_the_taught_model_honestly(setup, qtbot, tmp_path) -> None:
+    """After Accept, Segment shows the taught model's card, not the starting model's
+    "Phantom-only ... not on real scans", and its score as Dice on the corrected slices."""
+    from src_model import build_model, save_checkpoint
+    from src_model.testing import tiny_config
+
+    viewer, widget, labels = setup
+    start = save_checkpoint(tmp_path / "phantom_start.safetensors",
+                            build_model("l2gnet", 3, **tiny_config("l2gnet")),
+                            {"class_names": CLASSES, "input_size": [32, 32],
+                             "normalization": {"kind": "none"},
+                             "training": {"data": "phantom:1-2",
+                                          "val_dice": {"liver": 0.9, "kidney": 0.9,
+                                                       "mean": 0.9}}})
+    segment = dock(viewer, "Segment")
+    segment.set_checkpoint(start)  # the user picks the model; Fine-tune follows
+    assert widget.input_edit.text() == str(start)
+    before = segment.model_info.text()
+    assert "Phantom-only" in before and "Validation mean Dice: 0.900" in before
+    _finished_run(widget, labels, qtbot)
+    assert widget.accept()
+    text = segment.model_info.text()
+    assert "Phantom-only" not in text and "not on real scans" not in text
+    assert "Validation mean Dice" not in text
+    assert ("Taught on your corrections: derived from phantom_start, taught on 1 corrected "
+            "slice of 1 scan") in text
+    assert "Dice on the corrected slices it was taught on" in text
