@@ -12,8 +12,11 @@ labels on the same images (with the disc) and on the original images (without it
 One JSON line per scored volume, then a summary line with the targets:
 ``disc_dice >= 0.70`` (mean over the test volumes) and an RV/Myo/LV drop ``<= 0.02``.
 
-    nice -n 5 python benchmarks/new_class.py                 # 2 patients taught, 8 scored
-    nice -n 5 python benchmarks/new_class.py --epochs 3 --samples-per-epoch 24
+    nice -n 5 python benchmarks/new_class.py --confusion     # 2 patients taught, 8 scored
+    nice -n 5 python benchmarks/new_class.py --epochs 4 --test 2   # a quicker look
+
+Measured (docs/new-classes.md "Measured"): disc Dice 0.802 on the 8 held-out patients, RV/Myo/
+LV down by 0.013/0.015/0.007, 60 steps.
 
 CPU only by default (``--device``); ``--threads`` torch threads.
 """

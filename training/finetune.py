@@ -243,9 +243,9 @@ BODY = ("encoder", "pre", "bottleneck", "post")  # Segmenter parts before the de
 def freeze_body(model) -> None:
     """Keep the encoder and bottleneck as they are: only the decoder and head train.
 
-    Teaching a new class from a few scans with the whole network free moved the old classes
-    on other patients by 0.08-0.16 Dice; with the body frozen, by at most 0.01 (ACDC,
-    ``benchmarks/new_class.py``, docs/new-classes.md).
+    Teaching a new class from 2 scans with the whole network free moved the old classes on
+    other patients by up to 0.09-0.16 Dice; with the body frozen, by at most 0.015 (ACDC,
+    ``benchmarks/new_class.py``, docs/new-classes.md "Measured").
     """
     for name in BODY:
         part = getattr(model, name, None)
