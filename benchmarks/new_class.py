@@ -100,7 +100,7 @@ def score(model, image: np.ndarray, label: np.ndarray, disc: np.ndarray | None, 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teach", type=int, default=2, help="patients to paint the disc on")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--samples-per-epoch", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
