@@ -296,10 +296,20 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint,
     assert "annotation store as case_0001" in widget.status.text()
     assert widget.store_box.case_ids() == ["case_0001"]
     assert widget.store_box.include_check.text() == "Include earlier corrections (1 scan)"
-    # the next run trains on this scan's corrections and the stored case
+    # again on the same slices of this scan: the stored copy of them is not trained on twice
+    assert widget.start(), widget.status.text()
+    assert len(widget.process.job.volumes) == 1
+    assert "case_0001 left out: the same scan's slices are corrected now" in (
+        widget.status.text())
+    widget.shutdown()
+    # another patient's accepted corrections are trained on too, unless unticked
+    other = np.random.default_rng(5).random((4, 32, 32), dtype=np.float32)
+    AnnotationStore().add(other, _model_labels(), [0, 3], axis=0, class_names=CLASSES,
+                          source="/scans/patient2.nii.gz")
     assert widget.start(), widget.status.text()
     assert len(widget.process.job.volumes) == 2
-    assert "2 of 1 earlier scan from the store" in widget.status.text()
+    assert "and 2 of 1 earlier scan from the store" in widget.status.text()
+    assert widget.store_box.include_check.text() == "Include earlier corrections (2 scans)"
     widget.shutdown()
     widget.store_box.include_check.setChecked(False)
     assert widget.start()
