@@ -142,6 +142,11 @@ def test_cli_finetune_grows_with_class_names(checkpoint, tmp_path, capsys) -> No
     model, meta = load_checkpoint(out / CHOSEN)
     assert model.num_classes == 4 and meta.class_names[-1] == "lesion"
     assert "l2gnet finetune --data" in meta.card.added_classes[0].taught_on
+    assert json.loads((out / REPORT).read_text())["froze_body"]
+    free = tmp_path / "free"
+    assert main([*base, "--class-names", "background,a,b,lesion", "--out-dir", str(free),
+                 "--no-freeze-body"]) == 0
+    assert not json.loads((free / REPORT).read_text())["froze_body"]
 
 
 @pytest.mark.parametrize(("names", "words"), [
