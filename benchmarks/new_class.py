@@ -12,8 +12,11 @@ labels on the same images (with the disc) and on the original images (without it
 One JSON line per scored volume, then a summary line with the targets:
 ``disc_dice >= 0.70`` (mean over the test volumes) and an RV/Myo/LV drop ``<= 0.02``.
 
-    nice -n 5 python benchmarks/new_class.py                 # 2 patients taught, 8 scored
-    nice -n 5 python benchmarks/new_class.py --epochs 3 --samples-per-epoch 24
+    nice -n 5 python benchmarks/new_class.py --confusion     # 2 patients taught, 8 scored
+    nice -n 5 python benchmarks/new_class.py --epochs 4 --test 2   # a quicker look
+
+Measured (docs/new-classes.md "Measured"), 60 steps: disc Dice 0.802 (seed 0) and 0.733
+(seed 1) on the 8 held-out patients; RV/Myo/LV down by at most 0.015 and 0.017.
 
 CPU only by default (``--device``); ``--threads`` torch threads.
 """
@@ -100,7 +103,7 @@ def score(model, image: np.ndarray, label: np.ndarray, disc: np.ndarray | None, 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teach", type=int, default=2, help="patients to paint the disc on")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--samples-per-epoch", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -110,6 +113,9 @@ def main() -> int:
     p.add_argument("--test", type=int, help="score only this many of the other patients")
     p.add_argument("--margin", type=float, help="new logits start this far below the "
                    "background's (default: src_model.class_growth.DEFAULT_MARGIN)")
+    p.add_argument("--save", help="also copy the taught checkpoint here")
+    p.add_argument("--confusion", action="store_true",
+                   help="per scored volume, where the old classes' voxels went (taught model)")
     args = p.parse_args()
 
     import torch
@@ -151,6 +157,10 @@ def main() -> int:
                               class_names=[*names, "disc"],
                               taught_on=f"benchmarks/new_class.py: {', '.join(teach)}")
         taught, _ = load_checkpoint(report.checkpoint)
+        if args.save:
+            import shutil
+
+            shutil.copyfile(report.checkpoint, args.save)
     seconds = time.perf_counter() - t0
 
     rows = []
@@ -161,6 +171,10 @@ def main() -> int:
             for tag, model, idx in (("start", start, None), ("taught", taught, disc_index)):
                 row[tag] = score(model, image, label, disc, meta, idx)
                 row[f"{tag}_no_disc"] = score(model, plain, label, None, meta, None)
+            if args.confusion:
+                pred = predict_volume(image, taught, metadata=meta, batch_size=8).labels
+                row["confusion"] = {name: np.bincount(pred[label == c], minlength=5).tolist()
+                                    for c, name in enumerate(OLD, start=1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -178,6 +192,9 @@ def main() -> int:
         "disc_dice": mean("taught", "disc"),
         "disc_dice_min": float(min(r["taught"]["disc"] or 0.0 for r in rows)),
         "corrected_dice_after": report.corrected_dice_after,
+        "history": [{"epoch": h["epoch"], "step": h["step"],
+                     "disc": (h.get("val_dice") or {}).get("disc"),
+                     "mean": (h.get("val_dice") or {}).get("mean")} for h in report.history],
     }
     for key in OLD:
         for suffix in ("", "_no_disc"):

@@ -96,13 +96,16 @@ def read_dicom(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     SOP instance UIDs and files in slice order); ``metadata["nifti"]`` the grid, so the layer
     (and labels made on it) can be saved as NIfTI too. A DICOM SEG file becomes a Labels layer
     on the grid of the series it references; a folder opens its series (a study folder: every
-    series in it) and the SEGs in it on them (`napari_l2gnet._seg_reader`).
+    series in it) and the SEGs in it on them (`napari_l2gnet._seg_reader`). A file of a series
+    already open in the viewer adds nothing, so selecting every file of a series opens it once.
     """
     from scan_io.dicom_seg_read import is_seg_file
 
-    from ._seg_reader import read_dicom_folder, read_seg_layers
+    from ._seg_reader import read_dicom_folder, read_seg_layers, series_is_open
 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if len(paths) == 1 and Path(paths[0]).is_file() and series_is_open(paths[0]):
+        return [(None,)]  # napari's "nothing to add": all files of a series selected at once
     out = []
     for p in paths:
         if is_seg_file(p):  # labels: placed on the series it references (_seg_reader)

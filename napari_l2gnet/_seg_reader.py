@@ -14,6 +14,7 @@ folder of a study folder) and, on them, the SEG files found in it.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,22 @@ def _open_series_layer(info: SegInfo):
         if n > hits:
             best, hits = layer, n
     return best
+
+
+def series_is_open(file: str | os.PathLike[str]) -> bool:
+    """Is ``file`` one of the files of an Image layer already open in the current viewer?"""
+    from napari import current_viewer
+    from napari.layers import Image
+
+    viewer = current_viewer()
+    if viewer is None:
+        return False
+    target = Path(file).resolve()
+    for layer in viewer.layers:
+        files = ((layer.metadata or {}).get("dicom") or {}).get("files") or ()
+        if isinstance(layer, Image) and any(Path(f).resolve() == target for f in files):
+            return True
+    return False
 
 
 def _features(names: list[str]):
@@ -155,4 +172,4 @@ def read_seg_layers(path: Path, opened: Sequence[LayerData] | None = None
     return out
 
 
-__all__ = ["read_seg_layers"]
+__all__ = ["read_seg_layers", "read_dicom_folder", "series_is_open"]

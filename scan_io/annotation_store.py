@@ -202,12 +202,19 @@ class AnnotationStore:
     # ------------------------------------------------------------------ writing
     def add(self, image: np.ndarray, labels: np.ndarray, corrected: Sequence[int], *,
             axis: int, class_names: Sequence[str], grid: ScanGrid | None = None,
-            spacing: Sequence[float] | None = None, source: str | None = None) -> StoredCase:
+            spacing: Sequence[float] | None = None, source: str | None = None,
+            merge: bool = True) -> StoredCase:
         """Save a corrected scan (display-layout ``image`` and ``labels``) as a new case.
 
         ``grid``: the scan's (``ScanGrid.from_layer_metadata``), so the files keep its affine;
         without one, an axis-aligned grid from ``spacing`` (mm; 1 when unknown). A 2-D image
         is stored as one slice. Each file is written atomically; the record comes last.
+
+        ``merge``: earlier cases of the same ``source`` file (same shape and slice axis) are
+        folded into this one: their corrected slices that are not corrected again here keep
+        their labels, the slices corrected here take the new ones, and the earlier cases are
+        removed once the new one is written. So a scan corrected twice is one case, never
+        two copies trained on twice.
         """
         image, labels = np.asarray(image), np.asarray(labels)
         if image.ndim == 2 and labels.ndim == 2:
@@ -223,6 +230,10 @@ class AnnotationStore:
                              f"0..{image.shape[axis] - 1}")
         if grid is None:
             grid = ScanGrid.from_spacing(spacing if spacing is not None else (1.0, 1.0, 1.0))
+        folded: list[StoredCase] = []
+        if merge and source:
+            labels, corrected, folded = self._fold_earlier(labels, corrected, int(axis),
+                                                           str(source))
         for folder in (IMAGES, LABELS, CORRECTIONS):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         while True:
@@ -237,7 +248,31 @@ class AnnotationStore:
                     tmp.write_text(json.dumps(case.to_json(), indent=1))
             except FileExistsError:  # another process took this id meanwhile: next one
                 continue
+            for earlier in folded:
+                self.remove(earlier.case_id)
             return case
+
+    def _fold_earlier(self, labels: np.ndarray, corrected: list[int], axis: int,
+                      source: str) -> tuple[np.ndarray, list[int], list[StoredCase]]:
+        """``labels`` and ``corrected`` with the earlier cases of ``source`` folded in."""
+        folded = []
+        for case in self.cases():
+            if (case.source != source or case.slice_axis != axis
+                    or list(case.shape) != list(labels.shape)):
+                continue
+            try:
+                _, earlier, _ = self.load(case)
+            except (OSError, ValueError):
+                continue  # unreadable: left as it is (listed as unusable), not deleted
+            keep = [i for i in case.corrected_slices if i not in corrected]
+            if keep:
+                labels = labels.copy()
+                where = [slice(None)] * 3
+                where[axis] = keep
+                labels[tuple(where)] = earlier[tuple(where)]
+            corrected = sorted({*corrected, *keep})
+            folded.append(case)
+        return labels, corrected, folded
 
     def remove(self, case_id: str) -> None:
         """Delete a case: its record first (it is no longer trained on), then its files."""

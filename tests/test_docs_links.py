@@ -138,6 +138,13 @@ def test_the_checked_pages_include_the_index_and_the_pages_it_names():
     assert unlinked == [], f"docs/index.md does not link {unlinked}"
 
 
+def test_benchmarks_readme_lists_every_benchmark_script():
+    readme = (REPO / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    listed = {target.partition("#")[0] for _, target in links(readme)}
+    scripts = {p.name for p in (REPO / "benchmarks").iterdir() if p.suffix in (".py", ".sh")}
+    assert sorted(scripts - listed) == []
+
+
 def test_a_broken_link_or_anchor_is_reported(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "other.md").write_text("# Other page\n\n## Some section: here\n")

@@ -32,6 +32,7 @@ class ModelSummary:
     training_data: str | None = None
     training_command: str | None = None
     taught: str | None = None  # "derived from X, taught on N corrected slices of M scans (date)"
+    added_classes: tuple[str, ...] = ()  # classes taught after training, one line each
 
     @property
     def label(self) -> str:
@@ -51,6 +52,7 @@ class ModelSummary:
         if self.training_data and self.training_data not in self.description:
             lines.append(f"{'First trained' if self.taught else 'Trained'} on: "
                          f"{self.training_data}")
+        lines += [f"Added class {text}" for text in self.added_classes]
         return "\n".join(line for line in lines if line)
 
 
@@ -84,6 +86,7 @@ def summarize_checkpoint(path: str | Path, meta: Mapping[str, Any]) -> ModelSumm
         training_data=data,
         training_command=_text(card.get("training_command")) or _text(training.get("command")),
         taught=taught,
+        added_classes=_added_classes(card.get("added_classes")),
     )
 
 
@@ -118,6 +121,19 @@ def _default_description(model: Mapping[str, Any], data: str | None) -> str:
         return (f"Phantom-only demo ({name}): trained on generated CT phantoms "
                 f"({data}), not on real scans.")
     return f"{name} trained on {data}." if data else f"{name} (no training record)."
+
+
+def _added_classes(value: Any) -> tuple[str, ...]:
+    """One line per added class of the card (``AddedClass.describe``); bad entries skipped."""
+    from src_model.checkpoint_meta import AddedClass
+
+    out = []
+    for item in value if isinstance(value, list | tuple) else ():
+        try:
+            out.append(AddedClass(**dict(item)).describe())
+        except (TypeError, ValueError):
+            continue
+    return tuple(out)
 
 
 def _taught(records: Any) -> str | None:

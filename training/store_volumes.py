@@ -45,21 +45,34 @@ def class_mismatch(case: StoredCase, model_names: Sequence[str]) -> str | None:
 
 
 def store_volumes(store: AnnotationStore, class_names: Sequence[str], normalization,
-                  exclude: Sequence[str] = ()) -> StoreVolumes:
+                  exclude: Sequence[str] = (),
+                  current: tuple[str | None, int, Sequence[int]] | None = None) -> StoreVolumes:
     """Every usable case of ``store`` as a ``CorrectedVolume`` for a run that trains a model
     with ``class_names`` (a case drawn for other classes is skipped), normalised as its
-    checkpoint says (``normalization``); the others as notes. ``exclude``: case ids to skip."""
+    checkpoint says (``normalization``); the others as notes. ``exclude``: case ids to skip.
+
+    ``current``: ``(source, axis, slices)`` of the scan being corrected now: a stored case of
+    the same file keeps only its other corrected slices (the ones corrected again now are
+    taken from now, never twice)."""
     names = list(class_names)
     out = StoreVolumes()
     cases, out.notes = store.read()
     for case in cases:
         if case.case_id in exclude:
             continue
+        slices = case.corrected_slices
+        if current is not None and current[0] and case.source == current[0] \
+                and case.slice_axis == current[1]:
+            slices = [i for i in slices if i not in set(current[2])]
+            if not slices:
+                out.notes.append(f"{case.case_id} left out: the same scan's slices are "
+                                 "corrected now")
+                continue
         why = class_mismatch(case, names)
         if why is None:
             try:
                 image, labels, spacing = store.load(case)
-                volume = volume_from_arrays(image, labels, case.corrected_slices,
+                volume = volume_from_arrays(image, labels, slices,
                                             axis=case.slice_axis, normalization=normalization,
                                             num_classes=len(names), name=case.case_id,
                                             spacing=spacing)

@@ -140,10 +140,10 @@ class NewClassesBox(QGroupBox):
             return
         unnamed = [v for v in values if not self.rows[v][0].text().strip()]
         listed = ", ".join(map(str, values))
-        text = (f"The labels hold {'values' if len(values) > 1 else 'a value'} the model does "
-                f"not have ({listed}). Name {'them' if len(values) > 1 else 'it'} to teach "
-                f"{'them' if len(values) > 1 else 'it'} as new "
-                f"class{'es' if len(values) > 1 else ''}; the model's "
+        many = len(values) > 1
+        text = (f"The labels hold {'values' if many else 'a value'} the model does not have "
+                f"({listed}). Name {'them' if many else 'it'} to teach "
+                f"{'them as new classes' if many else 'it as a new class'}; the model's "
                 f"{len(self.model_names) - 1} classes are kept.")
         if unnamed:
             text += f" Not named yet: {', '.join(map(str, unnamed))}."

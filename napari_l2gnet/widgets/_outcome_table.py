@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
 from training.class_outcomes import ClassOutcome
 
 RED = "#e05d5d"
+MAX_ROWS_SHOWN = 14
 
 
 def _fmt(value: float | None) -> str:
@@ -61,7 +62,10 @@ class OutcomeTable(QWidget):
                     item.setForeground(QColor(RED))
                     item.setToolTip(o.advice())
                 self.table.setItem(i, j, item)
-        self.table.setFixedHeight(24 + 20 * max(1, min(len(self.outcomes), 9)))
+        shown = min(len(self.outcomes), MAX_ROWS_SHOWN)  # more rows scroll
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height()
+                                  + sum(self.table.rowHeight(i) for i in range(shown))
+                                  + 2 * self.table.frameWidth() + 2)
         self.table.setVisible(bool(self.outcomes))
         lines = [a for o in self.outcomes if (a := o.advice())]
         self.advice.setText("\n".join(lines))

@@ -9,7 +9,7 @@ model's description, a warning) is ever cut off at the right edge.
 from __future__ import annotations
 
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 MIN_VISIBLE_HEIGHT = 180  # px of a panel that stay visible; three panels still fit 1000 px
 
@@ -17,8 +17,9 @@ MIN_VISIBLE_HEIGHT = 180  # px of a panel that stay visible; three panels still 
 class VerticalScrollArea(QScrollArea):
     """A scroll area as wide as its content's minimum width, scrolling vertically only."""
 
-    def __init__(self, inner: QWidget) -> None:
+    def __init__(self, inner: QWidget, compact: bool = False) -> None:
         super().__init__()
+        self.compact = compact
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -36,21 +37,32 @@ class VerticalScrollArea(QScrollArea):
             hint.setHeight(min(inner.sizeHint().height(), MIN_VISIBLE_HEIGHT))
         return hint
 
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        inner = self.widget()
+        if self.compact and inner is not None:  # all of the content, not Qt's 24 lines
+            hint.setHeight(inner.sizeHint().height() + 2 * self.frameWidth())
+        return hint
+
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()  # the content's minimum width may have grown
         return super().eventFilter(watched, event)
 
 
-def make_scrollable(widget: QWidget) -> QScrollArea:
+def make_scrollable(widget: QWidget, *, compact: bool = False) -> QScrollArea:
     """Move ``widget``'s layout (and the widgets in it) into a scroll area inside ``widget``.
 
     Call at the end of ``__init__``, once the layout is built. Qt's ``setLayout`` takes a
     layout off its old widget and re-parents the widgets in it, so nothing else changes.
+    ``compact``: the panel asks for no more height than its content, so a panel docked below
+    it (Fine-tune under Segment) gets the rest of the column instead of a sliver.
     """
     inner = QWidget()
     inner.setLayout(widget.layout())
-    scroll = VerticalScrollArea(inner)
+    scroll = VerticalScrollArea(inner, compact=compact)
+    if compact:
+        widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll)

@@ -90,7 +90,11 @@ class StoreBox(QGroupBox):
         self.include_check.setText(f"Include earlier corrections ({usable} scan"
                                    f"{'s' * (usable != 1)})")
         self.include_check.setEnabled(usable > 0)
-        self.remove_button.setEnabled(bool(cases))
+        self.list.setVisible(bool(cases))
+        self.remove_button.setVisible(bool(cases))
+        if not cases:
+            self.notes = ["No earlier corrections yet: Accept saves this scan's here.",
+                          *self.notes]
         self.folder_label.setText(f"Store: {store.root}"
                                   + "".join(f"\n{note}" for note in self.notes))
 

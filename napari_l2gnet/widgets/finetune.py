@@ -448,7 +448,9 @@ class FinetuneWidget(QWidget):
             normalization=normalization, num_classes=len(names), name=labels.name,
             spacing=_scan_spacing(image))
         self.store_box.refresh()
-        earlier = (store_volumes(self.store_box.store, names, normalization)
+        source = (image.metadata.get("nifti") or {}).get("path")
+        earlier = (store_volumes(self.store_box.store, names, normalization,
+                                 current=(source, axis, annotated))
                    if self.store_box.include else StoreVolumes())
         volumes = [volume, *earlier.volumes]
         settings = FinetuneSettings(epochs=self.epochs_spin.value(),

@@ -146,7 +146,8 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch()
-        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
+        # three docked panels fit a 1000-px-high screen; the ones below get the spare height
+        make_scrollable(self, compact=True)
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -247,9 +248,13 @@ class SegmentWidget(QWidget):
                       or [])
         self.postprocess_check.setEnabled(bool(chosen))
         self.postprocess_check.setChecked(bool(chosen))
+        # short, so that the panel stays narrow; the whole sentence is the tooltip
         self.postprocess_check.setText(
-            f"keep the largest 3-D component of {', '.join(chosen)} (chosen on validation)"
-            if chosen else "keep the largest 3-D component (this model chose none)")
+            f"largest 3-D component only: {', '.join(chosen)}" if chosen
+            else "largest 3-D component only (this model chose none)")
+        self.postprocess_check.setToolTip(
+            f"Keep only the largest 3-D component of {', '.join(chosen)}, as chosen on "
+            "validation data" if chosen else "This model chose no post-processing")
 
     def update_fit_check(self, *_args) -> list:
         """Compare the chosen image with the chosen model; show disagreements in the panel."""

@@ -32,3 +32,12 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 def scan() -> np.ndarray:
     """(6, 40, 36) float32 in [0, 1]: slice sizes that are not multiples of 16."""
     return np.random.default_rng(0).random((6, 40, 36), dtype=np.float32)
+
+
+@pytest.fixture
+def scan_file(tmp_path: Path, scan: np.ndarray) -> Path:
+    """``scan`` as a NIfTI file (2 mm slices, 0.5 mm pixels): opened with the plugin's reader
+    (``napari_l2gnet.testing.open_scan``) it is a layer named "scan" holding ``scan``."""
+    from napari_l2gnet.testing import write_scan
+
+    return write_scan(tmp_path / "scan.nii.gz", scan, spacing=(2.0, 0.5, 0.5))

@@ -313,3 +313,11 @@ def test_seg_on_a_series_not_in_the_folder_is_named(make_napari_viewer, ct_dicom
     with pytest.warns(UserWarning, match="liver_seg.dcm: not opened .*its series is not among"):
         layers = viewer.open(str(folder), plugin=PLUGIN)
     assert [type(x).__name__ for x in layers] == ["Image"]
+
+
+def test_selecting_every_file_of_a_series_opens_it_once(make_napari_viewer, series):
+    viewer = make_napari_viewer()
+    files = sorted(str(f) for f in series.iterdir())
+    layers = viewer.open(files, plugin=PLUGIN)  # as File > Open with all files selected
+    assert len(layers) == 1 and len(viewer.layers) == 1
+    assert layers[0].data.shape[0] == len(files)

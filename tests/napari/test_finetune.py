@@ -296,10 +296,20 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint,
     assert "annotation store as case_0001" in widget.status.text()
     assert widget.store_box.case_ids() == ["case_0001"]
     assert widget.store_box.include_check.text() == "Include earlier corrections (1 scan)"
-    # the next run trains on this scan's corrections and the stored case
+    # again on the same slices of this scan: the stored copy of them is not trained on twice
+    assert widget.start(), widget.status.text()
+    assert len(widget.process.job.volumes) == 1
+    assert "case_0001 left out: the same scan's slices are corrected now" in (
+        widget.status.text())
+    widget.shutdown()
+    # another patient's accepted corrections are trained on too, unless unticked
+    other = np.random.default_rng(5).random((4, 32, 32), dtype=np.float32)
+    AnnotationStore().add(other, _model_labels(), [0, 3], axis=0, class_names=CLASSES,
+                          source="/scans/patient2.nii.gz")
     assert widget.start(), widget.status.text()
     assert len(widget.process.job.volumes) == 2
-    assert "2 of 1 earlier scan from the store" in widget.status.text()
+    assert "and 2 of 1 earlier scan from the store" in widget.status.text()
+    assert widget.store_box.include_check.text() == "Include earlier corrections (2 scans)"
     widget.shutdown()
     widget.store_box.include_check.setChecked(False)
     assert widget.start()
@@ -491,3 +501,32 @@ def test_unlearned_classes_are_red_with_what_to_do(qtbot) -> None:
     assert colors[1] == RED and colors[0] != RED and colors[2] != RED
     assert table.advice.text() == ("pancreas: painted on 2 slices, not learned — paint it on "
                                    "2 more")
+
+
+def test_segment_describes_the_taught_model_honestly(setup, qtbot, tmp_path) -> None:
+    """After Accept, Segment shows the taught model's card, not the starting model's
+    "Phantom-only ... not on real scans", and its score as Dice on the corrected slices."""
+    from src_model import build_model, save_checkpoint
+    from src_model.testing import tiny_config
+
+    viewer, widget, labels = setup
+    start = save_checkpoint(tmp_path / "phantom_start.safetensors",
+                            build_model("l2gnet", 3, **tiny_config("l2gnet")),
+                            {"class_names": CLASSES, "input_size": [32, 32],
+                             "normalization": {"kind": "none"},
+                             "training": {"data": "phantom:1-2",
+                                          "val_dice": {"liver": 0.9, "kidney": 0.9,
+                                                       "mean": 0.9}}})
+    segment = dock(viewer, "Segment")
+    segment.set_checkpoint(start)  # the user picks the model; Fine-tune follows
+    assert widget.input_edit.text() == str(start)
+    before = segment.model_info.text()
+    assert "Phantom-only" in before and "Validation mean Dice: 0.900" in before
+    _finished_run(widget, labels, qtbot)
+    assert widget.accept()
+    text = segment.model_info.text()
+    assert "Phantom-only" not in text and "not on real scans" not in text
+    assert "Validation mean Dice" not in text
+    assert ("Taught on your corrections: derived from phantom_start, taught on 1 corrected "
+            "slice of 1 scan") in text
+    assert "Dice on the corrected slices it was taught on" in text

@@ -8,7 +8,7 @@ import numpy as np
 
 from napari_l2gnet._session import DEMO_CHECKPOINT, session_for
 from napari_l2gnet.models import shipped_models
-from napari_l2gnet.testing import PLUGIN, dock
+from napari_l2gnet.testing import PLUGIN, dock, open_scan
 
 TIMEOUT_MS = 120_000
 
@@ -101,9 +101,9 @@ def test_real_mr_with_the_ct_phantom_model_is_warned_not_blocked(make_napari_vie
         assert counts[meta["class_names"].index(name)] >= 50
 
 
-def test_fitting_image_gives_no_warning(make_napari_viewer, tiny_checkpoint, scan):
+def test_fitting_image_gives_no_warning(make_napari_viewer, tiny_checkpoint, scan_file):
     viewer = make_napari_viewer()
-    viewer.add_image(scan)  # [0, 1] intensities, what the tiny model expects
+    open_scan(viewer, scan_file)  # [0, 1] intensities, what the tiny model expects
     widget = dock(viewer, "Segment")
     widget.set_checkpoint(tiny_checkpoint)
     assert widget.fit_issues == [] and not widget.fit_label.isVisibleTo(widget)

@@ -71,6 +71,9 @@ def test_finetune_panel_asks_for_a_name_and_teaches_the_new_label(make_napari_vi
     labels.brush_size = 8
     for z in (1, 2):  # the user paints label 3, which the model does not have
         labels.paint((z, 24, 8), 3)
+    # the panel says so as soon as it is painted, before Start
+    qtbot.waitUntil(lambda: panel.new_classes.isVisibleTo(panel), timeout=5000)
+    assert panel.new_classes.new_values == [3]
     assert not panel.start()  # refused until the new value has a name ...
     assert "Label 3 is not one of the model's classes: give it a name under 'New classes'" \
         in panel.status.text()

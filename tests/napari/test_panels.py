@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_l2gnet._session import same_layer
-from napari_l2gnet.testing import dock
+from napari_l2gnet.testing import dock, open_scan
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +28,9 @@ def test_three_panels_fit_a_1000_px_screen(make_napari_viewer) -> None:
 
 
 def test_show_explanation_layers_selects_the_plan(make_napari_viewer, qtbot, tiny_checkpoint,
-                                                  scan) -> None:
+                                                  scan_file) -> None:
     viewer = make_napari_viewer()
-    viewer.add_image(scan, name="scan")
+    open_scan(viewer, scan_file)
     segment = dock(viewer, "Segment")
     segment.set_checkpoint(tiny_checkpoint)
     segment.device_combo.setCurrentText("cpu")

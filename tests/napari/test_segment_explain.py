@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import QTimer
 
 from napari_l2gnet._session import same_layer, session_for
-from napari_l2gnet.testing import dock
+from napari_l2gnet.testing import dock, open_scan, write_scan
 from napari_l2gnet.widgets.explain import bucket_table, vote_texts
 from napari_l2gnet.widgets.segment import SegmentWidget
 
@@ -46,9 +46,9 @@ def test_segment_adds_aligned_labels_layer(make_napari_viewer, qtbot, tiny_check
 
 
 def test_rerun_replaces_only_the_plugins_unedited_layer(make_napari_viewer, qtbot,
-                                                        tiny_checkpoint, scan):
+                                                        tiny_checkpoint, scan_file):
     viewer = make_napari_viewer()
-    viewer.add_image(scan, name="scan")
+    open_scan(viewer, scan_file)
     widget = _segment(qtbot, viewer, tiny_checkpoint)
     first = widget.last_layer
     n_layers = len(viewer.layers)
@@ -67,9 +67,10 @@ def test_rerun_replaces_only_the_plugins_unedited_layer(make_napari_viewer, qtbo
 
 
 def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
-                                                      tiny_checkpoint):
+                                                      tiny_checkpoint, tmp_path):
     viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(1).random((60, 32, 32), dtype=np.float32))
+    open_scan(viewer, write_scan(tmp_path / "long.nii.gz",
+                                 np.random.default_rng(1).random((60, 32, 32), np.float32)))
     widget = dock(viewer, "Segment")
     widget.set_checkpoint(tiny_checkpoint)
     widget.device_combo.setCurrentText("cpu")
@@ -85,13 +86,14 @@ def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
 
 
 def test_viewer_event_loop_runs_during_segmentation(make_napari_viewer, qtbot,
-                                                    tiny_checkpoint):
+                                                    tiny_checkpoint, tmp_path):
     """The GUI thread keeps serving events while the model runs: between every two batches
     the worker hands over (yields), the event loop has turned (a zero-interval timer, which
     fires on every turn of the loop, has ticked). Counting ticks over the whole run instead
     would depend on how fast the machine is."""
     viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(2).random((24, 32, 32), dtype=np.float32))
+    open_scan(viewer, write_scan(tmp_path / "mid.nii.gz",
+                                 np.random.default_rng(2).random((24, 32, 32), np.float32)))
     ticks: list[int] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -119,9 +121,9 @@ def test_segment_follows_the_session_checkpoint(make_napari_viewer, tiny_checkpo
     assert "l2gnet" in widget.model_info.text() and "3 classes" in widget.model_info.text()
 
 
-def test_bad_checkpoint_is_reported_not_run(make_napari_viewer, tmp_path, scan):
+def test_bad_checkpoint_is_reported_not_run(make_napari_viewer, tmp_path, scan_file):
     viewer = make_napari_viewer()
-    viewer.add_image(scan)
+    open_scan(viewer, scan_file)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint")
     widget = dock(viewer, "Segment")
@@ -133,9 +135,9 @@ def test_bad_checkpoint_is_reported_not_run(make_napari_viewer, tmp_path, scan):
 
 
 def test_explain_layers_align_and_switch_without_rerun(make_napari_viewer, qtbot,
-                                                       tiny_checkpoint, scan):
+                                                       tiny_checkpoint, scan_file):
     viewer = make_napari_viewer()
-    image = viewer.add_image(scan, name="scan", scale=(2.0, 0.5, 0.5))
+    image = open_scan(viewer, scan_file)  # 2 mm slices, 0.5 mm pixels
     segment = _segment(qtbot, viewer, tiny_checkpoint)
     exp = segment.last_layer.metadata["l2gnet"]["explanation"]
     s, q, h, w, t = exp.plans.shape
@@ -166,7 +168,7 @@ def test_explain_layers_align_and_switch_without_rerun(make_napari_viewer, qtbot
 
 
 def test_explain_places_a_stride_8_grid_over_the_scan(make_napari_viewer, qtbot, tmp_path,
-                                                     scan):
+                                                     scan_file):
     """An output-stride-8 model: twice the cells per side, still spanning the image exactly,
     and the table's token shares cover every token."""
     import torch
@@ -179,7 +181,7 @@ def test_explain_places_a_stride_8_grid_over_the_scan(make_napari_viewer, qtbot,
     path = tmp_path / "os8.safetensors"
     save_checkpoint(path, model, {"input_size": [32, 32], "normalization": {"kind": "none"}})
     viewer = make_napari_viewer()
-    image = viewer.add_image(scan, name="scan", scale=(2.0, 0.5, 0.5))  # the scan first
+    image = open_scan(viewer, scan_file)  # the scan first: 2 mm slices, 0.5 mm pixels
     segment = _segment(qtbot, viewer, path)
     explain = dock(viewer, "Explain")
     plan, buckets, _ = explain.show_layers()
@@ -195,7 +197,7 @@ def test_explain_places_a_stride_8_grid_over_the_scan(make_napari_viewer, qtbot,
 
 
 def test_explain_table_says_what_each_bucket_votes_for(make_napari_viewer, qtbot, tmp_path,
-                                                      scan):
+                                                      scan_file):
     """A model with bucket votes (the default): the table's last column reads them."""
     import torch
 
@@ -211,7 +213,7 @@ def test_explain_table_says_what_each_bucket_votes_for(make_napari_viewer, qtbot
     save_checkpoint(path, model, {"class_names": ["background", "organ a", "organ b"],
                                   "input_size": [32, 32], "normalization": {"kind": "none"}})
     viewer = make_napari_viewer()
-    viewer.add_image(scan, name="scan")
+    open_scan(viewer, scan_file)
     segment = _segment(qtbot, viewer, path)
     exp = segment.last_layer.metadata["l2gnet"]["explanation"]
     assert exp.bucket_votes.shape == (2, 4, 3)
@@ -245,10 +247,10 @@ def test_vote_texts_name_each_buckets_favoured_class():
     assert texts[2] == "spleen 84%"
 
 
-def test_layer_choosers_follow_renames(make_napari_viewer, scan):
+def test_layer_choosers_follow_renames(make_napari_viewer, scan_file):
     viewer = make_napari_viewer()
     widget = dock(viewer, "Segment")
-    layer = viewer.add_image(scan, name="scan")
+    layer = open_scan(viewer, scan_file)
     assert widget.image_combo.currentText() == "scan"
     layer.name = "renamed scan"
     assert widget.image_combo.currentText() == "renamed scan"

@@ -140,3 +140,29 @@ def test_store_folder_reads_as_an_nnunet_training_set(store):
     store.add(image, _labels(image.shape), [2, 5], axis=0, class_names=NAMES)
     [case] = read_nifti_pairs(Path(store.root), IntensityNormalization.from_metadata(None))
     assert case.name == "case_0001" and case.label.shape == image.shape
+
+
+def test_a_scan_corrected_again_is_one_case(store):
+    """Accepting the same scan twice folds the earlier case in: its other slices are kept,
+    the slices corrected again take the new labels, and no copy is trained on twice."""
+    image = np.random.default_rng(4).random((6, 48, 48), dtype=np.float32)
+    first = np.zeros(image.shape, np.uint8)
+    first[1, 5:10, 5:10] = 1
+    first[3, 5:10, 5:10] = 1
+    store.add(image, first, [1, 3], axis=0, class_names=NAMES, source="/scans/p1.nii.gz")
+    store.add(image, first, [2], axis=0, class_names=NAMES, source="/scans/p2.nii.gz")
+    again = np.zeros(image.shape, np.uint8)
+    again[3, 20:30, 20:30] = 2  # slice 3 corrected anew, slice 4 for the first time
+    again[4, 20:30, 20:30] = 2
+    merged = store.add(image, again, [3, 4], axis=0, class_names=NAMES,
+                       source="/scans/p1.nii.gz")
+    assert [c.case_id for c in store.cases()] == ["case_0002", "case_0003"]
+    assert merged.corrected_slices == [1, 3, 4]
+    _, labels, _ = store.load(merged)
+    np.testing.assert_array_equal(labels[1], first[1])  # kept from the first time
+    np.testing.assert_array_equal(labels[3], again[3])  # the new correction wins
+    np.testing.assert_array_equal(labels[4], again[4])
+    assert not (store.root / "imagesTr" / "case_0001_0000.nii.gz").exists()
+    kept = store.add(image, again, [4], axis=0, class_names=NAMES, source="/scans/p1.nii.gz",
+                     merge=False)
+    assert len(store.cases()) == 3 and kept.corrected_slices == [4]

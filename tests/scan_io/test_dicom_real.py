@@ -269,15 +269,23 @@ def _third_party_seg(folder: Path, out: Path, kind: str, overlap: bool = False) 
         segment_number=n, segment_label=label, segmented_property_category=codes.SCT.Organ,
         segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
         for n, label, code in ((1, "Liver", codes.SCT.Liver), (2, "Spleen", codes.SCT.Spleen))]
-    seg = hd.seg.Segmentation(
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # highdicom on the source's PatientName
+        seg = _highdicom_seg(images, pixels, kind, descriptions)
+    seg.save_as(out)
+    return expected
+
+
+def _highdicom_seg(images, pixels, kind, descriptions):
+    import highdicom as hd
+
+    return hd.seg.Segmentation(
         source_images=images, pixel_array=pixels,
         segmentation_type=getattr(hd.seg.SegmentationTypeValues, kind),
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="another tool",
         manufacturer_model_name="x", software_versions="1", device_serial_number="1",
         **({"fractional_type": "PROBABILITY"} if kind == "FRACTIONAL" else {}))
-    seg.save_as(out)
-    return expected
 
 
 @pytest.mark.parametrize("kind", ["BINARY", "FRACTIONAL", "LABELMAP"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from src_model import build_model, load_checkpoint, save_checkpoint
 from src_model.testing import tiny_config
@@ -68,6 +69,7 @@ def test_run_finetune_grows_the_model_and_records_it(checkpoint, tmp_path) -> No
                           class_names=[*NAMES, "lesion"], taught_on="two test slices")
     assert report.new_classes == ["lesion"]
     assert report.corrected_dice_before["lesion"] == 0.0  # the grown start never predicts it
+    assert report.froze_body  # by default a growing run trains the decoder and head only
     assert "lesion" in report.corrected_dice_after and "New class 'lesion'" in report.describe()
     model, meta = load_checkpoint(report.checkpoint)
     assert model.num_classes == 4 and meta.class_names == (*NAMES, "lesion")
@@ -76,6 +78,10 @@ def test_run_finetune_grows_the_model_and_records_it(checkpoint, tmp_path) -> No
     assert (added.scans, added.slices, added.voxels) == (1, 2, 72)
     assert added.derived_from == str(checkpoint) and added.date
     assert json.loads((tmp_path / "run" / REPORT).read_text())["new_classes"] == ["lesion"]
+    from training.shipped_models import describe_checkpoint  # what the model chooser shows
+
+    assert "Added class lesion (label 3): taught on two test slices, 2 slices, 1 scans" in \
+        describe_checkpoint(report.checkpoint).details()
 
 
 def test_start_kept_when_growing_is_the_grown_start(checkpoint, tmp_path) -> None:
@@ -136,6 +142,11 @@ def test_cli_finetune_grows_with_class_names(checkpoint, tmp_path, capsys) -> No
     model, meta = load_checkpoint(out / CHOSEN)
     assert model.num_classes == 4 and meta.class_names[-1] == "lesion"
     assert "l2gnet finetune --data" in meta.card.added_classes[0].taught_on
+    assert json.loads((out / REPORT).read_text())["froze_body"]
+    free = tmp_path / "free"
+    assert main([*base, "--class-names", "background,a,b,lesion", "--out-dir", str(free),
+                 "--no-freeze-body"]) == 0
+    assert not json.loads((free / REPORT).read_text())["froze_body"]
 
 
 @pytest.mark.parametrize(("names", "words"), [
@@ -202,3 +213,25 @@ def test_cli_train_from_grows_and_refuses_renames(checkpoint, tmp_path, capsys) 
     assert "l2gnet train: error: class names would rename or reorder" in err
     assert main([*base, "--out-dir", str(tmp_path / "r3")]) == 2
     assert "Training label 3 in scan" in capsys.readouterr().err
+
+
+def test_growing_keeps_the_body_and_the_old_class_weights(checkpoint, tmp_path) -> None:
+    from training.finetune import BODY, growth_weights
+
+    image, labels = _scan()
+    before, _ = load_checkpoint(checkpoint)
+    report = run_finetune(checkpoint, [CorrectedVolume("scan", image, labels, [1, 4])],
+                          FinetuneSettings(**QUICK, lr=0.01), tmp_path / "run",
+                          class_names=[*NAMES, "lesion"])
+    assert report.froze_body and report.kept_bn_stats  # even though the start is untrained
+    after, _ = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    old, new = before.state_dict(), after.state_dict()
+    for name, tensor in old.items():
+        if name.startswith(BODY) and tensor.is_floating_point() and "bucket_votes" not in name:
+            torch.testing.assert_close(new[name], tensor, msg=name)
+    assert not torch.equal(new["head.weight"][:3], old["head.weight"])  # the head learned
+    assert growth_weights((0.5, 2.0, 3.0, 9.0), 3) == (1.0, 1.0, 1.0, 9.0)
+    free = run_finetune(checkpoint, [CorrectedVolume("scan", image, labels, [1, 4])],
+                        FinetuneSettings(**QUICK, lr=0.01, freeze_body=False),
+                        tmp_path / "free", class_names=[*NAMES, "lesion"])
+    assert not free.froze_body

@@ -141,3 +141,16 @@ def test_unusable_cases_are_skipped_with_a_note(tmp_path):
     assert f"{over.case_id} skipped" in notes and "label 4" in notes
     assert class_mismatch(good, NAMES) is None
     assert store_volumes(store, NAMES, NO_NORMALIZATION, exclude=[good.case_id]).volumes == []
+
+
+def test_the_scan_corrected_now_is_not_taken_twice_from_the_store(tmp_path):
+    store = AnnotationStore(tmp_path / "store")
+    image, labels = _scan(4)
+    store.add(image, labels, [1, 2, 3], axis=0, class_names=NAMES, source="/scans/p1.nii.gz")
+    found = store_volumes(store, NAMES, NO_NORMALIZATION, current=("/scans/p1.nii.gz", 0, [2]))
+    assert [v.corrected for v in found.volumes] == [[1, 3]]
+    found = store_volumes(store, NAMES, NO_NORMALIZATION,
+                          current=("/scans/p1.nii.gz", 0, [1, 2, 3, 4]))
+    assert found.volumes == [] and "left out: the same scan's slices" in found.notes[0]
+    other = store_volumes(store, NAMES, NO_NORMALIZATION, current=("/scans/p2.nii.gz", 0, [2]))
+    assert [v.corrected for v in other.volumes] == [[1, 2, 3]]

@@ -73,6 +73,9 @@ def add_parser(sub) -> None:
                    help="comma-separated: the model's class names, unchanged and in order, "
                    "then new classes to teach (label values after the model's), e.g. "
                    "background,RV,Myo,LV,lesion (see docs/new-classes.md)")
+    p.add_argument("--freeze-body", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the encoder and bottleneck as they are (only the decoder and "
+                   "head learn); default: when --class-names adds classes")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
