@@ -65,6 +65,7 @@ class FinetuneSettings:
     #   right organs; rotation, zoom and contrast/brightness/gamma (a new scanner, a new size)
     class_balance: bool = True  # class-aware slice sampling and CE class weights, so a
     #   structure painted on a few slices is learned (``training.data.sampling``)
+    dice_present_only: bool = False  # the Dice term over the classes present in the batch
     keep_weight: float = 4.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
     keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
     #   the start agrees with the corrections (trust >= TRUST), else they adapt to the new scans
@@ -381,15 +382,16 @@ def trained_plan_weights(meta: dict[str, Any]) -> dict[str, float]:
     return {name: float(trained.get(name, 0.0)) for name in PLAN_LOSS_TERMS}
 
 
-def finetune_loss(meta: dict[str, Any],
-                  class_weights: Sequence[float] | None = None) -> LossConfig:
+def finetune_loss(meta: dict[str, Any], class_weights: Sequence[float] | None = None,
+                  dice_present_only: bool = False) -> LossConfig:
     """The paper's loss, plus the bucket and vote terms at the weights the checkpoint was
     trained with: a fine-tune keeps the plans tied to the labels where training did
     (docs/design.md); ``class_weights`` weight the CE term per class."""
     from .losses import LossConfig
 
     return LossConfig(**trained_plan_weights(meta),
-                      class_weights=None if class_weights is None else tuple(class_weights))
+                      class_weights=None if class_weights is None else tuple(class_weights),
+                      dice_present_only=dice_present_only)
 
 
 def run_finetune(
@@ -489,7 +491,8 @@ def run_finetune(
                       loss=finetune_loss(meta, growth_weights(class_weights(
                           [v.labels[i] for v in volumes for i in v.corrected], num_classes),
                           len(request.model_names) if request.growing else num_classes)
-                          if settings.class_balance else None),
+                          if settings.class_balance else None,
+                          dice_present_only=settings.dice_present_only),
                       target_spacing_mm=target)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):

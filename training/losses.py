@@ -84,6 +84,7 @@ class LossConfig:
     bucket_weight: float = 0.0
     vote_weight: float = 0.0
     class_weights: tuple[float, ...] | None = None  # per-class CE weights; None: all 1
+    dice_present_only: bool = False  # Dice averaged over the classes present in the batch
 
     def __post_init__(self) -> None:
         if self.class_weights is not None:
@@ -136,9 +137,11 @@ def _sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
 
 def dice_loss(
     probs: torch.Tensor, onehot: torch.Tensor, smooth: float = DICE_SMOOTH,
-    reduce: Callable[[torch.Tensor], torch.Tensor] = _no_sync,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = _no_sync, present_only: bool = False,
 ) -> torch.Tensor:
-    """``1 - soft Dice`` per foreground class over the batch, averaged over classes 1..C-1.
+    """``1 - soft Dice`` per foreground class over the batch, averaged over classes 1..C-1
+    (``present_only``: over those present in the batch's truth, so a class painted on few
+    slices is not pushed to zero by every batch without it; 0 when none is).
 
     ``probs`` and ``onehot``: (B, C, H, W) float. ``reduce`` combines the per-class sums
     (over ranks under DDP).
@@ -146,8 +149,12 @@ def dice_loss(
     p, g = probs[:, 1:], onehot[:, 1:]
     dims = (0, 2, 3)
     inter = reduce((p * g).sum(dims))
-    denom = reduce((p * p).sum(dims) + (g * g).sum(dims))
+    truth = reduce((g * g).sum(dims))
+    denom = reduce((p * p).sum(dims)) + truth
     dice = (2.0 * inter + smooth) / (denom + smooth)
+    if present_only:
+        present = (truth > 0).to(dice.dtype)
+        return ((1.0 - dice) * present).sum() / present.sum().clamp_min(1.0)
     return (1.0 - dice).mean()
 
 
@@ -280,7 +287,8 @@ class SegmentationLoss(nn.Module):
 
         probs = logits.softmax(dim=1)
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
-        dice = dice_loss(probs, onehot, reduce=self.reduce)
+        dice = dice_loss(probs, onehot, reduce=self.reduce,
+                         present_only=cfg.dice_present_only)
 
         if quant_loss is None:
             quant = zero

@@ -106,3 +106,22 @@ def test_dataset_resamples_to_the_target_pixel_size():
                          in_channels=1, target_spacing=(1.0, 1.0))
     _, y = plain[0]
     assert int((y == 1).sum()) == pytest.approx(80 * 80 * (128 / 200) ** 2, rel=0.05)
+
+
+def test_dice_over_present_classes_ignores_absent_ones():
+    """``dice_present_only``: a class absent from the batch adds nothing to the Dice term
+    (otherwise every batch without the rare class pushes it towards zero)."""
+    from training.losses import dice_loss
+
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, :4] = 1  # class 1 present, class 2 absent
+    onehot = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    probs = onehot.clone()
+    probs[:, 2] += 0.3  # some mass on the absent class
+    probs = probs / probs.sum(1, keepdim=True)
+    every = dice_loss(probs, onehot)
+    present = dice_loss(probs, onehot, present_only=True)
+    assert present < every
+    exact = dice_loss(onehot, onehot, present_only=True)
+    assert float(exact) == pytest.approx(0.0, abs=1e-6)
+    assert float(dice_loss(probs, torch.zeros_like(onehot), present_only=True)) == 0.0
