@@ -146,6 +146,7 @@ def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
     assert widget.image_combo.currentText() == "scan"
     assert widget.labels_combo.currentText() == "scan [tiny]"
     d = FinetuneSettings()  # the CLI's defaults too
+    assert widget.epochs_spin.value() == d.epochs
     assert widget.lr_spin.value() == pytest.approx(d.lr)
     assert widget.keep_spin.value() == pytest.approx(d.keep_weight)
     assert widget.batch_spin.value() == d.batch_size
