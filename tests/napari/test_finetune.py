@@ -146,7 +146,6 @@ def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
     assert widget.image_combo.currentText() == "scan"
     assert widget.labels_combo.currentText() == "scan [tiny]"
     d = FinetuneSettings()  # the CLI's defaults too
-    assert widget.epochs_spin.value() == d.epochs
     assert widget.lr_spin.value() == pytest.approx(d.lr)
     assert widget.keep_spin.value() == pytest.approx(d.keep_weight)
     assert widget.batch_spin.value() == d.batch_size
@@ -158,6 +157,19 @@ def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
     widget.slices_combo.setCurrentText(NON_EMPTY)
     assert widget.annotated_slices() == [0, 1, 2, 3]
     assert "4 annotated slices" in widget.count_label.text()
+
+
+def test_settings_start_at_finetune_settings(make_napari_viewer) -> None:
+    """The panel's settings start at ``FinetuneSettings()``, the one source the CLI's flags
+    default to too (tests/training/test_defaults.py)."""
+    from training.finetune import FinetuneSettings
+
+    widget = dock(make_napari_viewer(), "Fine-tune")
+    d = FinetuneSettings()
+    shown = {"epochs": widget.epochs_spin.value(), "lr": widget.lr_spin.value(),
+             "batch_size": widget.batch_spin.value(), "keep_weight": widget.keep_spin.value()}
+    assert shown == pytest.approx({name: getattr(d, name) for name in shown})
+    widget.shutdown()
 
 
 def test_labels_choice_follows_segments_new_layer(setup) -> None:
