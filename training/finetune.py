@@ -45,6 +45,7 @@ from .new_classes import (
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from .fit import TrainEvent
     from .losses import LossConfig
+    from .trainer import TrainConfig
 
 CHOSEN = "finetuned.safetensors"
 TRUST = 0.5  # the start's Dice on the corrections from which its knowledge is guarded
@@ -83,6 +84,22 @@ class FinetuneSettings:
             raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
         if not self.keep_weight >= 0:
             raise ValueError(f"keep_weight must be >= 0, got {self.keep_weight}")
+
+    def train_config(self, *, input_size: Sequence[int], out_dir: str | Path, loss: LossConfig,
+                     freeze_batchnorm: bool, target_spacing_mm: Sequence[float] | None = None,
+                     overwrite: bool = False, resume: bool = False) -> TrainConfig:
+        """The ``TrainConfig`` of this fine-tune: every field the two share (epochs, lr, batch
+        size, optimizer, augment, seed, device, max_steps) is these settings'; the rest is what
+        the run decided (the checkpoint's input size, the guards, the loss, the folder)."""
+        from .trainer import TrainConfig
+
+        shared = {f.name for f in dataclasses.fields(TrainConfig)}
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name in shared}
+        return TrainConfig(**own, input_size=tuple(input_size), out_dir=str(out_dir),
+                           loss=loss, freeze_batchnorm=freeze_batchnorm,
+                           target_spacing_mm=target_spacing_mm, overwrite=overwrite,
+                           resume=resume)
 
 
 @dataclass
@@ -445,7 +462,7 @@ def run_finetune(
         request.check_labels(int(v.labels[v.corrected].max(initial=0)), v.name)
     class_names = request.names
     num_classes = len(class_names)  # the grown model's (at step 0 it predicts as the start)
-    input_size = tuple(meta.get("input_size") or (224, 224))
+    input_size = tuple(meta.get("input_size") or TrainConfig().input_size)
     device = resolve_device(settings.device)
     # the pixel size the model works at: the checkpoint's, else the corrected scans' median
     # (recorded in the new checkpoint, so the taught model is used at that scale next time)
@@ -482,18 +499,15 @@ def run_finetune(
     frozen = request.growing if settings.freeze_body is None else settings.freeze_body
     # a frozen body keeps its BatchNorm statistics too, or its features would still move
     keep_bn = (trusted or frozen) if settings.keep_bn_stats is None else settings.keep_bn_stats
-    cfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                      optimizer=settings.optimizer, input_size=input_size,
-                      augment=settings.augment, seed=settings.seed, device=settings.device,
-                      max_steps=settings.max_steps, out_dir=str(out), overwrite=overwrite,
-                      resume=resume,
-                      freeze_batchnorm=keep_bn,
-                      loss=finetune_loss(meta, growth_weights(class_weights(
-                          [v.labels[i] for v in volumes for i in v.corrected], num_classes),
-                          len(request.model_names) if request.growing else num_classes)
-                          if settings.class_balance else None,
-                          dice_present_only=settings.dice_present_only),
-                      target_spacing_mm=target)
+    weights = None  # CE class weights; a grown model's own classes stay at 1
+    if settings.class_balance:
+        corrected_labels = [v.labels[i] for v in volumes for i in v.corrected]
+        weights = growth_weights(class_weights(corrected_labels, num_classes),
+                                 len(request.model_names) if request.growing else num_classes)
+    cfg = settings.train_config(
+        input_size=input_size, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
+        loss=finetune_loss(meta, weights, dice_present_only=settings.dice_present_only),
+        overwrite=overwrite, resume=resume)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
         slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing)

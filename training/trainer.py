@@ -64,6 +64,8 @@ __all__ = [
     "validate",
 ]
 
+OPTIMIZERS = ("sgd", "adamw")  # TrainConfig.optimizer's choices (and the CLI's)
+
 
 @dataclass
 class TrainConfig:
@@ -81,12 +83,12 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8
     lr: float = 0.01
-    optimizer: str = "sgd"  # or "adamw"
+    optimizer: str = "sgd"  # one of OPTIMIZERS
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     input_size: tuple[int, int] = (224, 224)
-    augment: str = "transunet"  # "transunet" (rot90/flip or rotation), "rotate", "none"
+    augment: str = "transunet"  # one of AUGMENTATIONS (training.data.transforms)
     amp: bool = True  # CUDA only
     seed: int = 0
     device: str = "auto"
@@ -111,7 +113,7 @@ class TrainConfig:
         if not 0.0 <= self.foreground_oversample <= 1.0:
             raise ValueError(f"foreground_oversample must be in [0, 1], got "
                              f"{self.foreground_oversample}")
-        if self.optimizer not in ("sgd", "adamw"):
+        if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")

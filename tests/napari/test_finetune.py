@@ -159,6 +159,19 @@ def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
     assert "4 annotated slices" in widget.count_label.text()
 
 
+def test_settings_start_at_finetune_settings(make_napari_viewer) -> None:
+    """The panel's settings start at ``FinetuneSettings()``, the one source the CLI's flags
+    default to too (tests/training/test_defaults.py)."""
+    from training.finetune import FinetuneSettings
+
+    widget = dock(make_napari_viewer(), "Fine-tune")
+    d = FinetuneSettings()
+    shown = {"epochs": widget.epochs_spin.value(), "lr": widget.lr_spin.value(),
+             "batch_size": widget.batch_spin.value(), "keep_weight": widget.keep_spin.value()}
+    assert shown == pytest.approx({name: getattr(d, name) for name in shown})
+    widget.shutdown()
+
+
 def test_labels_choice_follows_segments_new_layer(setup) -> None:
     viewer, widget, labels = setup
     viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="mine")

@@ -26,6 +26,8 @@ from .train import StopOnSignals
 
 
 def add_parser(sub) -> None:
+    """The flags; their defaults are ``FinetuneSettings``'s (one source, the panel's too)."""
+    from ..data.transforms import AUGMENTATIONS, FLIPS
     from ..finetune import FinetuneSettings
 
     d = FinetuneSettings()
@@ -62,7 +64,7 @@ def add_parser(sub) -> None:
                    help="when the starting model agrees with the corrections (Dice >= 0.5), "
                    "its labels on this many uncorrected slices per corrected slice (times "
                    "that Dice) are mixed in; 0 turns it off")
-    p.add_argument("--augment", choices=["rotate_scale_intensity", "rotate", "none"],
+    p.add_argument("--augment", choices=[a for a in AUGMENTATIONS if a not in FLIPS],
                    default=d.augment, help="augmentation of the corrected slices (never "
                    "flips: they swap left and right organs)")
     p.add_argument("--no-class-balance", dest="class_balance", action="store_false",

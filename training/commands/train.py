@@ -60,6 +60,11 @@ class StopOnSignals:
 
 
 def add_parser(sub) -> None:
+    """The flags; their defaults are ``TrainConfig``'s (one source), the choices its registries'."""
+    from ..data.transforms import AUGMENTATIONS
+    from ..trainer import OPTIMIZERS, TrainConfig
+
+    d = TrainConfig()
     p = sub.add_parser(
         "train", help="train a model or fine-tune a checkpoint",
         description="Train MODEL on DATA (a folder: ACDC/Synapse h5, Synapse npz, NIfTI "
@@ -78,7 +83,7 @@ def add_parser(sub) -> None:
                         "and vote loss weights are the checkpoint's unless given")
     p.add_argument("--data", required=True, help="training data (folder or phantom:SEEDS)")
     p.add_argument("--val", help="validation volumes (folder or phantom:SEEDS)")
-    p.add_argument("--out-dir", default="runs/l2gnet")
+    p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--num-classes", type=int, help="default: largest label in the data + 1")
     p.add_argument("--class-names", help="comma-separated, background first; with --from, "
                    "the checkpoint's names unchanged and in order, then any new classes to "
@@ -88,13 +93,13 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, repeatable (e.g. --set encoder=resnet18)")
     p.add_argument("--tiny", action="store_true", help="start from the tiny test config")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=positive_float, default=0.01)
-    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
-    p.add_argument("--input-size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
-    p.add_argument("--augment", choices=["transunet", "rotate", "rotate_scale_intensity",
-                                         "none"], default="transunet")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--input-size", type=int, nargs=2, default=list(d.input_size),
+                   metavar=("H", "W"))
+    p.add_argument("--augment", choices=AUGMENTATIONS, default=d.augment)
     p.add_argument("--target-spacing", nargs="+", default=["auto"], metavar="MM",
                    help="in-plane pixel size (mm) slices with a voxel size are resampled to: "
                    "'auto' (the checkpoint's, else the training data's median), 'none' (resize "
@@ -106,8 +111,8 @@ def add_parser(sub) -> None:
     p.add_argument("--vote-weight", type=float,
                    help="weight of the term that trains L2GNet's bucket votes (plan_vote) as a "
                         "coarse segmentation (training/losses.py)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--resume", action="store_true",
@@ -117,7 +122,7 @@ def add_parser(sub) -> None:
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep BatchNorm statistics fixed (eval mode) while training")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--num-workers", type=int, default=0,
+    p.add_argument("--num-workers", type=int, default=d.num_workers,
                    help="data-loading processes (augmentation runs there; 4-8 keep a GPU busy)")
     p.add_argument("--phantom-shape", type=int, nargs=3, metavar=("S", "H", "W"),
                    help="volume shape for phantom:SEEDS data")

@@ -67,6 +67,8 @@ def random_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 AUGMENTATIONS = ("transunet", "rotate", "rotate_scale_intensity", "none")
 SCALED = frozenset({"rotate_scale_intensity"})  # modes that draw a zoom (``random_zoom``)
+FLIPS = frozenset({"transunet"})  # modes that flip, swapping left and right organs (never
+#   when fine-tuning on a few slices: ``l2gnet finetune --augment`` offers the others)
 
 
 def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
