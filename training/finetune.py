@@ -455,6 +455,7 @@ def run_finetune(
         raise ValueError("No corrected slices to fine-tune on")
     out = Path(out_dir)
     seed_everything(settings.seed)
+    # A private trainable copy, not model_handle's shared inference model (it gets trained).
     model, meta = load_checkpoint(checkpoint)
     meta = {**meta, **(metadata or {})}
     request = NewClassRequest.from_names(model_class_names(meta), class_names)

@@ -28,9 +28,10 @@ import torch
 from torch.nn import functional as F
 
 from scan_io.checks import replace_non_finite
-from src_model import CheckpointMeta, load_checkpoint
+from src_model import CheckpointMeta
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
+from .model_handle import open_model
 from .normalization import IntensityNormalization, normalize
 from .physical_scale import SliceGeometry, in_plane_spacing, plan_geometry
 from .postprocess import apply_postprocessing
@@ -121,8 +122,9 @@ def load_for_inference(
     entries laid over it when some are given.
     """
     if isinstance(model_or_checkpoint, str | Path):
-        model, meta = load_checkpoint(model_or_checkpoint)
-        return model, ({**meta, **metadata} if metadata else meta)
+        handle = open_model(model_or_checkpoint)  # cached: header read and model built once
+        meta = handle.meta
+        return handle.model(), ({**meta, **metadata} if metadata else meta)
     return model_or_checkpoint, (metadata if metadata is not None else {})
 
 

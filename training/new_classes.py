@@ -168,6 +168,6 @@ def grow_checkpoint(
     from src_model import load_checkpoint
     from src_model.class_growth import grow_classes, grown_metadata
 
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_checkpoint(checkpoint)  # a fresh copy: grown and trained, never shared
     grown = grow_classes(model, len(added))
     return grown, grown_metadata(meta, added, colors=colors)

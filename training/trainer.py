@@ -262,6 +262,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.inputs: list[str] = []
         if isinstance(model_or_checkpoint, str | Path):
+            # A fresh trainable copy, not model_handle's shared inference model.
             model, base_meta = load_checkpoint(model_or_checkpoint)
             self.base_meta = {**base_meta, **(metadata or {})}
             self.inputs.append(str(model_or_checkpoint))

@@ -330,12 +330,13 @@ class FinetuneWidget(QWidget):
 
     def _model_names(self) -> list[str]:
         """The input checkpoint's class names ([] when it cannot be read yet)."""
-        from src_model import CheckpointError, read_checkpoint_meta
+        from src_model import CheckpointError
+        from training.model_handle import open_model
 
         src = self.input_edit.text().strip()
         if self._names_cache is None or self._names_cache[0] != src:
             try:
-                names = list(read_checkpoint_meta(Path(src).expanduser()).class_names)
+                names = list(open_model(src).meta.class_names)
             except (CheckpointError, OSError):
                 names = []
             self._names_cache = (src, names)

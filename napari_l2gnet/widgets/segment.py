@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import html
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from napari.qt.threading import thread_worker
@@ -67,7 +66,6 @@ class SegmentWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         self._progress: napari_progress | None = None
-        self._models: dict[tuple, tuple[Any, dict]] = {}
         self.last_layer = None
         self.last_device: str | None = None  # where the last run ran (cuda, cpu)
 
@@ -207,16 +205,18 @@ class SegmentWidget(QWidget):
 
     def _metadata(self) -> dict | None:
         """The chosen checkpoint's metadata, or None when it cannot be read."""
-        from src_model import CheckpointError, read_metadata
+        from src_model import CheckpointError
+        from training.model_handle import open_model
 
         path = self.checkpoint_edit.text().strip()
         try:
-            return read_metadata(path) if path else None
+            return open_model(path).meta.to_dict() if path else None
         except CheckpointError:
             return None
 
     def _update_model_info(self) -> None:
-        from src_model import CheckpointError, read_metadata
+        from src_model import CheckpointError
+        from training.model_handle import open_model
         from training.shipped_models import summarize_checkpoint
 
         path = self.checkpoint_edit.text().strip()
@@ -225,7 +225,7 @@ class SegmentWidget(QWidget):
             self.model_info.setText("No checkpoint: choose a model or a .safetensors file.")
             return
         try:
-            meta = read_metadata(path)
+            meta = open_model(path).meta.to_dict()  # cached: the header is read once per file
         except CheckpointError as err:
             self.model_info.setText(f"<span style='color: orange'>{html.escape(str(err))}</span>")
             self.model_info.setToolTip(str(err))
@@ -295,14 +295,11 @@ class SegmentWidget(QWidget):
 
     # ------------------------------------------------------------------ running
     def _load(self, path: str, device: str):
-        """Checkpoint -> model, cached by path and modification time (no reload per run)."""
-        from src_model import load_checkpoint
+        """Checkpoint -> ``(model, metadata)`` through the shared, file-and-mtime-keyed handle."""
+        from training.model_handle import open_model
 
-        key = (path, Path(path).stat().st_mtime_ns, device)
-        if key not in self._models:
-            self._models.clear()
-            self._models[key] = load_checkpoint(path)
-        return self._models[key]
+        handle = open_model(path)
+        return handle.model(), handle.meta
 
     def run(self) -> None:
         """Start segmenting the chosen image (returns at once; the work runs in a thread)."""

@@ -118,3 +118,22 @@ def test_fine_tune_input_follows_the_model_chosen_in_segment(make_napari_viewer,
     segment.set_checkpoint(tiny_checkpoint)
     assert finetune.input_edit.text() == str(tiny_checkpoint)
     finetune.close()
+
+
+def test_choosing_models_again_reads_each_header_once_and_builds_nothing(make_napari_viewer,
+                                                                          tiny_checkpoint):
+    from training.model_handle import cache_stats, clear_cache, open_model
+
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Segment")
+    clear_cache()
+    demo = widget.model_combo.findData(str(DEMO_CHECKPOINT))
+    for _ in range(3):  # back and forth, as a user comparing two models would
+        widget.set_checkpoint(tiny_checkpoint)
+        widget.model_combo.setCurrentIndex(demo)
+        widget.model_combo.activated.emit(demo)
+        widget.update_fit_check()
+    hits, reads = cache_stats()
+    assert reads == 2 and hits >= 6  # one header read per file, every later choice a hit
+    assert "tiny" in widget.model_combo.itemText(widget.model_combo.count() - 1)
+    assert open_model(tiny_checkpoint).built == () and open_model(DEMO_CHECKPOINT).built == ()

@@ -39,11 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from src_model import read_checkpoint_meta
-
     from ..data.specs import load_cases
     from ..evaluate import evaluate, format_table, write_report
     from ..inference import resolve_device
+    from ..model_handle import open_model
     from ..normalization import IntensityNormalization
     from .outputs import check_outputs
 
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:  # before the work: an existing report, a checkpoint, or an unwritable folder
         inputs = [args.checkpoint] + ([args.data] if Path(args.data).exists() else [])
         check_outputs([args.out], inputs, overwrite=args.overwrite)
-    meta = read_checkpoint_meta(args.checkpoint)
+    meta = open_model(args.checkpoint).meta  # evaluate() reuses this handle's header
     norm = IntensityNormalization.from_metadata(meta.normalization)
     cases = load_cases(args.data, norm, class_names=meta.class_names)
     with tqdm(total=len(cases), unit="volume", file=sys.stderr) as bar:

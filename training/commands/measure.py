@@ -147,12 +147,12 @@ def _outputs(args: argparse.Namespace, inputs: list) -> None:
 
 
 def _inferer(args: argparse.Namespace):
-    from src_model import load_checkpoint
-
     from ..inference import InferenceSettings, SliceInferer, resolve_device
+    from ..model_handle import open_model
 
     resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint)
+    handle = open_model(args.checkpoint)  # the header read above is not repeated
+    model, meta = handle.model(), handle.meta
     settings = InferenceSettings(axis=0, device=args.device, batch_size=args.batch_size,
                                  postprocess=not args.no_postprocess)
     return SliceInferer(model, meta, settings), meta
@@ -229,9 +229,9 @@ def _pair(args: argparse.Namespace) -> tuple[dict, str, str]:
 
     meta = None
     if args.checkpoint:
-        from src_model import read_checkpoint_meta
+        from ..model_handle import open_model
 
-        meta = read_checkpoint_meta(args.checkpoint)
+        meta = open_model(args.checkpoint).meta
     if args.ed_labels and not args.class_names and not _file_class_names(args.ed_labels):
         raise ValueError("--ed-labels/--es-labels need --class-names (e.g. "
                          "background,RV,Myo,LV) to find the LV, RV and Myo")
@@ -264,9 +264,9 @@ def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
 
     meta = None
     if args.checkpoint:
-        from src_model import read_checkpoint_meta
+        from ..model_handle import open_model
 
-        meta = read_checkpoint_meta(args.checkpoint)
+        meta = open_model(args.checkpoint).meta
     elif not args.class_names and not _file_class_names(args.labels):
         raise ValueError("a 4-D --labels file needs --class-names (e.g. background,RV,Myo,LV) "
                          "to find the LV, RV and Myo")

@@ -275,13 +275,13 @@ def _message(err: BaseException) -> str:
 
 
 def _prepare(args: argparse.Namespace, device: str, announce: bool):
-    from src_model import load_checkpoint
-
     from ..inference import InferenceSettings, SliceInferer, resolve_device
+    from ..model_handle import open_model
 
     resolve_device(device)  # an unknown or absent device is refused before any work
     jobs = plan(args, announce)
-    model, meta = load_checkpoint(args.checkpoint)
+    handle = open_model(args.checkpoint)
+    model, meta = handle.model(), handle.meta
     if model.in_channels not in (1, 3):
         raise ValueError(f"{args.checkpoint} expects {model.in_channels} input channels; "
                          "only grey scans (1 channel, repeated if needed) are supported")
