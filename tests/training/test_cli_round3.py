@@ -186,7 +186,10 @@ sys.exit(main(sys.argv[2:]))
 def _limited(head_mb: int, argv: list[str]) -> subprocess.CompletedProcess:
     """``l2gnet ARGV`` with ``head_mb`` MB of address space beyond what its imports took: a
     real allocation failure in torch's CPU allocator, as on a machine short of memory."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # One malloc arena: glibc reserves 64 MB of address space per arena, and how many threads
+    # open one varies from run to run, which made the limit's headroom vary too.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "MALLOC_ARENA_MAX": "1"}
     return subprocess.run([sys.executable, "-c", LIMITED, str(head_mb), *argv], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300)
 
