@@ -31,6 +31,7 @@ from scan_io.nifti import (
     from_display,
     is_nifti_path,
     labels_dtype,
+    open_nifti_image,
     spacing_in_display,
     to_display,
 )
@@ -65,20 +66,6 @@ class CineSeries:
         return self.nifti.affine
 
 
-def _open(path: Path) -> nib.Nifti1Image:
-    if not path.is_file():
-        raise FileNotFoundError(f"NIfTI file not found: {path}")
-    if not is_nifti_path(path):
-        raise ValueError(f"{path}: not a NIfTI file (expected a .nii or .nii.gz name)")
-    try:
-        img = nib.load(str(path), mmap=False)
-    except Exception as exc:  # nibabel raises several types for a broken file
-        raise ValueError(f"cannot read {path} as NIfTI: {exc}") from exc
-    if not isinstance(img, nib.Nifti1Image):
-        raise ValueError(f"{path}: not a NIfTI-1/2 image (nibabel read {type(img).__name__})")
-    return img
-
-
 def _check_time_axis(img: nib.Nifti1Image, path: Path) -> int:
     """Number of frames on axis 3, or a one-line ValueError when time is elsewhere."""
     shape = img.shape
@@ -105,7 +92,7 @@ def nifti_frame_count(path: str | os.PathLike[str]) -> int:
     ValueError when the file's time axis is not axis 3 (see the module docstring).
     """
     path = Path(path)
-    return _check_time_axis(_open(path), path)
+    return _check_time_axis(open_nifti_image(path), path)
 
 
 def load_cine(path: str | os.PathLike[str], *, labels: bool = False,
@@ -116,7 +103,7 @@ def load_cine(path: str | os.PathLike[str], *, labels: bool = False,
     otherwise non-finite voxels are replaced with a warning, as `load_scan` does.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_nifti_image(path)
     frames = _check_time_axis(img, path)
     if len(img.shape) < 4:
         raise ValueError(f"{path}: a 3-D scan of shape {img.shape}, not a cine (x, y, z, t)")

@@ -136,9 +136,10 @@ def _to_3d(data: np.ndarray, path: Path) -> np.ndarray:
     return data
 
 
-def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
-    """Read a 3D .nii/.nii.gz file; dtype kept as on disk (see the module docstring)."""
-    path = Path(path)
+def open_nifti_image(path: Path) -> nib.Nifti1Image:
+    """The NIfTI image at ``path`` (header read, voxels not yet): one line naming the file for
+    a missing file, a folder, another suffix or a file nibabel cannot read. The 3-D and the
+    cine readers both open files here."""
     if not path.exists():
         raise FileNotFoundError(f"NIfTI file not found: {path}")
     if path.is_dir():
@@ -151,6 +152,13 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         raise ValueError(f"cannot read {path} as NIfTI: {exc}") from exc
     if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
         raise ValueError(f"{path}: not a NIfTI-1/2 image (nibabel read {type(img).__name__})")
+    return img
+
+
+def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
+    """Read a 3D .nii/.nii.gz file; dtype kept as on disk (see the module docstring)."""
+    path = Path(path)
+    img = open_nifti_image(path)
     _check_before_reading(img, path)
     affine, spacing = checked_geometry(img, path)
     try:
