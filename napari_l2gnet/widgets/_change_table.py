@@ -10,12 +10,9 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QGroupBox,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
@@ -23,6 +20,7 @@ from qtpy.QtWidgets import (
 from training.finetune import change_scores
 
 from .._session import META_KEY
+from ._tables import read_only_table
 
 
 class ChangeTable(QGroupBox):
@@ -32,14 +30,7 @@ class ChangeTable(QGroupBox):
         super().__init__("How much you changed the model's output")
         self._current_layer = current_layer  # () -> the labels layer to compare
         self.rows: list[dict[str, Any]] = []
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["class", "Dice", "HD95", "voxels changed"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table = read_only_table(["class", "Dice", "HD95", "voxels changed"])
         self.table.setMinimumHeight(20 * 10 + 12)
         self.label = QLabel("")
         self.label.setWordWrap(True)

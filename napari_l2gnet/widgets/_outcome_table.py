@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
     QLabel,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from training.class_outcomes import ClassOutcome
+
+from ._tables import read_only_table
 
 RED = "#e05d5d"
 MAX_ROWS_SHOWN = 14
@@ -30,16 +29,8 @@ class OutcomeTable(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.outcomes: list[ClassOutcome] = []
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["class", "painted on", "Dice before",
-                                              "Dice after"])
+        self.table = read_only_table(["class", "painted on", "Dice before", "Dice after"])
         self.table.horizontalHeaderItem(1).setToolTip("Corrected slices holding the class")
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.verticalHeader().setDefaultSectionSize(20)
         self.advice = QLabel("")
         self.advice.setWordWrap(True)
         self.advice.setStyleSheet(f"color: {RED};")
