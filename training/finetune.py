@@ -67,6 +67,8 @@ class FinetuneSettings:
     class_balance: bool = True  # class-aware slice sampling and CE class weights, so a
     #   structure painted on a few slices is learned (``training.data.sampling``)
     class_weight_power: float = 0.5  # CE class weights = voxel share ** -power (0: none)
+    class_weight_cap: float = 10.0  # ... within [1 / cap, cap]
+    plan_terms: bool = True  # the bucket and vote loss terms at the checkpoint's weights
     scale: str = "median"  # the pixel size of a model without one: "median" (the
     #   corrected scans' median) or "fill" (``physical_scale.fill_spacing``)
     dice_present_only: bool = False  # the Dice term over the classes present in the batch
@@ -513,11 +515,13 @@ def run_finetune(
     if settings.class_balance:
         corrected_labels = [v.labels[i] for v in volumes for i in v.corrected]
         weights = growth_weights(class_weights(corrected_labels, num_classes,
+                                               cap=settings.class_weight_cap,
                                                power=settings.class_weight_power),
                                  len(request.model_names) if request.growing else num_classes)
     cfg = settings.train_config(
         input_size=input_size, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
-        loss=finetune_loss(meta, weights, dice_present_only=settings.dice_present_only),
+        loss=finetune_loss(meta if settings.plan_terms else {}, weights,
+                           dice_present_only=settings.dice_present_only),
         overwrite=overwrite, resume=resume)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
