@@ -42,7 +42,8 @@ def test_segment_adds_aligned_labels_layer(make_napari_viewer, qtbot, tiny_check
     assert meta["model_labels"] is not layer.data  # the model's output is kept apart
     assert layer.metadata["nifti"]["path"] == "/x/scan.nii.gz"  # saving lands on the scan grid
     assert layer.features["class"].tolist()[1] == "organ a"
-    assert "Done on cpu" in widget.status.text()
+    assert widget.status.text().startswith("Segmented 6 slices on the CPU in ")
+    assert ", 2 slices a batch. Layer: scan [tiny]. Found: " in widget.status.text()
 
 
 def test_rerun_replaces_only_the_plugins_unedited_layer(make_napari_viewer, qtbot,
