@@ -33,7 +33,7 @@ def _wait(app, condition, timeout: float) -> None:
 
 def dice_report(pred: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, float]:
     """Dice per organ (the papers' protocol) and their mean."""
-    from training.metrics import score_case
+    from training.evaluation.metrics import score_case
 
     rows = score_case(pred, truth, len(class_names), protocol="transunet")
     out = {class_names[r["class"]]: float(r["dice"]) for r in rows}

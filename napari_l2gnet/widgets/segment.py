@@ -14,7 +14,8 @@ classes. Re-running replaces only a layer the plugin made and the user has not e
 The model is chosen from the shipped checkpoints (``napari_l2gnet.models``, described by their
 own model cards) or any file (Browse / a typed path); the choice is published on the session
 so Fine-tune starts from it, and a fine-tuned model Fine-tune sets there is adopted. Before and
-after segmenting, ``training.fit_check`` compares the scan with what the model was trained on
+after segmenting, ``training.inference.fit_check`` compares the scan with what the model was
+trained on
 and the panel says so (without blocking) when they disagree, and lists classes with only a
 handful of voxels as likely spurious rather than found.
 """
@@ -45,7 +46,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from training.fit_check import summarize_result
+from training.inference.fit_check import summarize_result
 
 from .._colormaps import label_colormap
 from .._session import META_KEY, is_segmentation, session_for
@@ -211,7 +212,7 @@ class SegmentWidget(QWidget):
     def _metadata(self) -> dict | None:
         """The chosen checkpoint's metadata, or None when it cannot be read."""
         from src_model import CheckpointError
-        from training.model_handle import open_model
+        from training.inference.model_handle import open_model
 
         path = self.checkpoint_edit.text().strip()
         try:
@@ -221,8 +222,8 @@ class SegmentWidget(QWidget):
 
     def _update_model_info(self) -> None:
         from src_model import CheckpointError
-        from training.model_handle import open_model
-        from training.shipped_models import summarize_checkpoint
+        from training.inference.model_handle import open_model
+        from training.inference.shipped_models import summarize_checkpoint
 
         path = self.checkpoint_edit.text().strip()
         self._update_postprocess(None)
@@ -263,7 +264,7 @@ class SegmentWidget(QWidget):
 
     def update_fit_check(self, *_args) -> list:
         """Compare the chosen image with the chosen model; show disagreements in the panel."""
-        from training.fit_check import check_fit
+        from training.inference.fit_check import check_fit
 
         layer = self.image_combo.layer()
         meta = self._metadata()
@@ -301,7 +302,7 @@ class SegmentWidget(QWidget):
     # ------------------------------------------------------------------ running
     def _load(self, path: str, device: str):
         """Checkpoint -> ``(model, metadata)`` through the shared, file-and-mtime-keyed handle."""
-        from training.model_handle import open_model
+        from training.inference.model_handle import open_model
 
         handle = open_model(path)
         return handle.model(), handle.meta
