@@ -7,6 +7,7 @@ responsive. The model runs ``training.inference``'s batched ``SliceInferer``, th
 the whole window about 17 times a second, and where OpenGL is software (remote desktops,
 VMs, Xvfb) each repaint holds the GIL for ~50 ms, which made the panel 3.5-4x slower than
 ``l2gnet predict`` (``benchmarks/segment_panel_speed.py``).
+
 The result is a Labels layer aligned with the image (same scale, translate, rotation and
 NIfTI metadata), named after the image and the checkpoint, coloured by the checkpoint's
 classes. Re-running replaces only a layer the plugin made and the user has not edited.
