@@ -23,14 +23,14 @@ from qtpy.QtWidgets import (
 )
 from scipy.special import softmax
 
-from .._session import META_KEY
+from .._layer_record import EXPLANATION, LayerRecord, read_record, write_record
 from ._layers import LayerCombo, grid_placement
 from ._scroll import make_scrollable
 
 
 def _has_explanation(layer) -> bool:
-    meta = layer.metadata.get(META_KEY, {})
-    return meta.get("role") == "segmentation" and meta.get("explanation") is not None
+    record = read_record(layer)
+    return record.is_segmentation and record.explanation is not None
 
 
 def bucket_table(plans_r: np.ndarray, buckets_r: np.ndarray, labels_on_grid: np.ndarray,
@@ -125,8 +125,8 @@ class ExplainWidget(QWidget):
         seg = self.seg_combo.layer()
         if seg is None:
             return None
-        meta = seg.metadata[META_KEY]
-        return seg, meta, meta["explanation"]
+        record = read_record(seg)
+        return seg, record, record.explanation
 
     def _on_segmentation(self, *_args) -> None:
         ctx = self._context()
@@ -134,7 +134,7 @@ class ExplainWidget(QWidget):
             self.ref_spin.setRange(0, 0)
             self.bucket_spin.setRange(0, 0)
             return
-        _, meta, exp = ctx
+        _, _record, exp = ctx
         if exp.plans is not None:
             _, q, h, w, t = exp.plans.shape
             self.ref_spin.setRange(0, q - 1)
@@ -166,8 +166,8 @@ class ExplainWidget(QWidget):
             show_error("No segmentation with an explanation: run Segment with 'keep transport "
                        "plans and codes' ticked.")
             return []
-        seg, meta, exp = ctx
-        axis = int(meta.get("axis", 0))
+        seg, record, exp = ctx
+        axis = record.axis
         scale, translate = grid_placement(seg, axis, exp.grid_scale)
         r, j = self.ref_spin.value(), self.bucket_spin.value()
         plan_name, bucket_name, code_name = self._layer_names()
@@ -191,7 +191,8 @@ class ExplainWidget(QWidget):
         return made
 
     def _upsert(self, name, data, kind, scale, translate, style, what):
-        meta = {META_KEY: {"role": "explanation", "what": what}}
+        meta: dict = {}
+        write_record(meta, LayerRecord(role=EXPLANATION, what=what))
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
@@ -207,11 +208,11 @@ class ExplainWidget(QWidget):
         self.table.setRowCount(0)
         if ctx is None or ctx[2].plans is None:
             return
-        seg, meta, exp = ctx
+        seg, record, exp = ctx
         r = self.ref_spin.value()
-        grid = labels_at_cells(np.asarray(seg.data), int(meta.get("axis", 0)),
+        grid = labels_at_cells(np.asarray(seg.data), record.axis,
                                exp.plans.shape[2:4], exp.grid_scale)
-        names = list(meta.get("class_names") or [])
+        names = record.class_names
         rows = bucket_table(exp.plans[:, r], exp.buckets[:, r], grid, names)
         votes = (vote_texts(exp.bucket_votes[r], names) if exp.bucket_votes is not None
                  else [""] * len(rows))

@@ -45,10 +45,10 @@ from qtpy.QtWidgets import (
 from training.class_outcomes import outcomes_of
 from training.finetune import FinetuneSettings, change_scores
 
+from .._layer_record import read_record
 from .._session import is_segmentation, layer_key, same_layer, session_for
 from ..models import is_shipped
 from ._annotations import (
-    _l2g,
     annotated_slices,
     copy_atomically,
     default_output_path,
@@ -286,7 +286,7 @@ class FinetuneWidget(QWidget):
 
     def _on_labels_changed(self, *_args) -> None:
         layer = self.labels_combo.layer()
-        source = _l2g(layer).get("source_image")
+        source = read_record(layer).source_image
         if source and source in self.viewer.layers and is_scan_image(self.viewer.layers[source]):
             self.image_combo.setCurrentText(source)
         self.update_count()
@@ -306,7 +306,7 @@ class FinetuneWidget(QWidget):
             return []
         return annotated_slices(layer.data, layer_axis(layer),
                                 self._painted.get(layer_key(layer), set()),
-                                _l2g(layer).get("model_labels"),
+                                read_record(layer).model_labels,
                                 self.slices_combo.currentText() == NON_EMPTY)
 
     def _no_slices_message(self, layer) -> str:

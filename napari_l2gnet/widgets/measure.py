@@ -51,7 +51,7 @@ from training.measure import (
     scan_voxel_ml,
 )
 
-from .._session import META_KEY
+from .._layer_record import read_record
 from ._layers import LayerCombo, is_labels
 from ._scroll import make_scrollable
 from ._training_plot import _theme_colors
@@ -63,8 +63,7 @@ def layer_class_names(layer, fallback: str = "") -> list[str]:
     """Class names of a labels layer: the model's (Segment's metadata), else its features,
     else ``fallback`` (comma-separated names, background first), else those its label file
     carries (written by this package)."""
-    names = (layer.metadata.get(META_KEY) or {}).get("class_names") \
-        or layer.metadata.get("class_names")
+    names = read_record(layer).class_names  # the model's, or a SEG file's
     if names:
         return list(names)
     features = getattr(layer, "features", None)

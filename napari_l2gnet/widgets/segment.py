@@ -43,7 +43,8 @@ from qtpy.QtWidgets import (
 from training.fit_check import summarize_result
 
 from .._colormaps import label_colormap
-from .._session import META_KEY, is_segmentation, session_for
+from .._layer_record import SEGMENTATION, LayerRecord, mark_edited, read_record, write_record
+from .._session import is_segmentation, session_for
 from ..models import shipped_models
 from ._layers import LayerCombo, class_features, is_scan_or_cine
 from ._scroll import make_scrollable
@@ -414,27 +415,22 @@ class SegmentWidget(QWidget):
         num_classes = int(meta.get("model", {}).get("num_classes", len(names)))
         name = self._result_name(image_layer.name, path)
         summary = summarize_result(result.labels, names or [str(c) for c in range(num_classes)])
-        l2g = {
-            "role": "segmentation",
-            "source_image": image_layer.name,
-            "checkpoint": path,
-            "axis": axis,
-            "class_names": names,
-            "model_labels": result.labels.copy(),
-            "explanation": result.explanation,
-            "edited": False,
-            "found": [c.name for c in summary.found],
-            "spurious": {c.name: c.voxels for c in summary.spurious},
-        }
-        metadata = {META_KEY: l2g}
+        record = LayerRecord(
+            role=SEGMENTATION, source_image=image_layer.name, checkpoint=path, axis=axis,
+            class_names=names, model_labels=result.labels.copy(),
+            explanation=result.explanation, edited=False,
+            found=[c.name for c in summary.found],
+            spurious={c.name: c.voxels for c in summary.spurious})
+        metadata: dict = {}
+        write_record(metadata, record)
         for source in ("nifti", "dicom"):
             # kept as the image's (kind "image"), so the writer refuses to save over the scan
             # and, for a DICOM scan, writes a SEG that references its series
             if source in image_layer.metadata:
                 metadata[source] = dict(image_layer.metadata[source])
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
-        if existing is not None and is_segmentation(existing) and not existing.metadata[
-                META_KEY].get("edited"):
+        if existing is not None and is_segmentation(existing) and not read_record(
+                existing).edited:
             existing.data = result.labels
             existing.metadata = metadata
             layer = existing
@@ -454,8 +450,8 @@ class SegmentWidget(QWidget):
         # whole new array from the console or another plugin (data events); our own
         # replacement above happens before these connections exist or before its metadata
         # (edited False) is put back
-        layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
-        layer.events.data.connect(lambda _e, lyr=layer: _mark_edited(lyr))
+        layer.events.paint.connect(lambda _e, lyr=layer: mark_edited(lyr))
+        layer.events.data.connect(lambda _e, lyr=layer: mark_edited(lyr))
         self.last_layer = layer
         self.last_device = str(result.device)
         self.status.setText(
@@ -472,7 +468,7 @@ class SegmentWidget(QWidget):
         plain = f"{image_name} [{stem}]"
         if plain not in self.viewer.layers:
             return plain
-        made_from = self.viewer.layers[plain].metadata.get(META_KEY, {}).get("checkpoint")
+        made_from = read_record(self.viewer.layers[plain]).checkpoint
         if made_from is None or _same_file(made_from, path):
             return plain
         return f"{image_name} [{Path(path).resolve().parent.name}/{stem}]"
@@ -494,6 +490,3 @@ def _spacing(layer) -> tuple[float, ...] | None:
         return None  # a plain array: its scale is not known to be millimetres
     return tuple(float(s) for s in layer.scale[-min(layer.ndim, 3):])  # a cine: one frame's
 
-
-def _mark_edited(layer) -> None:
-    layer.metadata.setdefault(META_KEY, {})["edited"] = True
