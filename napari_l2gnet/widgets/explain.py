@@ -13,9 +13,6 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QFormLayout,
-    QLabel,
-    QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -24,6 +21,8 @@ from qtpy.QtWidgets import (
 from scipy.special import softmax
 
 from .._layer_record import EXPLANATION, LayerRecord, read_record, write_record
+from . import _tooltips
+from ._forms import add_row, note_label, push_button, spin_box
 from ._layers import LayerCombo, grid_placement
 from ._scroll import make_scrollable
 
@@ -84,6 +83,9 @@ def labels_at_cells(labels: np.ndarray, axis: int, grid_shape: tuple[int, int],
     return vol[:, ys][:, :, xs]
 
 
+tips = _tooltips.Explain
+
+
 class ExplainWidget(QWidget):
     """Choose reference r (of q) and bucket j (of t); show plan, buckets and codes layers."""
 
@@ -91,33 +93,31 @@ class ExplainWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.seg_combo = LayerCombo(napari_viewer, _has_explanation)
-        self.ref_spin = QSpinBox()
-        self.bucket_spin = QSpinBox()
-        self.show_button = QPushButton("Show explanation layers")
-        self.info = QLabel("Segment an image with 'keep transport plans' ticked.")
-        self.info.setWordWrap(True)
+        self.ref_spin = spin_box(0, 0, 0, tip=tips.REFERENCE, on=self._on_choice)
+        self.bucket_spin = spin_box(0, 0, 0, tip=tips.BUCKET, on=self._on_choice)
+        # not clicked's checked=False as show_layers' select
+        self.show_button = push_button("Show explanation layers", lambda: self.show_layers(),
+                                       tips.SHOW)
+        self.info = note_label("Segment an image with 'keep transport plans' ticked.")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["bucket", "tokens", "classes it covers",
                                               "votes for"])
-        self.table.horizontalHeaderItem(1).setToolTip(
-            "Share of this scan's tokens whose strongest bucket this is")
+        self.table.horizontalHeaderItem(1).setToolTip(tips.TOKENS)
+        self.table.horizontalHeaderItem(3).setToolTip(tips.VOTES)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(220)
         form = QFormLayout()
-        form.addRow("Segmentation", self.seg_combo)
-        form.addRow("Reference r", self.ref_spin)
-        form.addRow("Bucket j", self.bucket_spin)
+        add_row(form, "Segmentation", self.seg_combo, tips.SEGMENTATION,
+                on=self._on_segmentation)
+        add_row(form, "Reference r", self.ref_spin)
+        add_row(form, "Bucket j", self.bucket_spin)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.show_button)
         layout.addWidget(self.info)
         layout.addWidget(self.table)
         make_scrollable(self)  # three docked panels fit a 1000-px-high screen
-        self.seg_combo.currentTextChanged.connect(self._on_segmentation)
-        self.show_button.clicked.connect(lambda: self.show_layers())  # not select=False
-        self.ref_spin.valueChanged.connect(self._on_choice)
-        self.bucket_spin.valueChanged.connect(self._on_choice)
         self._on_segmentation()
 
     # ------------------------------------------------------------------ state

@@ -26,16 +26,10 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -46,10 +40,22 @@ from .._colormaps import label_colormap
 from .._layer_record import SEGMENTATION, LayerRecord, mark_edited, read_record, write_record
 from .._session import is_segmentation, session_for
 from ..models import shipped_models
+from . import _tooltips
+from ._forms import (
+    add_row,
+    check_box,
+    combo_box,
+    hbox,
+    line_edit,
+    note_label,
+    push_button,
+    spin_box,
+)
 from ._layers import LayerCombo, class_features, is_scan_or_cine
 from ._scroll import make_scrollable
 
 ORIGIN = "segment"
+tips = _tooltips.Segment
 
 
 def cuda_available() -> bool:
@@ -70,10 +76,18 @@ class SegmentWidget(QWidget):
         self.last_layer = None
         self.last_device: str | None = None  # where the last run ran (cuda, cpu)
 
-        self.image_combo = LayerCombo(napari_viewer, is_scan_or_cine)
+        self.fit_issues: list = []
+        self._build()
+        self._update_device_warning()
+        self._default_axis()
+        self._show_checkpoint(self.checkpoint_edit.text().strip())
+
+    def _build(self) -> None:
+        """The form: what to segment and with which model on top, the run options folded
+        under it, then Segment / Cancel, progress and the outcome."""
+        self.image_combo = LayerCombo(self.viewer, is_scan_or_cine)
         self.model_combo = QComboBox()
-        self.model_combo.setToolTip("The shipped models (described by their model cards), "
-                                    "and files chosen with Browse")
+        self.model_combo.setToolTip(tips.MODEL)
         # long model names must not widen the dock: the description below wraps instead
         self.model_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -82,58 +96,38 @@ class SegmentWidget(QWidget):
             self.model_combo.addItem(summary.label, str(summary.path))
             self.model_combo.setItemData(self.model_combo.count() - 1, summary.details(),
                                          Qt.ItemDataRole.ToolTipRole)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(browse)
-        self.checkpoint_edit = QLineEdit(self.session.checkpoint or "")
-        self.checkpoint_edit.setPlaceholderText("model .safetensors checkpoint")
-        self.model_info = QLabel()
-        self.model_info.setWordWrap(True)
-        self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.fit_label = QLabel()
-        self.fit_label.setWordWrap(True)
-        self.fit_label.setStyleSheet("color: orange")
-        self.fit_issues: list = []
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cuda", "cpu"])
-        self.device_warning = QLabel()
-        self.device_warning.setStyleSheet("color: orange")
-        self.device_warning.setWordWrap(True)
-        self.axis_spin = QSpinBox()
-        self.axis_spin.setRange(0, 2)
-        self.axis_spin.setToolTip("Which array axis holds the slices (default: the axis the "
-                                  "viewer is slicing)")
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(0, 512)
-        self.batch_spin.setSpecialValueText("auto")
-        self.batch_spin.setToolTip("auto: from free GPU memory (4 on CPU)")
-        self.explain_check = QCheckBox("keep transport plans and codes for Explain")
-        self.explain_check.setChecked(True)
-        self.postprocess_check = QCheckBox("keep the largest 3-D component")
-        self.postprocess_check.setToolTip(
-            "Per class chosen on validation data and stored in the model (nnU-Net style): "
-            "stray islands of those classes are removed")
-        self.run_button = QPushButton("Segment")
-        self.cancel_button = QPushButton("Cancel")
+        self.model_combo.activated.connect(self._on_model_chosen)
+        self.checkpoint_edit = line_edit(self.session.checkpoint or "",
+                                         "model .safetensors checkpoint", tips.CHECKPOINT,
+                                         on=lambda: self.set_checkpoint(
+                                             self.checkpoint_edit.text().strip()))
+        self.model_info = note_label(selectable=True)
+        self.fit_label = note_label(color="orange")
+        self.device_combo = combo_box(["auto", "cuda", "cpu"], tips.DEVICE,
+                                      on=self._update_device_warning)
+        self.device_warning = note_label(color="orange")
+        self.axis_spin = spin_box(0, 2, 0, tip=tips.AXIS, on=self.update_fit_check)
+        self.batch_spin = spin_box(0, 512, 0, special="auto", tip=tips.BATCH)
+        self.explain_check = check_box("keep transport plans and codes for Explain", True,
+                                       tips.EXPLAIN)
+        self.postprocess_check = check_box("keep the largest 3-D component",
+                                           tip=tips.postprocess([]))
+        self.run_button = push_button("Segment", self.run, tips.RUN)
+        self.cancel_button = push_button("Cancel", self.cancel, tips.CANCEL)
         self.cancel_button.setEnabled(False)
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%v / %m slices")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = note_label()
 
         form = QFormLayout()
-        form.addRow("Image", self.image_combo)
-        form.addRow("Model", model_row)
-        form.addRow("Checkpoint", self.checkpoint_edit)
-        form.addRow("Device", self.device_combo)
-        form.addRow("", self.device_warning)
-        form.addRow("Slice axis", self.axis_spin)
-        form.addRow("Batch size", self.batch_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
+        add_row(form, "Image", self.image_combo, tips.IMAGE)
+        add_row(form, "Model", hbox(self.model_combo, push_button("Browse…", self._browse,
+                                                                  tips.BROWSE)), tips.MODEL)
+        add_row(form, "Checkpoint", self.checkpoint_edit)
+        add_row(form, "Device", self.device_combo)
+        add_row(form, "", self.device_warning)
+        add_row(form, "Slice axis", self.axis_spin)
+        add_row(form, "Batch size", self.batch_spin)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         # full width, outside the form, so the wrapped description is never cut off
@@ -141,26 +135,15 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.fit_label)
         layout.addWidget(self.explain_check)
         layout.addWidget(self.postprocess_check)
-        layout.addLayout(buttons)
+        layout.addWidget(hbox(self.run_button, self.cancel_button, stretch_first=False))
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch()
         # three docked panels fit a 1000-px-high screen; the ones below get the spare height
         make_scrollable(self, compact=True)
-
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.device_combo.currentTextChanged.connect(self._update_device_warning)
-        self.checkpoint_edit.editingFinished.connect(
-            lambda: self.set_checkpoint(self.checkpoint_edit.text().strip()))
-        self.model_combo.activated.connect(self._on_model_chosen)
         self.image_combo.currentTextChanged.connect(self._default_axis)
         self.image_combo.currentTextChanged.connect(self.update_fit_check)
-        self.axis_spin.valueChanged.connect(self.update_fit_check)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
-        self._update_device_warning()
-        self._default_axis()
-        self._show_checkpoint(self.checkpoint_edit.text().strip())
 
     # ------------------------------------------------------------------ form helpers
     def _browse(self) -> None:
@@ -253,9 +236,7 @@ class SegmentWidget(QWidget):
         self.postprocess_check.setText(
             f"largest 3-D component only: {', '.join(chosen)}" if chosen
             else "largest 3-D component only (this model chose none)")
-        self.postprocess_check.setToolTip(
-            f"Keep only the largest 3-D component of {', '.join(chosen)}, as chosen on "
-            "validation data" if chosen else "This model chose no post-processing")
+        self.postprocess_check.setToolTip(tips.postprocess(chosen))
 
     def update_fit_check(self, *_args) -> list:
         """Compare the chosen image with the chosen model; show disagreements in the panel."""
