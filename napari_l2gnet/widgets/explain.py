@@ -13,6 +13,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QFormLayout,
+    QLabel,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -22,9 +23,8 @@ from scipy.special import softmax
 
 from .._layer_record import EXPLANATION, LayerRecord, read_record, write_record
 from . import _tooltips
-from ._forms import add_row, note_label, push_button, spin_box
+from ._forms import add_row, hbox, note_label, push_button, spin_box
 from ._layers import LayerCombo, grid_placement
-from ._scroll import make_scrollable
 
 
 def _has_explanation(layer) -> bool:
@@ -84,6 +84,8 @@ def labels_at_cells(labels: np.ndarray, axis: int, grid_shape: tuple[int, int],
 
 
 tips = _tooltips.Explain
+ROW_HEIGHT = 22
+MIN_ROWS = 4
 
 
 class ExplainWidget(QWidget):
@@ -96,9 +98,9 @@ class ExplainWidget(QWidget):
         self.ref_spin = spin_box(0, 0, 0, tip=tips.REFERENCE, on=self._on_choice)
         self.bucket_spin = spin_box(0, 0, 0, tip=tips.BUCKET, on=self._on_choice)
         # not clicked's checked=False as show_layers' select
-        self.show_button = push_button("Show explanation layers", lambda: self.show_layers(),
-                                       tips.SHOW)
-        self.info = note_label("Segment an image with 'keep transport plans' ticked.")
+        self.show_button = push_button("Show layers", lambda: self.show_layers(), tips.SHOW)
+        self.info = note_label("Segment an image first, with 'keep transport plans and "
+                               "codes' ticked (under Segment's Options).")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["bucket", "tokens", "classes it covers",
                                               "votes for"])
@@ -106,18 +108,23 @@ class ExplainWidget(QWidget):
         self.table.horizontalHeaderItem(3).setToolTip(tips.VOTES)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(220)
+        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
+        # the panel's point: never fewer than MIN_ROWS rows in view, and any spare height
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + MIN_ROWS * ROW_HEIGHT + 2 * self.table.frameWidth())
+        bucket_label = QLabel("Bucket j")
+        bucket_label.setToolTip(tips.BUCKET)
         form = QFormLayout()
         add_row(form, "Segmentation", self.seg_combo, tips.SEGMENTATION,
                 on=self._on_segmentation)
-        add_row(form, "Reference r", self.ref_spin)
-        add_row(form, "Bucket j", self.bucket_spin)
+        add_row(form, "Reference r", hbox(self.ref_spin, bucket_label, self.bucket_spin,
+                                          self.show_button, stretch_first=False),
+                tips.REFERENCE)
+        # no scroll area: the table scrolls itself, so the rows above it stay put
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.show_button)
         layout.addWidget(self.info)
-        layout.addWidget(self.table)
-        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
+        layout.addWidget(self.table, 1)
         self._on_segmentation()
 
     # ------------------------------------------------------------------ state

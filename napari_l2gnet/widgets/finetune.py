@@ -128,7 +128,7 @@ class FinetuneWidget(QWidget):
                                  expanded=False, tip=tips.STORE_INCLUDE))
         layout.addWidget(self.view)
         layout.addStretch(1)
-        self.scroll = make_scrollable(self)
+        self.scroll = make_scrollable(self, min_visible=140)
         self.layout().addWidget(self._run_bar())  # outside the scroll area: always in view
 
     def _data_box(self) -> QGroupBox:

@@ -210,7 +210,7 @@ class MeasureWidget(QWidget):
         layout.addWidget(cardiac_box)
         layout.addLayout(buttons)
         layout.addStretch()
-        make_scrollable(self)
+        make_scrollable(self, min_visible=120)
 
         napari_viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
         napari_viewer.dims.events.current_step.connect(self._on_step)

@@ -53,6 +53,7 @@ from ._forms import (
 )
 from ._layers import LayerCombo, class_features, is_scan_or_cine
 from ._scroll import make_scrollable
+from ._section import Section
 
 ORIGIN = "segment"
 tips = _tooltips.Segment
@@ -84,7 +85,7 @@ class SegmentWidget(QWidget):
 
     def _build(self) -> None:
         """The form: what to segment and with which model on top, the run options folded
-        under it, then Segment / Cancel, progress and the outcome."""
+        under it; below, outside the scroll area, Segment / Cancel, progress and the outcome."""
         self.image_combo = LayerCombo(self.viewer, is_scan_or_cine)
         self.model_combo = QComboBox()
         self.model_combo.setToolTip(tips.MODEL)
@@ -123,24 +124,36 @@ class SegmentWidget(QWidget):
         add_row(form, "Image", self.image_combo, tips.IMAGE)
         add_row(form, "Model", hbox(self.model_combo, push_button("Browse…", self._browse,
                                                                   tips.BROWSE)), tips.MODEL)
-        add_row(form, "Checkpoint", self.checkpoint_edit)
         add_row(form, "Device", self.device_combo)
-        add_row(form, "", self.device_warning)
-        add_row(form, "Slice axis", self.axis_spin)
-        add_row(form, "Batch size", self.batch_spin)
+        options = QWidget()
+        option_form = QFormLayout(options)
+        option_form.setContentsMargins(0, 0, 0, 0)
+        add_row(option_form, "Checkpoint", self.checkpoint_edit)
+        add_row(option_form, "Slice axis", self.axis_spin)
+        add_row(option_form, "Batch size", self.batch_spin)
+        option_form.addRow(self.explain_check)
+        self.options = Section("Options: checkpoint, slice axis, batch size", options,
+                               expanded=False, tip=tips.OPTIONS)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        # full width, outside the form, so the wrapped description is never cut off
+        # full width, outside the form, so that wrapped lines are never cut off
+        layout.addWidget(self.device_warning)
         layout.addWidget(self.model_info)
         layout.addWidget(self.fit_label)
-        layout.addWidget(self.explain_check)
         layout.addWidget(self.postprocess_check)
-        layout.addWidget(hbox(self.run_button, self.cancel_button, stretch_first=False))
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.status)
+        layout.addWidget(self.options)
         layout.addStretch()
-        # three docked panels fit a 1000-px-high screen; the ones below get the spare height
-        make_scrollable(self, compact=True)
+        # docked with the others on a 1000-px-high screen: the form scrolls, the run bar
+        # (Segment, Cancel, progress, the outcome) stays in view below it
+        self.scroll = make_scrollable(self, compact=True, min_visible=156)
+        bar = QWidget()
+        col = QVBoxLayout(bar)
+        col.setContentsMargins(9, 4, 9, 6)
+        col.setSpacing(3)
+        col.addWidget(hbox(self.run_button, self.cancel_button, stretch_first=False))
+        col.addWidget(self.progress_bar)
+        col.addWidget(self.status)
+        self.layout().addWidget(bar)
         self.image_combo.currentTextChanged.connect(self._default_axis)
         self.image_combo.currentTextChanged.connect(self.update_fit_check)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
