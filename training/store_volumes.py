@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from scan_io.annotation_store import AnnotationStore, StoredCase
 
@@ -44,26 +45,44 @@ def class_mismatch(case: StoredCase, model_names: Sequence[str]) -> str | None:
     return None
 
 
+Current = tuple[str | None, int, Sequence[int]]  # (source file, slice axis, slices)
+
+
+def same_source(a: str | None, b: str | None) -> bool:
+    """Two scans' source paths name the same file (as written, or once resolved)."""
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not the same as anything
+        return False
+
+
 def store_volumes(store: AnnotationStore, class_names: Sequence[str], normalization,
-                  exclude: Sequence[str] = (),
-                  current: tuple[str | None, int, Sequence[int]] | None = None) -> StoreVolumes:
+                  exclude: Sequence[str] = (), current: Current | None = None,
+                  currents: Sequence[Current] = ()) -> StoreVolumes:
     """Every usable case of ``store`` as a ``CorrectedVolume`` for a run that trains a model
     with ``class_names`` (a case drawn for other classes is skipped), normalised as its
     checkpoint says (``normalization``); the others as notes. ``exclude``: case ids to skip.
 
-    ``current``: ``(source, axis, slices)`` of the scan being corrected now: a stored case of
-    the same file keeps only its other corrected slices (the ones corrected again now are
-    taken from now, never twice)."""
+    ``current`` (one) or ``currents`` (several): ``(source, axis, slices)`` of a scan being
+    corrected now: a stored case of the same file keeps only its other corrected slices (the
+    ones corrected again now are taken from now, never twice)."""
     names = list(class_names)
+    now = [*currents, *([current] if current is not None else [])]
     out = StoreVolumes()
     cases, out.notes = store.read()
     for case in cases:
         if case.case_id in exclude:
             continue
         slices = case.corrected_slices
-        if current is not None and current[0] and case.source == current[0] \
-                and case.slice_axis == current[1]:
-            slices = [i for i in slices if i not in set(current[2])]
+        again = {int(i) for source, axis, corrected in now
+                 if same_source(case.source, source) and case.slice_axis == axis
+                 for i in corrected}
+        if again:
+            slices = [i for i in slices if i not in again]
             if not slices:
                 out.notes.append(f"{case.case_id} left out: the same scan's slices are "
                                  "corrected now")
@@ -88,23 +107,29 @@ def store_volumes(store: AnnotationStore, class_names: Sequence[str], normalizat
     return out
 
 
+def nifti_folder_files(root, name: str) -> tuple[Path | None, Path | None]:
+    """The image and labels files of case ``name`` in an imagesTr/labelsTr folder ``root``
+    (resolved; None where absent)."""
+    root = Path(root).expanduser().resolve()
+    image = next((root / "imagesTr" / f"{name}{suffix}"
+                  for suffix in ("_0000.nii.gz", "_0000.nii", ".nii.gz", ".nii")
+                  if (root / "imagesTr" / f"{name}{suffix}").is_file()), None)
+    labels = next((root / "labelsTr" / f"{name}{suffix}" for suffix in (".nii.gz", ".nii")
+                   if (root / "labelsTr" / f"{name}{suffix}").is_file()), None)
+    return image, labels
+
+
 def save_nifti_folder_cases(store: AnnotationStore, root, volumes: Sequence[CorrectedVolume],
                             class_names: Sequence[str]) -> list[StoredCase]:
     """Save the corrected volumes read from an imagesTr/labelsTr folder ``root`` into the
-    store, from their files (so the scan's own grid and intensities are kept)."""
-    from pathlib import Path
-
+    store, from their files (so the scan's own grid and intensities are kept); the source
+    recorded is the image file's resolved path, which is how the next run knows the scan."""
     from scan_io.annotation_store import ScanGrid
     from scan_io.volume import load_scan
 
-    root, saved = Path(root), []
+    saved = []
     for v in volumes:
-        image_path = next((root / "imagesTr" / f"{v.name}{suffix}"
-                           for suffix in ("_0000.nii.gz", "_0000.nii", ".nii.gz", ".nii")
-                           if (root / "imagesTr" / f"{v.name}{suffix}").is_file()), None)
-        labels_path = next((root / "labelsTr" / f"{v.name}{suffix}"
-                            for suffix in (".nii.gz", ".nii")
-                            if (root / "labelsTr" / f"{v.name}{suffix}").is_file()), None)
+        image_path, labels_path = nifti_folder_files(root, v.name)
         if image_path is None or labels_path is None:
             continue
         scan = load_scan(image_path)

@@ -94,6 +94,44 @@ def test_cli_saves_to_the_store_and_trains_on_it_next_time(checkpoint, tmp_path,
     assert len(store.cases()) == 2
 
 
+def test_cli_does_not_train_twice_on_a_folder_scan_already_in_the_store(
+        checkpoint, tmp_path, capsys, monkeypatch, _annotation_store):
+    """The same NIfTI folder given again: its scan is in the store (saved by the first run),
+    so that case is left out rather than trained on a second time; slices corrected only in
+    the store are still used; the store keeps one case of that scan."""
+    store = AnnotationStore()
+    folder = _folder(tmp_path / "site", "patient1", seed=0, corrected=[1, 4])
+    assert _run(["finetune", "--from", str(checkpoint), "--data", str(folder), "--out-dir",
+                 str(tmp_path / "run1"), *EPOCHS]) == 0
+    capsys.readouterr()
+    [first] = store.cases()
+    monkeypatch.chdir(tmp_path)  # the same folder, named by a relative path this time
+    assert _run(["finetune", "--from", str(checkpoint), "--data", "site", "--out-dir",
+                 str(tmp_path / "run2"), *EPOCHS]) == 0
+    err = capsys.readouterr().err
+    assert f"{first.case_id} left out: the same scan's slices are corrected now" in err
+    assert "including" not in err
+    assert "fine-tuning" in err and "on 2 corrected slices of 1 volume(s)" in err
+    assert json.loads((tmp_path / "run2" / REPORT).read_text())["corrected_slices"] == 2
+    [case] = store.cases()
+    assert case.corrected_slices == [1, 4]
+
+    # slice 2 corrected earlier (in the store), slices 1 and 4 in the folder now: 2 is kept
+    image, labels = _scan(0)
+    only = np.zeros_like(labels)
+    only[[2]] = labels[[2]]
+    store.remove(case.case_id)
+    store.add(image, only, [2], axis=0, class_names=NAMES,
+              source=str(folder / "imagesTr" / "patient1_0000.nii.gz"))
+    assert _run(["finetune", "--from", str(checkpoint), "--data", str(folder), "--out-dir",
+                 str(tmp_path / "run3"), *EPOCHS]) == 0
+    err = capsys.readouterr().err
+    assert "including 1 earlier corrected scan(s) (1 slices)" in err
+    assert json.loads((tmp_path / "run3" / REPORT).read_text())["corrected_slices"] == 3
+    [merged] = store.cases()
+    assert merged.corrected_slices == [1, 2, 4]
+
+
 def test_cli_reads_a_store_folder_with_its_records(checkpoint, tmp_path, capsys):
     """The record says which slices were corrected: a slice corrected to all background
     counts, which a plain labels file could not say."""

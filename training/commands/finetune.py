@@ -110,11 +110,12 @@ def _class_names(text: str | None) -> list[str] | None:
     return None if text is None else [n.strip() for n in text.split(",")]
 
 
-def _from_store(store, class_names, normalization):
-    """The store's usable cases; a note on stderr for each skipped one."""
+def _from_store(store, class_names, normalization, currents=()):
+    """The store's usable cases; a note on stderr for each skipped one. ``currents``: the
+    scans trained on from DATA (``store_volumes``): their slices are not taken twice."""
     from ..store_volumes import store_volumes
 
-    found = store_volumes(store, class_names, normalization)
+    found = store_volumes(store, class_names, normalization, currents=currents)
     for note in found.notes:
         print(f"l2gnet finetune: note: {note}", file=sys.stderr)
     return found
@@ -126,6 +127,22 @@ def _same_folder(a, b) -> bool:
 
 def _layout_is_nifti(spec: str) -> bool:
     return not spec.startswith("phantom:") and (Path(spec) / "imagesTr").is_dir()
+
+
+def _data_sources(spec: str, volumes) -> list[tuple[str, int, list[int]]]:
+    """``(image file, axis, corrected slices)`` of each scan of a NIfTI DATA folder: the
+    store's cases of the same files are that scan saved by an earlier run (a case's identity
+    is its source file), so they are not trained on a second time."""
+    from ..store_volumes import nifti_folder_files
+
+    if not _layout_is_nifti(spec):
+        return []
+    out = []
+    for v in volumes:
+        image, _ = nifti_folder_files(spec, v.name)
+        if image is not None:
+            out.append((str(image), 0, list(v.corrected)))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     n_data = len(volumes)
     store = None if args.no_store else AnnotationStore(args.store)
     if store is not None and not (data_store and _same_folder(store.root, args.data)):
-        earlier = _from_store(store, request.names, norm)
+        earlier = _from_store(store, request.names, norm, _data_sources(args.data, volumes))
         if earlier.volumes:
             print(f"including {len(earlier.volumes)} earlier corrected scan(s) "
                   f"({earlier.slices} slices) from the annotation store {store.root} "

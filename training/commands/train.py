@@ -111,6 +111,11 @@ def add_parser(sub) -> None:
     p.add_argument("--vote-weight", type=float,
                    help="weight of the term that trains L2GNet's bucket votes (plan_vote) as a "
                         "coarse segmentation (training/losses.py)")
+    p.add_argument("--oversample-small", type=float, default=0.0, metavar="SHARE",
+                   help="each epoch, every slice once plus SHARE x (number of slices) more "
+                        "drawn among the slices where a class is small (area in its lowest "
+                        "quartile over the training slices; the class drawn uniformly): the "
+                        "apical and end-systolic slices of a heart; 0 = plain epochs")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
@@ -163,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not 0 <= args.oversample_small <= 10:
+        raise ValueError(f"--oversample-small {args.oversample_small}: give a share between 0 "
+                         "and 10 (e.g. 0.5)")
     preset = resolve_preset(args.model)
     model_name, loss = preset.model, preset.loss_config()
     if args.from_checkpoint:
@@ -195,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
             phantom_shape=args.phantom_shape, dist=dist,
             target_spacing=_target_spacing(args.target_spacing),
         )
+        if args.oversample_small:
+            _oversample_small(setup, args.oversample_small)
         say = dist.is_main
         if say:
             for warning in setup.warnings:
@@ -219,6 +229,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"l2gnet train: stopped by {signal.Signals(signum).name}; continue with "
               f"--out-dir {args.out_dir} --resume", file=sys.stderr)
     return 128 + signum
+
+
+def _oversample_small(setup, share: float) -> None:
+    """``--oversample-small``: repeat the run's slices as ``small_structure_repeats`` says
+    (the epoch grows by ``share``; the count is recorded in the checkpoints' training entry)."""
+    from ..data.sampling import small_structure_repeats
+
+    order = small_structure_repeats([s.label for s in setup.slices], share)
+    setup.metadata.setdefault("training", {})["oversample_small"] = {
+        "share": share, "distinct_slices": len(setup.slices), "samples_per_epoch": len(order)}
+    setup.slices = [setup.slices[i] for i in order]
 
 
 def _target_spacing(values: list[str]) -> str | tuple[float, float] | None:

@@ -65,10 +65,13 @@ def random_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (image ** rng.uniform(0.7, 1.5)).astype(np.float32)
 
 
-AUGMENTATIONS = ("transunet", "rotate", "rotate_scale_intensity", "none")
-SCALED = frozenset({"rotate_scale_intensity"})  # modes that draw a zoom (``random_zoom``)
-FLIPS = frozenset({"transunet"})  # modes that flip, swapping left and right organs (never
-#   when fine-tuning on a few slices: ``l2gnet finetune --augment`` offers the others)
+AUGMENTATIONS = ("transunet", "transunet_scale_intensity", "rotate", "rotate_scale_intensity",
+                 "none")
+# modes that draw a zoom (``random_zoom``)
+SCALED = frozenset({"rotate_scale_intensity", "transunet_scale_intensity"})
+# modes that flip, swapping left and right organs (never when fine-tuning on a few slices:
+# ``l2gnet finetune --augment`` offers the others)
+FLIPS = frozenset({"transunet", "transunet_scale_intensity"})
 
 
 def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
@@ -77,7 +80,10 @@ def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     ``rotate``: only the small rotation (keeps left and right apart, e.g. the two kidneys);
     ``rotate_scale_intensity`` (fine-tuning): each half the time, the small rotation, a zoom
     in ``SCALE_RANGE`` (skipped with ``zoom=False``: the caller folds it into its resampling)
-    and contrast/brightness/gamma; ``none``: unchanged."""
+    and contrast/brightness/gamma; ``transunet_scale_intensity``: TransUNet's draw, then
+    each half the time the zoom and contrast/brightness/gamma (a model trained with
+    ``transunet`` keeps its orientation invariance and sees more sizes); ``none``:
+    unchanged."""
     if mode == "none":
         return image, label
     if mode == "rotate":
@@ -85,6 +91,13 @@ def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     if mode == "rotate_scale_intensity":
         if rng.random() > 0.5:
             image, label = random_rotate(image, label, rng)
+        if zoom and rng.random() > 0.5:
+            image, label = zoom_about_centre(image, label, random_zoom(rng))
+        if rng.random() > 0.5:
+            image = random_intensity(image, rng)
+        return image, label
+    if mode == "transunet_scale_intensity":
+        image, label = augment_pair(image, label, rng, "transunet")
         if zoom and rng.random() > 0.5:
             image, label = zoom_about_centre(image, label, random_zoom(rng))
         if rng.random() > 0.5:
