@@ -206,7 +206,9 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
         napari.run()
         return 0
     png, labels_path = outputs  # claimed by this run (reserve_outputs): ours to fill
-    app.processEvents()
+    for _ in range(10):  # the docks settle: a wrapped line can take a few layout passes
+        app.processEvents()
+        time.sleep(0.02)
     viewer.screenshot(str(png), canvas_only=False)
     write_labels(str(labels_path), np.asarray(seg_layer.data),
                  {"metadata": seg_layer.metadata, "scale": seg_layer.scale,

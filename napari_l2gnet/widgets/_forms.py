@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QAbstractButton,
     QCheckBox,
@@ -113,10 +113,47 @@ def line_edit(text: str = "", placeholder: str = "", tip: str = "",
     return edit
 
 
+class WrapLabel(QLabel):
+    """A word-wrapped label that asks for the height its lines take at its width.
+
+    Qt sizes a wrapped label for a guessed width, so in a narrow dock its later lines are
+    cut off (napari's dock area does not ask for height-for-width); this one's minimum
+    height follows its actual width."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+        self._height = -1
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        if self.text() and self.width() > 0:
+            hint.setHeight(max(hint.height(), self.heightForWidth(self.width())))
+        return hint
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        hint.setHeight(max(hint.height(), self.minimumSizeHint().height()))
+        return hint
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        height = self.heightForWidth(self.width()) if self.text() else 0
+        if height != self._height:  # the lines changed: the layouts above ask again
+            self._height = height
+            self.updateGeometry()
+
+
 def note_label(text: str = "", color: str = "", selectable: bool = False) -> QLabel:
-    """A label that wraps (a panel's text is never cut off at its right edge)."""
-    label = QLabel(text)
-    label.setWordWrap(True)
+    """A label that wraps (a panel's text is never cut off at its right edge, nor below)."""
+    label = WrapLabel(text)
     if color:
         label.setStyleSheet(f"color: {color}")
     if selectable:
