@@ -3,7 +3,8 @@
 nnU-Net's post-processing step: segment the validation volumes without post-processing,
 then for each class compare the mean Dice and HD95 (TransUNet protocol, what
 ``l2gnet evaluate`` reports) with and without keeping its largest connected component
-(``training.postprocess.choose_largest_component``). The classes where it does not lower
+(``training.evaluation.postprocess_choice.choose_largest_component``). The classes where it does
+not lower
 the Dice and improves Dice or HD95 are chosen. ``--write`` stores the choice in the
 checkpoint's metadata (``postprocessing``; the weights are copied unchanged, written
 atomically), where ``predict_volume``, ``l2gnet predict/evaluate/measure`` and the Segment
@@ -47,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from scan_io.atomic import atomic_write_path
     from src_model import load_checkpoint
     from src_model.checkpoint_meta import CheckpointMeta
+    from training.data.normalization import IntensityNormalization
     from training.data.specs import load_cases
+    from training.evaluation.postprocess_choice import choose_largest_component
     from training.inference import InferenceSettings, SliceInferer
-    from training.normalization import IntensityNormalization
-    from training.postprocess import choose_largest_component
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, meta = load_checkpoint(args.checkpoint)

@@ -71,7 +71,7 @@ def run(ranks: int, args: argparse.Namespace, out_dir: str) -> dict:
 def write_scans(folder: Path, count: int, shape: list[int]) -> int:
     """``count`` phantom scans as NIfTI in ``folder``; returns the total number of slices."""
     from scan_io.nifti import save_nifti
-    from training.phantom import make_phantom
+    from training.data.phantom import make_phantom
 
     folder.mkdir(parents=True)
     for seed in range(count):

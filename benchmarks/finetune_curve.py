@@ -3,7 +3,7 @@
 For a scan with reference labels (the real CT in ../shared/data/ct_abdomen, whose
 TotalSegmentator labels stand in for a radiologist's corrections, or the sample phantom with
 its truth), "correct" N slices (their reference labels become the corrections), fine-tune
-the shipped model through ``training.finetune.run_finetune`` (the widget's and the CLI's
+the shipped model through ``training.finetuning.finetune.run_finetune`` (the widget's and the CLI's
 path) and score the chosen model against the reference on the uncorrected slices. One JSON
 line per run: Dice per organ before and after, the mean, the seconds, the settings.
 
@@ -13,7 +13,7 @@ line per run: Dice per organ before and after, the mean, the seconds, the settin
     python benchmarks/finetune_curve.py --scan sample --slices 3 --set keep_weight=0
 
 ``--pick even`` corrects evenly spaced slices among those with organs; ``--pick uncertain``
-the slices ``training.uncertainty.rank_slices`` puts first (where to correct next).
+the slices ``training.inference.uncertainty.rank_slices`` puts first (where to correct next).
 Targets (issue 13): sample, 3 slices: Dice on uncorrected slices drops <= 0.01; real CT,
 6 slices: mean over 8 organs >= 0.70, liver/spleen/kidneys >= 0.80, <= 5 min on 2 cores.
 """
@@ -38,7 +38,7 @@ CHECKPOINT = ROOT / "napari_l2gnet" / "resources" / "demo_l2gnet.safetensors"
 def load_scan(scan: str) -> tuple[np.ndarray, np.ndarray]:
     """Raw volume and reference labels, (S, H, W) as the napari plugin shows them."""
     if scan == "sample":
-        from training.phantom import make_phantom
+        from training.data.phantom import make_phantom
 
         ph = make_phantom(0)
         return ph.image, ph.labels
@@ -57,7 +57,7 @@ def even_slices(truth: np.ndarray, count: int) -> list[int]:
 
 
 def organ_dice(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
-    from training.metrics import dice
+    from training.evaluation.metrics import dice
 
     out = {}
     for c, name in enumerate(names[1:], start=1):
@@ -72,9 +72,9 @@ def run(scan: str, count: int, pick: str, overrides: dict, threads: int,
     import torch
 
     from src_model import read_metadata
-    from training.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+    from training.data.normalization import IntensityNormalization, normalize
+    from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
     from training.inference import predict_volume
-    from training.normalization import IntensityNormalization, normalize
 
     torch.set_num_threads(threads)
     raw, truth = load_scan(scan)
@@ -82,7 +82,7 @@ def run(scan: str, count: int, pick: str, overrides: dict, threads: int,
     names = list(meta["class_names"])
     image = normalize(raw, IntensityNormalization.from_metadata(meta["normalization"]))
     if pick == "uncertain":
-        from training.uncertainty import rank_slices
+        from training.inference.uncertainty import rank_slices
 
         probs = predict_volume(image, str(CHECKPOINT), metadata={"normalization": {
             "kind": "none"}}, return_probabilities=True).probabilities

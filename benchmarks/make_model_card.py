@@ -11,7 +11,7 @@ shipped models (docs/models.md, "Shipped models"):
 The card's fields are those of ``src_model.checkpoint_meta.ModelCard`` (``display_name``,
 ``modality``, ``intended_use``, ``training_data``, ``training_command``,
 ``validation_dice``) under the top-level ``card`` key; the scan expectations read by
-``training.fit_check`` go under ``expected_scan``; ``evaluation`` records the command and
+``training.inference.fit_check`` go under ``expected_scan``; ``evaluation`` records the command and
 protocol that produced ``validation_dice``. Prints one JSON line describing what it wrote.
 
 ``--normalization percentile:0:100`` (the ACDC preset's) is per-volume min-max scaling:
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scan_io.atomic import atomic_write_path  # noqa: E402
 from src_model import read_checkpoint_meta  # noqa: E402
 from src_model.checkpoint_meta import CheckpointError, CheckpointMeta  # noqa: E402
-from training.fit_check import ScanExpectation  # noqa: E402
+from training.inference.fit_check import ScanExpectation  # noqa: E402
 
 _META_KEY = "l2gnet"
 

@@ -40,7 +40,7 @@ VOXEL_ML = 1.5625 * 1.5625 * 10 / 1000
 
 def _indices(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict:
     """EF/EDV/mass errors over patients (model minus expert)."""
-    from training.measure import CardiacClasses, cardiac_indices
+    from training.evaluation.measure import CardiacClasses, cardiac_indices
 
     classes = CardiacClasses(lv=3, rv=1, myo=2)
     patients = sorted({n.split("_")[0] for n in labels})
@@ -69,7 +69,7 @@ def _indices(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dic
 
 
 def _scores(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict:
-    from training.metrics import score_case, summarize
+    from training.evaluation.metrics import score_case, summarize
 
     names = ["RV", "Myo", "LV"]
     summary = summarize([score_case(labels[n], truth[n], 4) for n in truth], names)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from src_model import load_checkpoint
     from training.data.readers import read_h5_volumes
     from training.inference import predict_volume
-    from training.postprocess import apply_postprocessing
+    from training.inference.postprocess import apply_postprocessing
 
     torch.manual_seed(0)
     model, meta = load_checkpoint(args.checkpoint)

@@ -84,7 +84,7 @@ def insert_disc(image: np.ndarray, site, rng: np.random.Generator):
 
 
 def dice_of(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    from training.metrics import dice
+    from training.evaluation.metrics import dice
 
     return float(dice(pred, truth)) if truth.any() or pred.any() else None
 
@@ -121,7 +121,7 @@ def main() -> int:
     import torch
 
     from src_model import load_checkpoint
-    from training.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+    from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
     from training.inference import predict_volume
 
     torch.set_num_threads(args.threads)

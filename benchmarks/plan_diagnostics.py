@@ -22,7 +22,7 @@ folder, NIfTI imagesTr+labelsTr). One JSON line per reference r of the mapper, w
   quantiser's code of each token (what the mapper is fed), and the gain over position: an upper
   reference for how anatomical content-driven buckets could be.
 
-The maths is ``training.plan_metrics`` (docs/design.md "Plan design choices").
+The maths is ``training.evaluation.plan_metrics`` (docs/design.md "Plan design choices").
 Targets (issue 11): row entropy
 <= 0.6, homogeneity gain >= 0.15 for the best reference, uniform plans cost >= 0.02 Dice.
 """
@@ -68,8 +68,8 @@ def _override(mapper, mode: str | None):
 
 def _dice_pass(model, meta, cases, protocol, capture=None, device: str = "cpu") -> float:
     """Mean Dice over ``cases`` as ``l2gnet evaluate``; fills ``capture`` with plans per slice."""
+    from training.evaluation.metrics import score_case, summarize
     from training.inference import predict_volume
-    from training.metrics import score_case, summarize
 
     rows = []
     raw_meta = {**meta, "normalization": {"kind": "none"}}  # cases are normalised already
@@ -89,9 +89,9 @@ def diagnose(checkpoint: str, data: str, protocol: str = "transunet",
     import torch
 
     from src_model import load_checkpoint
+    from training.data.normalization import IntensityNormalization
     from training.data.specs import load_cases
-    from training.normalization import IntensityNormalization
-    from training.plan_metrics import anatomy_scores, row_entropy_ratio, token_labels
+    from training.evaluation.plan_metrics import anatomy_scores, row_entropy_ratio, token_labels
 
     model, meta = load_checkpoint(checkpoint)
     mapper = _mapper(model)

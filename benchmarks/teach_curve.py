@@ -7,7 +7,8 @@ Three parts, each printing one JSON line per run (``--out FILE`` appends them th
             standing in for a radiologist's corrections). From the shipped demo checkpoint,
             6 corrected slices in three choices -- ``even`` (evenly spaced over the labelled
             range), ``fixed`` (1, 6, 12, 17, 23, 28), ``middle`` (clustered in the middle
-            third) -- fine-tuned through ``training.finetune.run_finetune`` (the panel's and
+            third) -- fine-tuned through ``training.finetuning.finetune.run_finetune`` (the panel's
+            and
             ``l2gnet finetune``'s path): Dice per class on the uncorrected slices before and
             after, on the corrected slices, seconds per round. ``--save-dir`` keeps each
             taught checkpoint (``ct_<choice>.safetensors``) for the next part.
@@ -67,7 +68,7 @@ def machine() -> dict:
 
 def class_dice(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
     """Dice per class present in ``truth`` (and their mean)."""
-    from training.metrics import dice
+    from training.evaluation.metrics import dice
 
     out = {}
     for c, name in enumerate(names[1:], start=1):
@@ -97,9 +98,9 @@ def run_ct(args: argparse.Namespace) -> None:
 
     from scan_io.volume import load_scan
     from src_model import read_metadata
-    from training.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+    from training.data.normalization import IntensityNormalization, normalize
+    from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
     from training.inference import predict_volume
-    from training.normalization import IntensityNormalization, normalize
 
     torch.set_num_threads(args.threads)
     scan = load_scan(DATA / "ct_abdomen" / "example_ct_sm.nii.gz")
@@ -208,8 +209,8 @@ def run_second(args: argparse.Namespace) -> None:
 
     from scan_io.volume import load_scan
     from src_model import read_metadata
+    from training.data.normalization import IntensityNormalization, normalize
     from training.inference import predict_volume
-    from training.normalization import IntensityNormalization, normalize
 
     torch.set_num_threads(args.threads)
     meta = read_metadata(CHECKPOINT)
@@ -241,7 +242,7 @@ def run_second(args: argparse.Namespace) -> None:
                 "agreement_start_vs_taught": class_dice(labels, start, names),
             }
             if truth is not None:
-                from training.metrics import dice
+                from training.evaluation.metrics import dice
 
                 record["liver_dice_vs_label"] = {
                     "start": round(float(dice(start == liver, truth > 0)), 4),
@@ -287,10 +288,10 @@ def run_acdc(args: argparse.Namespace) -> None:
     from training.commands.train import parse_set
     from training.data.cases import Slice
     from training.data.readers import read_acdc_slices, read_h5_volumes
-    from training.evaluate import evaluate
-    from training.finetune import CorrectedVolume, FinetuneSettings, run_finetune
-    from training.run_setup import prepare_run
-    from training.trainer import TrainConfig
+    from training.evaluation.scoring import evaluate
+    from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+    from training.fitting.run_setup import prepare_run
+    from training.fitting.trainer import TrainConfig
 
     torch.set_num_threads(args.threads)
     root = DATA / "acdc"
@@ -321,7 +322,7 @@ def run_acdc(args: argparse.Namespace) -> None:
                           input_size=(args.input_size, args.input_size), augment="rotate",
                           device="cpu", out_dir=str(work / "start"), overwrite=True,
                           validate_every=args.start_epochs)
-        from training.presets import resolve_preset
+        from training.fitting.presets import resolve_preset
 
         cfg.loss = resolve_preset("l2gnet").loss_config()
         setup = prepare_run(train, cfg, model="l2gnet", model_config=_small_config(),

@@ -13,7 +13,7 @@ import numpy as np
 
 from scan_io.display import choose_display_window
 from scan_io.nifti import NiftiVolume
-from training.phantom import make_phantom
+from training.data.phantom import make_phantom
 
 from ._colormaps import label_colormap
 from ._reader import nifti_metadata

@@ -20,6 +20,7 @@ import numpy as np
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context; see there)
 from napari_l2gnet._layer_record import read_record
+from napari_l2gnet.widgets.segment import run_sentence  # the panel's own status sentence
 
 
 def _wait(app, condition, timeout: float) -> None:
@@ -33,7 +34,7 @@ def _wait(app, condition, timeout: float) -> None:
 
 def dice_report(pred: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, float]:
     """Dice per organ (the papers' protocol) and their mean."""
-    from training.metrics import score_case
+    from training.evaluation.metrics import score_case
 
     rows = score_case(pred, truth, len(class_names), protocol="transunet")
     out = {class_names[r["class"]]: float(r["dice"]) for r in rows}
@@ -110,12 +111,6 @@ def reserve_outputs(out_dir: Path) -> tuple[Path, Path]:
         return png, labels
     raise FileExistsError(f"{out_dir} already holds demo.png .. demo-999.png: choose another "
                           "--out-dir")
-
-
-def run_sentence(slices: int, device: str, seconds: float) -> str:
-    """One sentence for the demo's log, e.g. 'Segmented 40 slices on the CPU in 4.1 s.'"""
-    where = {"cpu": "the CPU", "cuda": "the GPU"}.get(device.split(":")[0], device)
-    return f"Segmented {slices} slice{'s' if slices != 1 else ''} on {where} in {seconds:.1f} s."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.shipped_models import ModelSummary, list_checkpoints
+from training.inference.shipped_models import ModelSummary, list_checkpoints
 
 from ._session import RESOURCES
 

@@ -138,7 +138,7 @@ class ModelCard:
     ``validation_dice`` maps class name (and ``"mean"``) to the validation Dice the run
     reached. ``added_classes`` records classes taught after the model was trained (oldest
     first). ``taught`` records each time the model was taught on a user's corrections
-    (``training.finetune``; oldest first): such a model is no longer what the rest of the
+    (``training.finetuning.finetune``; oldest first): such a model is no longer what the rest of the
     card describes. ``CheckpointMeta.resolved_card()`` fills gaps from the training record.
     """
 
@@ -206,7 +206,7 @@ class CheckpointMeta(Mapping):
             voxel size are resampled to before the network (the training data's median, as
             nnU-Net plans it); ``None``: resize to ``input_size`` whatever the pixel size
             (older checkpoints, and data without a voxel size).
-        normalization: the intensity normalisation entry (``training.normalization``).
+        normalization: the intensity normalisation entry (``training.data.normalization``).
         encoder_weights: where the encoder's initial weights came from.
         training: the run's record (command, data, epochs, Dice...), free-form JSON.
         card: the model card (modality, intended use, ...).

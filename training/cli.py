@@ -18,7 +18,7 @@ from src_model import CheckpointError
 
 from .commands import evaluate, finetune, measure, predict, sample, train
 from .commands.outputs import check_symlink_loops, describe
-from .inference import is_cpu_out_of_memory
+from .inference.predict import is_cpu_out_of_memory
 
 COMMANDS = (train, finetune, evaluate, predict, measure, sample)
 

@@ -35,7 +35,7 @@ from napari_l2gnet.demo import show_clearest_organ_bucket
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
 from napari_l2gnet.widgets.explain import ExplainWidget
 from napari_l2gnet.widgets.segment import SegmentWidget
-from training.metrics import score_case
+from training.evaluation.metrics import score_case
 
 REPO = Path(__file__).resolve().parents[2]
 VAL = REPO / ".." / "shared" / "data" / "acdc" / "val_volumes"

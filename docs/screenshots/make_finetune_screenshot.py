@@ -28,7 +28,7 @@ from napari_l2gnet._session import session_for
 from napari_l2gnet.testing import dock
 from src_model import build_model, save_checkpoint
 from src_model.testing import tiny_config
-from training.phantom import make_phantom
+from training.data.phantom import make_phantom
 
 OUT = Path(__file__).resolve().parent / "finetune.png"
 

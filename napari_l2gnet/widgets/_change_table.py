@@ -1,7 +1,7 @@
 """The Fine-tune widget's "how much you changed the model's output" panel (as MONAI Label).
 
 Dice and HD95 per class between the model's labels, kept in ``metadata["l2gnet"]
-["model_labels"]`` by Segment, and the layer now (``training.finetune.change_scores``).
+["model_labels"]`` by Segment, and the layer now (``training.finetuning.finetune.change_scores``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from training.finetune import change_scores
+from training.finetuning.finetune import change_scores
 
 from .._layer_record import read_record
 from ._tables import read_only_table

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
 
-from training.class_outcomes import outcomes_of
+from training.finetuning.class_outcomes import outcomes_of
 
 from ._change_table import ChangeTable
 from ._forms import note_label

@@ -1,6 +1,6 @@
 """The Fine-tune panel's run: the child process, its temporary folder, polling, Stop, Accept.
 
-``RunController.start`` runs a ``training.finetune_process.FinetuneJob`` in its own process
+``RunController.start`` runs a ``training.finetuning.process.FinetuneJob`` in its own process
 with a fresh temporary folder; a timer polls it and hands each batch of training events to
 ``events`` and the end to ``finished`` (the report, or None with ``last_error``). ``accept``
 copies the fine-tuned checkpoint to the chosen path (atomically, never over a shipped model,
@@ -54,14 +54,14 @@ class RunInfo:
 class RunController(QObject):
     """Start, poll, stop and accept one fine-tune at a time."""
 
-    events = Signal(list)  # training.finetune_process events since the last poll
+    events = Signal(list)  # training.finetuning.process events since the last poll
     finished = Signal(object)  # the FinetuneReport, or None (``last_error`` says why)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.process = None  # training.finetune_process.FinetuneProcess while a run is on
+        self.process = None  # training.finetuning.process.FinetuneProcess while a run is on
         self.info: RunInfo | None = None
-        self.last_report = None  # training.finetune.FinetuneReport of the last run
+        self.last_report = None  # training.finetuning.finetune.FinetuneReport of the last run
         self.last_error: str | None = None
         self.cleanup = RunCleanup()  # ends the child, removes its folder when the panel goes
         self.timer = QTimer(self)
@@ -79,7 +79,7 @@ class RunController(QObject):
 
     def start(self, job, out: Path, extras: dict[str, Any]) -> RunInfo:
         """Start ``job`` in its own process; ``RuntimeError`` when it cannot be started."""
-        from training.finetune_process import FinetuneProcess
+        from training.finetuning.process import FinetuneProcess
 
         self.discard()
         self.last_error = self.last_report = None

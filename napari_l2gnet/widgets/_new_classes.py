@@ -6,7 +6,8 @@ them (label 4 on a 4-class model), a row appears for it: the name to give it (as
 before Start), its colour (the one the layer shows it in, by default; a click changes it)
 and how many voxels carry it, with a warning when that is too few to learn. The checks (the
 new values must follow the model's in order, at most ``MAX_NEW_CLASSES`` at once) are the
-CLI's (``training.new_classes``), so the panel and ``l2gnet finetune`` refuse the same things.
+CLI's (``training.fitting.new_classes``), so the panel and ``l2gnet finetune`` refuse the same
+things.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from src_model.class_growth import MAX_NEW_CLASSES
-from training.new_classes import MIN_PAINTED_VOXELS
+from training.fitting.new_classes import MIN_PAINTED_VOXELS
 
 RED = "color: #e05d5d;"
 

@@ -1,5 +1,6 @@
 """The Fine-tune result's per-class table: Dice on the corrected slices before and after, and
-each painted class that was not learned in red, with what to do (``training.class_outcomes``)."""
+each painted class that was not learned in red, with what to do
+(``training.finetuning.class_outcomes``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from training.class_outcomes import ClassOutcome
+from training.finetuning.class_outcomes import ClassOutcome
 
 from ._tables import read_only_table
 

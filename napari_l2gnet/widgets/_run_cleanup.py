@@ -1,6 +1,6 @@
 """What a fine-tune leaves behind, removed whatever way the panel goes (no Qt).
 
-A run is a child process and a temporary folder (``training.finetune_process``). The panel
+A run is a child process and a temporary folder (``training.finetuning.process``). The panel
 hands both to a ``RunCleanup``; when the panel is destroyed (its dock removed, or the viewer
 closed: Qt deletes the window's children) or the interpreter exits, the cleanup stops the
 child (a stop request, then terminate) and deletes the folder. It is a plain object
@@ -24,7 +24,7 @@ class RunCleanup:
     """The current run's process (while it runs) and folder (until accepted or discarded)."""
 
     def __init__(self) -> None:
-        self.process = None  # training.finetune_process.FinetuneProcess
+        self.process = None  # training.finetuning.process.FinetuneProcess
         self.folder: Path | None = None
         _LIVE.add(self)
 

@@ -1,6 +1,7 @@
 """"Where to correct next": the slices the model is least sure of, listed; a click jumps there.
 
-The model segments the image in a napari thread worker; ``training.uncertainty`` scores each
+The model segments the image in a napari thread worker; ``training.inference.uncertainty`` scores
+each
 slice by its mean probability entropy. Slices already corrected are left out, and so are the
 neighbours of a listed slice (they look alike).
 """
@@ -20,7 +21,7 @@ def rank_volume(volume: np.ndarray, checkpoint: str, axis: int,
                 exclude: list[int]) -> list[tuple[int, float]]:
     """(slice, mean entropy) of the most uncertain slices not in ``exclude`` (in a thread)."""
     from training.inference import predict_volume
-    from training.uncertainty import rank_scores, slice_entropy
+    from training.inference.uncertainty import rank_scores, slice_entropy
 
     probs = predict_volume(volume, checkpoint, axis=axis,
                            return_probabilities=True).probabilities

@@ -1,7 +1,8 @@
 """Fine-tune widget: teach the current checkpoint the user's corrected slices, then Accept.
 
 Image + corrected Labels layers -> the annotated slices (painted, or every non-empty slice)
--> ``training.finetune_process.FinetuneProcess`` (``training.finetune.run_finetune`` in its
+-> ``training.finetuning.process.FinetuneProcess`` (``training.finetuning.finetune.run_finetune``
+in its
 own process, started from its own module) with a live loss / Dice plot (epoch 0 is the
 starting model) -> a report: Dice on the corrected slices before and after, how much the
 uncorrected slices changed, and per class on the corrected slices (a painted class that was
@@ -10,8 +11,9 @@ checkpoint the session's, so Segment uses it, and saves this scan's corrections 
 annotation store; the next run includes the store's cases ("Include earlier corrections").
 "Where to correct next" lists the slices the model is least sure of; a click jumps there.
 Closing the panel or the viewer ends a running child and removes its temporary folder.
-The Qt-free logic lives in ``training.finetune``, ``training.class_outcomes``,
-``training.store_volumes``, ``scan_io.annotation_store`` and ``training.uncertainty``.
+The Qt-free logic lives in ``training.finetuning.finetune``, ``training.finetuning.class_outcomes``,
+``training.finetuning.store_volumes``, ``scan_io.annotation_store`` and
+``training.inference.uncertainty``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from training.finetune import FinetuneSettings, change_scores
+from training.finetuning.finetune import FinetuneSettings, change_scores
 
 from .._layer_record import read_record
 from .._session import is_segmentation, same_layer, session_for
@@ -309,7 +311,7 @@ class FinetuneWidget(QWidget):
     def _model_names(self) -> list[str]:
         """The input checkpoint's class names ([] when it cannot be read yet)."""
         from src_model import CheckpointError
-        from training.model_handle import open_model
+        from training.inference.model_handle import open_model
 
         src = self.input_edit.text().strip()
         if self._names_cache is None or self._names_cache[0] != src:
@@ -387,11 +389,11 @@ class FinetuneWidget(QWidget):
         """The job, where Accept will save, and what Accept stores, checked; ``ValueError``
         says what to fix."""
         from src_model import read_metadata
-        from training.finetune import volume_from_arrays
-        from training.finetune_process import FinetuneJob
-        from training.new_classes import model_class_names
-        from training.normalization import IntensityNormalization
-        from training.store_volumes import StoreVolumes, store_volumes
+        from training.data.normalization import IntensityNormalization
+        from training.finetuning.finetune import volume_from_arrays
+        from training.finetuning.process import FinetuneJob
+        from training.finetuning.store_volumes import StoreVolumes, store_volumes
+        from training.fitting.new_classes import model_class_names
 
         image, labels = self.image_combo.layer(), self.labels_combo.layer()
         if image is None:

@@ -2,7 +2,8 @@
 myocardial mass) from ED/ES labels layers or a cine.
 
 Volumes: the selected labels layer's voxel count, volume in mL and border contact per class
-(``training.measure.class_volumes``), recomputed when Segment replaces the layer's data and
+(``training.evaluation.measure.class_volumes``), recomputed when Segment replaces the layer's data
+and
 after every paint stroke; for a cine, of the frame on screen. The voxel size comes from the
 scan's affine kept in ``metadata["nifti"]`` by the reader; a layer without one (a plain
 array) gets voxel counts and a note, no mL.
@@ -37,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from training.measure import (
+from training.evaluation.measure import (
     CardiacIndices,
     VolumeTable,
     cardiac_indices,
@@ -400,7 +401,7 @@ class MeasureWidget(QWidget):
     def save_csv(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """The volume table, then the cardiac indices, as one CSV (never over a file unless
         ``overwrite``)."""
-        from training.measure import write_text
+        from training.evaluation.measure import write_text
 
         parts = []
         if self.volumes is not None:

@@ -13,8 +13,8 @@ import pytest
 from napari_l2gnet.testing import dock, open_scan, write_scan
 from scan_io.nifti import affine_from_scale
 from training.data.readers import read_h5_volumes
+from training.evaluation.measure import CardiacClasses, cardiac_indices
 from training.inference import predict_volume
-from training.measure import CardiacClasses, cardiac_indices
 
 REPO = Path(__file__).resolve().parents[2]
 ACDC = REPO / "napari_l2gnet" / "resources" / "acdc_cine_mri_l2gnet.safetensors"

@@ -17,10 +17,10 @@ from napari_l2gnet._session import DEMO_CHECKPOINT
 from scan_io.nifti import load_nifti
 from src_model import load_checkpoint, read_metadata
 from training.cli import main as cli_main
+from training.data.phantom import SYNAPSE_CLASSES, make_phantom
 from training.data.specs import parse_seeds
+from training.evaluation.metrics import score_case
 from training.inference import predict_volume
-from training.metrics import score_case
-from training.phantom import SYNAPSE_CLASSES, make_phantom
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -140,7 +140,7 @@ def test_change_scores() -> None:
 
 
 def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
-    from training.finetune import FinetuneSettings
+    from training.finetuning.finetune import FinetuneSettings
 
     viewer, widget, labels = setup
     assert widget.image_combo.currentText() == "scan"
@@ -162,7 +162,7 @@ def test_widget_defaults(setup, checkpoint, user_data_home) -> None:
 def test_settings_start_at_finetune_settings(make_napari_viewer) -> None:
     """The panel's settings start at ``FinetuneSettings()``, the one source the CLI's flags
     default to too (tests/training/test_defaults.py)."""
-    from training.finetune import FinetuneSettings
+    from training.finetuning.finetune import FinetuneSettings
 
     widget = dock(make_napari_viewer(), "Fine-tune")
     d = FinetuneSettings()
@@ -527,7 +527,7 @@ def test_store_cases_are_listed_and_removed(make_napari_viewer, tmp_path) -> Non
 
 def test_unlearned_classes_are_red_with_what_to_do(qtbot) -> None:
     from napari_l2gnet.widgets._outcome_table import RED, OutcomeTable
-    from training.class_outcomes import class_outcomes
+    from training.finetuning.class_outcomes import class_outcomes
 
     table = OutcomeTable()
     qtbot.addWidget(table)

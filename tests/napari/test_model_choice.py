@@ -122,7 +122,7 @@ def test_fine_tune_input_follows_the_model_chosen_in_segment(make_napari_viewer,
 
 def test_choosing_models_again_reads_each_header_once_and_builds_nothing(make_napari_viewer,
                                                                           tiny_checkpoint):
-    from training.model_handle import cache_stats, clear_cache, open_model
+    from training.inference.model_handle import cache_stats, clear_cache, open_model
 
     viewer = make_napari_viewer()
     widget = dock(viewer, "Segment")

@@ -123,7 +123,7 @@ def test_section_folds_its_content(qtbot) -> None:
 
 def test_result_view_plots_training_events(qtbot) -> None:
     from napari_l2gnet.widgets._finetune_result import ResultView
-    from training.finetune_process import ProgressEvent
+    from training.finetuning.process import ProgressEvent
 
     view = ResultView(None, lambda: None)
     qtbot.addWidget(view)

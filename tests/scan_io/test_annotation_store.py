@@ -133,8 +133,8 @@ def test_an_empty_or_missing_store_has_no_cases(tmp_path):
 
 def test_store_folder_reads_as_an_nnunet_training_set(store):
     """Other tools (and ``l2gnet train``) read it as imagesTr/labelsTr."""
+    from training.data.normalization import IntensityNormalization
     from training.data.readers import read_nifti_pairs
-    from training.normalization import IntensityNormalization
 
     image = np.random.default_rng(3).random((6, 48, 48), dtype=np.float32)
     store.add(image, _labels(image.shape), [2, 5], axis=0, class_names=NAMES)

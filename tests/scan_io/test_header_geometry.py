@@ -13,8 +13,8 @@ import pytest
 from scan_io.checks import NoOrientationWarning, SpacingMismatchWarning
 from scan_io.nifti import load_nifti, save_nifti
 from scan_io.volume import load_scan
+from training.data.normalization import NO_NORMALIZATION
 from training.data.specs import load_cases
-from training.normalization import NO_NORMALIZATION
 
 
 def _write(path: Path, data: np.ndarray, affine: np.ndarray | None,

@@ -17,8 +17,8 @@ from scan_io.labels import check_labels
 from scan_io.nifti import load_nifti, save_nifti
 from scan_io.volume import load_scan
 from training.data import read_h5_volumes, read_nifti_pairs, read_npz_slices
+from training.data.normalization import CT_WINDOW, MRI_PERCENTILE, normalize
 from training.data.specs import load_cases, load_slices
-from training.normalization import CT_WINDOW, MRI_PERCENTILE, normalize
 
 
 def _nifti(path: Path, data: np.ndarray, affine=None) -> Path:

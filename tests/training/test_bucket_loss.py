@@ -1,4 +1,4 @@
-"""training.losses.bucket_class_loss: the term that ties L2GNet's plans to the labels."""
+"""training.fitting.losses.bucket_class_loss: the term that ties L2GNet's plans to the labels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from src_model import build_model
 from src_model.testing import tiny_config
-from training.losses import (
+from training.fitting.losses import (
     LossConfig,
     SegmentationLoss,
     bucket_class_loss,
@@ -103,7 +103,7 @@ def test_the_term_reaches_the_model_through_the_training_loss() -> None:
 
 
 def test_a_finetune_keeps_the_bucket_term_its_checkpoint_was_trained_with() -> None:
-    from training.finetune import finetune_loss
+    from training.finetuning.finetune import finetune_loss
 
     trained = {"training": {"config": {"loss": {"bucket_weight": 1.0, "ce_weight": 1.0}}}}
     assert finetune_loss(trained) == LossConfig(bucket_weight=1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.class_outcomes import (
+from training.finetuning.class_outcomes import (
     LEARNED_DICE,
     ClassOutcome,
     class_outcomes,

@@ -12,7 +12,7 @@ import pytest
 
 from src_model import load_checkpoint
 from training.cli import main
-from training.phantom import SYNAPSE_CLASSES
+from training.data.phantom import SYNAPSE_CLASSES
 
 TRAIN = ["train", "--tiny", "--data", "phantom:1", "--val", "phantom:2", "--phantom-shape",
          "8", "48", "48", "--input-size", "48", "48", "--epochs", "1", "--device", "cpu",
@@ -105,7 +105,7 @@ def test_train_prints_history(tmp_path, capsys):
 
 def test_train_phantom_keeps_all_synapse_classes(tmp_path):
     """A small phantom may miss an organ (here the stomach, 8): still a 9-class model."""
-    from training.phantom import make_phantom
+    from training.data.phantom import make_phantom
 
     assert make_phantom(0, shape=(7, 33, 65)).labels.max() == 7
     assert main(["train", "--tiny", "--data", "phantom:0", "--phantom-shape", "7", "33", "65",
@@ -203,7 +203,7 @@ def test_evaluate_writes_json_and_prints_a_table(checkpoint, tmp_path, capsys):
 
 def test_evaluate_clinical_on_a_nifti_folder(checkpoint, tmp_path, capsys):
     from scan_io.nifti import save_nifti
-    from training.phantom import make_phantom
+    from training.data.phantom import make_phantom
 
     root = tmp_path / "ds"
     (root / "imagesTr").mkdir(parents=True)
@@ -226,7 +226,7 @@ def test_evaluate_acdc_volume(checkpoint, shared_data, tmp_path):
     """h5 volumes are already in [0, 1]: evaluated as they are, whatever the checkpoint's
     normalisation says."""
     from training.data import read_h5_volumes
-    from training.evaluate import evaluate
+    from training.evaluation.scoring import evaluate
 
     name = (shared_data / "acdc" / "val.list").read_text().split()[0] + ".h5"
     folder = tmp_path / "vols"
@@ -247,7 +247,7 @@ def test_evaluate_refuses_labels_beyond_the_model(tmp_path):
     from src_model import build_model
     from src_model.testing import tiny_config
     from training.data import Case
-    from training.evaluate import evaluate
+    from training.evaluation.scoring import evaluate
 
     torch.manual_seed(0)
     model = build_model("l2gnet", 3, **tiny_config("l2gnet"))

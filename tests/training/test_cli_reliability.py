@@ -221,7 +221,7 @@ def test_unknown_or_mistyped_set_key_is_one_line(tmp_path, capsys):
 def test_evaluate_refuses_labels_that_are_not_class_ids(checkpoint, value, dtype, needle):
     """264 used to score as class 8, -1 as 255, 7.6 as 7 (scan_io.labels.check_labels now)."""
     from training.data import Case
-    from training.evaluate import evaluate
+    from training.evaluation.scoring import evaluate
 
     label = np.zeros((2, 16, 16), dtype)
     label[1, 3, 3] = value

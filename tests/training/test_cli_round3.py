@@ -175,7 +175,7 @@ def test_batch_rerun_after_a_kill_can_skip_what_was_written(checkpoint, tmp_path
 LIMITED = """
 import resource, sys
 import nibabel, torch, tqdm  # noqa: F401  (loaded before the limit is set)
-import scan_io.volume, src_model, training.inference, training.trainer  # noqa: F401
+import scan_io.volume, src_model, training.inference, training.fitting.trainer  # noqa: F401
 from training.cli import main
 vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]) * 2**20, resource.RLIM_INFINITY))

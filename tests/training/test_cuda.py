@@ -12,9 +12,9 @@ import torch
 from src_model import build_model
 from src_model.testing import tiny_config
 from training.data import cases_to_slices, read_phantom_cases
-from training.fit import TrainConfig, fit
+from training.data.normalization import CT_WINDOW
+from training.fitting.one_call import TrainConfig, fit
 from training.inference import predict_volume
-from training.normalization import CT_WINDOW
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 NONE = {"normalization": {"kind": "none"}}

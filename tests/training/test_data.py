@@ -24,6 +24,14 @@ from training.data import (
     read_phantom_cases,
     slices_from_arrays,
 )
+from training.data.normalization import (
+    CT_WINDOW,
+    MRI_PERCENTILE,
+    NO_NORMALIZATION,
+    IntensityNormalization,
+    normalize,
+)
+from training.data.phantom import make_phantom
 from training.data.specs import load_cases, load_slices, max_label, parse_seeds
 from training.data.transforms import (
     augment_pair,
@@ -31,14 +39,6 @@ from training.data.transforms import (
     random_rotate,
     resize_pair,
 )
-from training.normalization import (
-    CT_WINDOW,
-    MRI_PERCENTILE,
-    NO_NORMALIZATION,
-    IntensityNormalization,
-    normalize,
-)
-from training.phantom import make_phantom
 
 SYNAPSE_H5 = "ct_abdomen/example_ct_sm_synapse8.npy.h5"
 

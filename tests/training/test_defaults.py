@@ -10,9 +10,9 @@ import dataclasses
 from training.commands import finetune as finetune_command
 from training.commands import train as train_command
 from training.data.transforms import AUGMENTATIONS, FLIPS
-from training.finetune import FinetuneSettings
-from training.losses import LossConfig
-from training.trainer import OPTIMIZERS, TrainConfig
+from training.finetuning.finetune import FinetuneSettings
+from training.fitting.losses import LossConfig
+from training.fitting.trainer import OPTIMIZERS, TrainConfig
 
 
 def _parser(command) -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Fine-tuning on corrections (training.finetune): epoch 0 is the starting model, the start
+"""Fine-tuning on corrections (training.finetuning.finetune): epoch 0 is the starting model, the
+start
 wins when nothing beats it, the report, the CLI, the uncertainty ranking, and the worker
 process that never re-runs the user's script."""
 
@@ -14,7 +15,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from training.finetune import (
+from training.data.normalization import NO_NORMALIZATION
+from training.finetuning.finetune import (
     CHOSEN,
     REPORT,
     CorrectedVolume,
@@ -23,8 +25,7 @@ from training.finetune import (
     run_finetune,
     volume_from_arrays,
 )
-from training.normalization import NO_NORMALIZATION
-from training.uncertainty import rank_scores, rank_slices, slice_entropy
+from training.inference.uncertainty import rank_scores, rank_slices, slice_entropy
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = dict(epochs=2, samples_per_epoch=4, batch_size=2)
@@ -176,8 +177,8 @@ def test_worker_never_reruns_an_unguarded_user_script(checkpoint, tmp_path) -> N
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(f"""
         import numpy as np
-        from training.finetune import CorrectedVolume, FinetuneSettings
-        from training.finetune_process import FinetuneJob, FinetuneProcess
+        from training.finetuning.finetune import CorrectedVolume, FinetuneSettings
+        from training.finetuning.process import FinetuneJob, FinetuneProcess
 
         with open({str(counter)!r}, "a") as f:
             f.write("ran\\n")

@@ -12,10 +12,10 @@ import torch
 from src_model import build_model, load_checkpoint
 from src_model.testing import tiny_config
 from training.data import Slice, cases_to_slices, read_phantom_cases
-from training.fit import FitResult, TrainConfig, TrainEvent, fit
-from training.losses import LossConfig
-from training.normalization import CT_WINDOW
-from training.phantom import SYNAPSE_CLASSES
+from training.data.normalization import CT_WINDOW
+from training.data.phantom import SYNAPSE_CLASSES
+from training.fitting.losses import LossConfig
+from training.fitting.one_call import FitResult, TrainConfig, TrainEvent, fit
 
 SHAPE = (8, 48, 48)
 

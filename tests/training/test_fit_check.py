@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scan_io.nifti import load_nifti
-from training.fit_check import (
+from training.inference.fit_check import (
     CT,
     MRI,
     NORMALISED,

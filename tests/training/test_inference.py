@@ -9,6 +9,7 @@ import torch
 
 from src_model import build_model, save_checkpoint
 from src_model.testing import tiny_config
+from training.data.normalization import CT_WINDOW, normalize
 from training.inference import (
     Explanation,
     PredictionCancelled,
@@ -16,7 +17,6 @@ from training.inference import (
     iter_predict_volume,
     predict_volume,
 )
-from training.normalization import CT_WINDOW, normalize
 
 NUM_CLASSES = 4
 
@@ -311,7 +311,7 @@ def test_non_finite_voxels_are_replaced_with_a_warning():
     """One NaN used to blank its slice (all background, no warning)."""
     from pathlib import Path
 
-    from training.phantom import make_phantom
+    from training.data.phantom import make_phantom
 
     demo = Path(__file__).parents[2] / "napari_l2gnet/resources/demo_l2gnet.safetensors"
     ph = make_phantom(0, shape=(3, 96, 96))

@@ -1,4 +1,4 @@
-"""training.losses and training.presets."""
+"""training.fitting.losses and training.fitting.presets."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from src_model import build_model
 from src_model.nets.l2gnet import PLAN_PRESETS
 from src_model.testing import tiny_config
-from training.losses import LossConfig, SegmentationLoss, spectral_correlation_loss
-from training.presets import MODEL_NAMES, TrainingPreset, resolve_preset
+from training.fitting.losses import LossConfig, SegmentationLoss, spectral_correlation_loss
+from training.fitting.presets import MODEL_NAMES, TrainingPreset, resolve_preset
 
 
 def _target(b: int = 2, h: int = 32, w: int = 32, c: int = 4) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""``training.measure``: volumes, border contact and cardiac indices, exact against numpy."""
+"""``training.evaluation.measure``: volumes, border contact and cardiac indices, exact against
+numpy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from training.measure import (
+from training.evaluation.measure import (
     CardiacClasses,
     cardiac_indices,
     class_volumes,

@@ -1,4 +1,4 @@
-"""training.metrics against medpy, on hand-made masks, and on every empty case."""
+"""training.evaluation.metrics against medpy, on hand-made masks, and on every empty case."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from medpy.metric import binary as mp
 from scipy.ndimage import binary_dilation, gaussian_filter
 
-from training.metrics import dice, hd95, score_case, summarize
+from training.evaluation.metrics import dice, hd95, score_case, summarize
 
 
 def _blob(rng: np.random.Generator, shape: tuple[int, ...], level: float = 0.6) -> np.ndarray:
@@ -213,7 +213,7 @@ def test_summarize_on_score_case_output() -> None:
 
 
 def test_bounding_box_with_margin():
-    from training.metrics import bounding_box
+    from training.evaluation.metrics import bounding_box
 
     mask = np.zeros((5, 6, 7), bool)
     mask[1, 2, 3] = mask[2, 4, 3] = True

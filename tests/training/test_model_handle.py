@@ -11,7 +11,7 @@ import torch
 from src_model import CheckpointError, build_model, save_checkpoint
 from src_model.testing import tiny_config
 from training.inference import load_for_inference
-from training.model_handle import cache_stats, clear_cache, open_model
+from training.inference.model_handle import cache_stats, clear_cache, open_model
 
 META = {"input_size": [32, 32], "normalization": {"kind": "none"}}
 

@@ -1,4 +1,5 @@
-"""Teaching a model a class it does not have (training.new_classes, run_finetune, prepare_run
+"""Teaching a model a class it does not have (training.fitting.new_classes, run_finetune,
+prepare_run
 and the CLI): the model grows, the card records it, the old classes are kept, and bad input
 (renamed classes, unnamed labels, 200 new values, one painted voxel) gets one line."""
 
@@ -15,7 +16,7 @@ import torch
 from src_model import build_model, load_checkpoint, save_checkpoint
 from src_model.testing import tiny_config
 from training.cli import main
-from training.finetune import (
+from training.finetuning.finetune import (
     CHOSEN,
     REPORT,
     CorrectedVolume,
@@ -23,7 +24,7 @@ from training.finetune import (
     complete_new_only_slices,
     run_finetune,
 )
-from training.new_classes import NewClassRequest, painted_counts
+from training.fitting.new_classes import NewClassRequest, painted_counts
 
 NAMES = ["background", "a", "b"]
 QUICK = dict(epochs=2, samples_per_epoch=4, batch_size=2)
@@ -78,7 +79,9 @@ def test_run_finetune_grows_the_model_and_records_it(checkpoint, tmp_path) -> No
     assert (added.scans, added.slices, added.voxels) == (1, 2, 72)
     assert added.derived_from == str(checkpoint) and added.date
     assert json.loads((tmp_path / "run" / REPORT).read_text())["new_classes"] == ["lesion"]
-    from training.shipped_models import describe_checkpoint  # what the model chooser shows
+    from training.inference.shipped_models import (
+        describe_checkpoint,  # what the model chooser shows
+    )
 
     assert "Added class lesion (label 3): taught on two test slices, 2 slices, 1 scans" in \
         describe_checkpoint(report.checkpoint).details()
@@ -216,7 +219,7 @@ def test_cli_train_from_grows_and_refuses_renames(checkpoint, tmp_path, capsys) 
 
 
 def test_growing_keeps_the_body_and_the_old_class_weights(checkpoint, tmp_path) -> None:
-    from training.finetune import BODY, growth_weights
+    from training.finetuning.finetune import BODY, growth_weights
 
     image, labels = _scan()
     before, _ = load_checkpoint(checkpoint)

@@ -54,8 +54,8 @@ def test_small_structure_repeats_keep_every_slice_and_add_the_share():
 def test_real_acdc_small_rv_slices_are_apical_and_end_systolic(shared_data):
     """On the real ACDC training slices the RV's small group lies towards the apex (the
     later slices of a stack) and at end-systole more often than the stack as a whole."""
+    from training.data.normalization import NO_NORMALIZATION
     from training.data.specs import load_slices
-    from training.normalization import NO_NORMALIZATION
 
     slices = load_slices(str(shared_data / "acdc" / "train_slices"), NO_NORMALIZATION)
     rv_only = [(s.label == 1).astype(np.uint8) for s in slices]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.phantom import SYNAPSE_CLASSES, SYNAPSE_COLORS, make_phantom, phantom_affine
+from training.data.phantom import SYNAPSE_CLASSES, SYNAPSE_COLORS, make_phantom, phantom_affine
 
 SMALL = (8, 48, 48)
 

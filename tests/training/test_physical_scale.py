@@ -1,4 +1,4 @@
-"""Physical scale (``training.physical_scale``): slices go to the model at the checkpoint's
+"""Physical scale (``training.data.physical_scale``): slices go to the model at the checkpoint's
 pixel size and come back on their own grid; checkpoints without a target pixel size, and
 volumes without a voxel size, are segmented exactly as before."""
 
@@ -11,13 +11,13 @@ import torch
 from src_model import CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from src_model.checkpoint_meta import CheckpointError
 from src_model.testing import tiny_config
-from training.inference import predict_volume
-from training.physical_scale import (
+from training.data.physical_scale import (
     in_plane_spacing,
     median_spacing,
     plan_geometry,
     resample,
 )
+from training.inference import predict_volume
 
 NUM_CLASSES = 3
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training.plan_metrics import (
+from training.evaluation.plan_metrics import (
     anatomy_scores,
     conditional_mutual_information,
     entropy,

@@ -11,12 +11,9 @@ import pytest
 from src_model import read_checkpoint_meta
 from src_model.checkpoint_meta import CheckpointError, CheckpointMeta, PostProcessing
 from training.data.readers import read_h5_volumes
+from training.evaluation.postprocess_choice import choose_largest_component
 from training.inference import predict_volume
-from training.postprocess import (
-    apply_postprocessing,
-    choose_largest_component,
-    keep_largest_component,
-)
+from training.inference.postprocess import apply_postprocessing, keep_largest_component
 
 REPO = Path(__file__).resolve().parents[2]
 ACDC = REPO / "napari_l2gnet" / "resources" / "acdc_cine_mri_l2gnet.safetensors"

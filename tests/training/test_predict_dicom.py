@@ -14,7 +14,7 @@ from scan_io.nifti import save_nifti
 from scan_io.testing import display_affine_lps, write_dicom_series
 from scan_io.volume import load_scan
 from training.cli import main
-from training.phantom import make_phantom
+from training.data.phantom import make_phantom
 
 DEMO = Path(__file__).resolve().parents[2] / "napari_l2gnet/resources/demo_l2gnet.safetensors"
 

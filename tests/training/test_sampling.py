@@ -1,4 +1,4 @@
-"""Class-aware sampling and loss weights (``training.data.sampling``, ``training.losses``):
+"""Class-aware sampling and loss weights (``training.data.sampling``, ``training.fitting.losses``):
 a class painted on few slices is drawn more often and weighs more in the cross-entropy."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training.data.sampling import balanced_repeats, class_weights, slice_probabilities
-from training.losses import LossConfig, SegmentationLoss
+from training.fitting.losses import LossConfig, SegmentationLoss
 
 
 def _painted() -> list[np.ndarray]:
@@ -111,7 +111,7 @@ def test_dataset_resamples_to_the_target_pixel_size():
 def test_dice_over_present_classes_ignores_absent_ones():
     """``dice_present_only``: a class absent from the batch adds nothing to the Dice term
     (otherwise every batch without the rare class pushes it towards zero)."""
-    from training.losses import dice_loss
+    from training.fitting.losses import dice_loss
 
     target = torch.zeros(1, 8, 8, dtype=torch.long)
     target[0, :4] = 1  # class 1 present, class 2 absent

@@ -8,8 +8,8 @@ import pytest
 
 from src_model import load_checkpoint, read_metadata
 from training.data.readers import read_h5_volumes
-from training.evaluate import evaluate
-from training.fit_check import MRI, ScanExpectation
+from training.evaluation.scoring import evaluate
+from training.inference.fit_check import MRI, ScanExpectation
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = REPO / "napari_l2gnet" / "resources" / "acdc_cine_mri_l2gnet.safetensors"

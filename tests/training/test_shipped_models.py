@@ -13,8 +13,8 @@ from safetensors.numpy import save_file
 
 from src_model import build_model, load_checkpoint, read_metadata, save_checkpoint
 from src_model.testing import tiny_config
-from training.fit_check import ScanExpectation
-from training.shipped_models import describe_checkpoint, list_checkpoints
+from training.inference.fit_check import ScanExpectation
+from training.inference.shipped_models import describe_checkpoint, list_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from scan_io.annotation_store import AnnotationStore
-from training.finetune import REPORT
-from training.normalization import NO_NORMALIZATION
-from training.store_volumes import class_mismatch, store_volumes
+from training.data.normalization import NO_NORMALIZATION
+from training.finetuning.finetune import REPORT
+from training.finetuning.store_volumes import class_mismatch, store_volumes
 
 NAMES = ["background", "a", "b"]
 EPOCHS = ["--epochs", "1", "--batch-size", "2", "--threads", "1"]

@@ -11,8 +11,8 @@ import pytest
 
 from src_model.checkpoint import read_checkpoint_meta
 from src_model.checkpoint_meta import CheckpointError, CheckpointMeta, TaughtRecord
-from training.finetune import CorrectedVolume, FinetuneSettings, run_finetune
-from training.shipped_models import describe_checkpoint
+from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+from training.inference.shipped_models import describe_checkpoint
 
 NAMES = ["background", "a", "b"]
 

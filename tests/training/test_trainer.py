@@ -13,14 +13,14 @@ import torch
 from safetensors.torch import load_file
 
 import src_model.checkpoint
-import training.run_state
+import training.fitting.run_state
 from src_model import build_model, load_checkpoint, save_checkpoint
 from src_model.testing import tiny_config
 from training.data import Slice, cases_to_slices, read_phantom_cases
-from training.fit import TrainConfig, TrainEvent, fit
-from training.normalization import CT_WINDOW
-from training.run_setup import prepare_run
-from training.trainer import Trainer
+from training.data.normalization import CT_WINDOW
+from training.fitting.one_call import TrainConfig, TrainEvent, fit
+from training.fitting.run_setup import prepare_run
+from training.fitting.trainer import Trainer
 
 
 class Killed(BaseException):
@@ -60,7 +60,7 @@ def _saves(monkeypatch, crash_at: int | None) -> list[str]:
                 raise Killed(filename)
         return save_file
 
-    for module in (src_model.checkpoint, training.run_state):
+    for module in (src_model.checkpoint, training.fitting.run_state):
         monkeypatch.setattr(module, "save_file", wrap(module.save_file))
     return calls
 

@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from ..data.normalization import IntensityNormalization
     from ..data.specs import load_cases
-    from ..evaluate import evaluate, format_table, write_report
-    from ..inference import resolve_device
-    from ..model_handle import open_model
-    from ..normalization import IntensityNormalization
+    from ..evaluation.scoring import evaluate, format_table, write_report
+    from ..inference.model_handle import open_model
+    from ..inference.predict import resolve_device
     from .outputs import check_outputs
 
     resolve_device(args.device)

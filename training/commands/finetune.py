@@ -1,6 +1,7 @@
 """``l2gnet finetune``: fine-tune a checkpoint on corrected slices, as the napari widget does.
 
-Same function (``training.finetune.run_finetune``) and same defaults (``FinetuneSettings``)
+Same function (``training.finetuning.finetune.run_finetune``) and same defaults
+(``FinetuneSettings``)
 as the Fine-tune widget. DATA is a NIfTI folder (imagesTr/ + labelsTr/) whose label files
 carry labels only on the corrected slices (the other slices all 0), an annotation store
 (``scan_io.annotation_store``: its records say which slices were corrected), or any data spec
@@ -28,7 +29,7 @@ from .train import StopOnSignals
 def add_parser(sub) -> None:
     """The flags; their defaults are ``FinetuneSettings``'s (one source, the panel's too)."""
     from ..data.transforms import AUGMENTATIONS, FLIPS
-    from ..finetune import FinetuneSettings
+    from ..finetuning.finetune import FinetuneSettings
 
     d = FinetuneSettings()
     p = sub.add_parser(
@@ -92,7 +93,7 @@ def load_volumes(spec: str, normalization, class_names=None):
     DICOM SEG's segments are matched to the model's ``class_names``.
     """
     from ..data.specs import load_cases
-    from ..finetune import CorrectedVolume
+    from ..finetuning.finetune import CorrectedVolume
 
     out = []
     for case in load_cases(spec, normalization, class_names=class_names):
@@ -113,7 +114,7 @@ def _class_names(text: str | None) -> list[str] | None:
 def _from_store(store, class_names, normalization, currents=()):
     """The store's usable cases; a note on stderr for each skipped one. ``currents``: the
     scans trained on from DATA (``store_volumes``): their slices are not taken twice."""
-    from ..store_volumes import store_volumes
+    from ..finetuning.store_volumes import store_volumes
 
     found = store_volumes(store, class_names, normalization, currents=currents)
     for note in found.notes:
@@ -133,7 +134,7 @@ def _data_sources(spec: str, volumes) -> list[tuple[str, int, list[int]]]:
     """``(image file, axis, corrected slices)`` of each scan of a NIfTI DATA folder: the
     store's cases of the same files are that scan saved by an earlier run (a case's identity
     is its source file), so they are not trained on a second time."""
-    from ..store_volumes import nifti_folder_files
+    from ..finetuning.store_volumes import nifti_folder_files
 
     if not _layout_is_nifti(spec):
         return []
@@ -149,11 +150,11 @@ def run(args: argparse.Namespace) -> int:
     from scan_io.annotation_store import AnnotationStore, is_annotation_store
     from src_model import read_metadata
 
-    from ..class_outcomes import outcome_lines, outcomes_of
-    from ..finetune import FinetuneSettings, run_finetune
-    from ..new_classes import NewClassRequest, model_class_names, painted_counts
-    from ..normalization import IntensityNormalization
-    from ..store_volumes import save_nifti_folder_cases
+    from ..data.normalization import IntensityNormalization
+    from ..finetuning.class_outcomes import outcome_lines, outcomes_of
+    from ..finetuning.finetune import FinetuneSettings, run_finetune
+    from ..finetuning.store_volumes import save_nifti_folder_cases
+    from ..fitting.new_classes import NewClassRequest, model_class_names, painted_counts
     from .progress import TrainProgress
 
     if args.threads:

@@ -147,8 +147,8 @@ def _outputs(args: argparse.Namespace, inputs: list) -> None:
 
 
 def _inferer(args: argparse.Namespace):
-    from ..inference import InferenceSettings, SliceInferer, resolve_device
-    from ..model_handle import open_model
+    from ..inference.model_handle import open_model
+    from ..inference.predict import InferenceSettings, SliceInferer, resolve_device
 
     resolve_device(args.device)
     handle = open_model(args.checkpoint)  # the header read above is not repeated
@@ -170,7 +170,7 @@ def _segment(inferer, volume: np.ndarray, desc: str, spacing) -> np.ndarray:
 
 
 def _voxel_ml(nifti, what: str, need: bool) -> tuple[float | None, str | None]:
-    from ..measure import scan_voxel_ml
+    from ..evaluation.measure import scan_voxel_ml
 
     ml, note = scan_voxel_ml(nifti.affine, nifti.header)
     if ml is None and need:
@@ -201,7 +201,7 @@ def _refuse_no_voxel_size(*paths: str | None) -> None:
 def _volumes(args: argparse.Namespace) -> tuple[dict, str, str]:
     from scan_io.volume import load_scan
 
-    from ..measure import class_volumes
+    from ..evaluation.measure import class_volumes
 
     _outputs(args, [args.scan, args.labels, args.checkpoint])
     if args.labels:
@@ -225,11 +225,11 @@ def _volumes(args: argparse.Namespace) -> tuple[dict, str, str]:
 def _pair(args: argparse.Namespace) -> tuple[dict, str, str]:
     from scan_io.volume import load_scan
 
-    from ..measure import cardiac_indices, find_cardiac_classes
+    from ..evaluation.measure import cardiac_indices, find_cardiac_classes
 
     meta = None
     if args.checkpoint:
-        from ..model_handle import open_model
+        from ..inference.model_handle import open_model
 
         meta = open_model(args.checkpoint).meta
     if args.ed_labels and not args.class_names and not _file_class_names(args.ed_labels):
@@ -260,11 +260,16 @@ def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
 
     from scan_io.cine import load_cine
 
-    from ..measure import cardiac_indices, find_cardiac_classes, frame_volumes, pick_ed_es
+    from ..evaluation.measure import (
+        cardiac_indices,
+        find_cardiac_classes,
+        frame_volumes,
+        pick_ed_es,
+    )
 
     meta = None
     if args.checkpoint:
-        from ..model_handle import open_model
+        from ..inference.model_handle import open_model
 
         meta = open_model(args.checkpoint).meta
     elif not args.class_names and not _file_class_names(args.labels):
@@ -307,7 +312,7 @@ def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..measure import write_json, write_text
+    from ..evaluation.measure import write_json, write_text
 
     mode = _mode(args)
     report, table, text = {"pair": _pair, "cine": _cine, "volumes": _volumes}[mode](args)

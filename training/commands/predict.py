@@ -9,7 +9,7 @@ Everything that can be checked is checked before the first scan (inputs exist, o
 new or ``--overwrite`` is given, no output is an input, the output folder is writable, the
 device exists, the checkpoint loads). A folder of scans is then processed to the end even when
 some scans fail; the failures are listed together at the end and the exit status is 2. Under
-``torchrun`` the scans are split across the ranks (``training.distributed``).
+``torchrun`` the scans are split across the ranks (``training.fitting.distributed``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from . import batch_size_arg
 
 if TYPE_CHECKING:
-    from ..distributed import DistContext
+    from ..fitting.distributed import DistContext
 
 OUTPUT_MARK = b"napari-l2gnet labels"
 """Written into the NIfTI header's ``descrip`` of every label map this command writes, so that
@@ -275,8 +275,8 @@ def _message(err: BaseException) -> str:
 
 
 def _prepare(args: argparse.Namespace, device: str, announce: bool):
-    from ..inference import InferenceSettings, SliceInferer, resolve_device
-    from ..model_handle import open_model
+    from ..inference.model_handle import open_model
+    from ..inference.predict import InferenceSettings, SliceInferer, resolve_device
 
     resolve_device(device)  # an unknown or absent device is refused before any work
     jobs = plan(args, announce)
@@ -291,7 +291,7 @@ def _prepare(args: argparse.Namespace, device: str, announce: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import distributed_session
+    from ..fitting.distributed import distributed_session
 
     with distributed_session(args.device, backend="gloo") as shards:
         return _run(args, shards)

@@ -23,7 +23,7 @@ def write_sample(out_dir: str | Path, seed: int = 0, overwrite: bool = False):
     """Write the phantom for ``seed``; returns (image path, truth path)."""
     from scan_io.nifti import save_nifti
 
-    from ..phantom import make_phantom
+    from ..data.phantom import make_phantom
     from .outputs import check_outputs
 
     out = Path(out_dir)

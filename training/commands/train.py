@@ -62,7 +62,7 @@ class StopOnSignals:
 def add_parser(sub) -> None:
     """The flags; their defaults are ``TrainConfig``'s (one source), the choices its registries'."""
     from ..data.transforms import AUGMENTATIONS
-    from ..trainer import OPTIMIZERS, TrainConfig
+    from ..fitting.trainer import OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -107,10 +107,10 @@ def add_parser(sub) -> None:
     p.add_argument("--spectral-weight", type=float, help="override the preset's weight")
     p.add_argument("--bucket-weight", type=float,
                    help="weight of the bucket-class term that ties L2GNet's plans to the "
-                        "labels (training/losses.py; 0 = the paper's loss)")
+                        "labels (training/fitting/losses.py; 0 = the paper's loss)")
     p.add_argument("--vote-weight", type=float,
                    help="weight of the term that trains L2GNet's bucket votes (plan_vote) as a "
-                        "coarse segmentation (training/losses.py)")
+                        "coarse segmentation (training/fitting/losses.py)")
     p.add_argument("--oversample-small", type=float, default=0.0, metavar="SHARE",
                    help="each epoch, every slice once plus SHARE x (number of slices) more "
                         "drawn among the slices where a class is small (area in its lowest "
@@ -142,7 +142,7 @@ def _continued_loss(checkpoint: str, preset_loss):
 
     from src_model import read_metadata
 
-    from ..finetune import trained_plan_weights
+    from ..finetuning.finetune import trained_plan_weights
 
     try:
         trained = trained_plan_weights(read_metadata(checkpoint))
@@ -160,10 +160,10 @@ def run(args: argparse.Namespace) -> int:
 
     from src_model.testing import tiny_config
 
-    from ..distributed import distributed_session
-    from ..fit import TrainConfig
-    from ..presets import resolve_preset
-    from ..run_setup import prepare_run
+    from ..fitting.distributed import distributed_session
+    from ..fitting.one_call import TrainConfig
+    from ..fitting.presets import resolve_preset
+    from ..fitting.run_setup import prepare_run
     from .progress import TrainProgress
 
     if args.threads:

@@ -9,7 +9,7 @@ import numpy as np
 
 from scan_io.labels import check_labels
 
-from ..normalization import IntensityNormalization, normalize
+from .normalization import IntensityNormalization, normalize
 
 
 @dataclass

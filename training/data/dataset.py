@@ -2,7 +2,7 @@
 
 Two ways to the model's input size: a slice without a pixel size (or a run without a target
 pixel size) is resized to it, as TransUNet does; a slice with one, in a run with
-``target_spacing``, is resampled to that pixel size (``training.physical_scale.resample``,
+``target_spacing``, is resampled to that pixel size (``training.data.physical_scale.resample``,
 as inference does) and a window of the input size is cut from it, or it is padded into one
 (docs/design.md, "Physical scale"). The window is centred on a voxel of a foreground class
 ``foreground_oversample`` of the time (nnU-Net's foreground oversampling; the class drawn
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..physical_scale import resample, resampled_size
 from .cases import Slice
+from .physical_scale import resample, resampled_size
 from .transforms import SCALED, augment_pair, random_zoom, resize_pair
 
 

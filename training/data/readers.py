@@ -18,8 +18,8 @@ import numpy as np
 from scan_io.checks import replace_non_finite
 from scan_io.labels import check_labels
 
-from ..normalization import IntensityNormalization, normalize
 from .cases import Case, Slice
+from .normalization import IntensityNormalization, normalize
 
 
 def _files(folder: str | Path, pattern: str, list_file: str | Path | None) -> list[Path]:
@@ -142,8 +142,8 @@ def read_seg_cases(path: str | Path, normalization: IntensityNormalization,
 def read_phantom_cases(
     seeds: Sequence[int], normalization: IntensityNormalization, **phantom_kwargs
 ) -> list[Case]:
-    """Generated abdominal CT phantoms (``training.phantom``) as normalised cases."""
-    from ..phantom import make_phantom
+    """Generated abdominal CT phantoms (``training.data.phantom``) as normalised cases."""
+    from .phantom import make_phantom
 
     out = []
     for seed in seeds:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..normalization import IntensityNormalization
 from .cases import Case, Slice, cases_to_slices
+from .normalization import IntensityNormalization
 from .readers import (
     _read_h5,
     read_acdc_slices,

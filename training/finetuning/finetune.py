@@ -14,7 +14,8 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
    uncorrected slices mixed in as pseudo-labels, and its BatchNorm statistics kept. A model
    that is already right keeps what it knows; a model that is wrong there (a new kind of
    scan) learns freely.
-3. **Choose honestly.** ``training.fit.fit`` validates each epoch on the corrected slices; the
+3. **Choose honestly.** ``training.fitting.one_call.fit`` validates each epoch on the corrected
+slices; the
    starting model is a candidate too, so a run that only made things worse returns the start.
 4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
    uncorrected slices changed (``FinetuneReport``, also written to ``out_dir/finetune.json``).
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .new_classes import (
+from ..fitting.new_classes import (
     NewClassRequest,
     added_records,
     grow_checkpoint,
@@ -43,9 +44,9 @@ from .new_classes import (
 )
 
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
-    from .fit import TrainEvent
-    from .losses import LossConfig
-    from .trainer import TrainConfig
+    from ..fitting.losses import LossConfig
+    from ..fitting.one_call import TrainEvent
+    from ..fitting.trainer import TrainConfig
 
 CHOSEN = "finetuned.safetensors"
 TRUST = 0.5  # the start's Dice on the corrections from which its knowledge is guarded
@@ -91,7 +92,7 @@ class FinetuneSettings:
         """The ``TrainConfig`` of this fine-tune: every field the two share (epochs, lr, batch
         size, optimizer, augment, seed, device, max_steps) is these settings'; the rest is what
         the run decided (the checkpoint's input size, the guards, the loss, the folder)."""
-        from .trainer import TrainConfig
+        from ..fitting.trainer import TrainConfig
 
         shared = {f.name for f in dataclasses.fields(TrainConfig)}
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -107,7 +108,7 @@ class CorrectedVolume:
     """One scan to learn from: ``image`` (S, H, W) normalised to [0, 1] as the checkpoint
     expects, ``labels`` (S, H, W) holding the user's corrections on the ``corrected`` slices
     (the other slices' labels are ignored). ``spacing``: the slices' in-plane pixel size in
-    mm (rows, columns), None when unknown (``training.physical_scale``)."""
+    mm (rows, columns), None when unknown (``training.data.physical_scale``)."""
 
     name: str
     image: np.ndarray
@@ -126,7 +127,7 @@ class CorrectedVolume:
         if bad:
             raise ValueError(f"{self.name}: corrected slices {bad} are outside 0..{n - 1}")
         if self.spacing is not None:
-            from .physical_scale import in_plane_spacing
+            from ..data.physical_scale import in_plane_spacing
 
             self.spacing = in_plane_spacing(self.spacing)
 
@@ -192,7 +193,7 @@ def _fmt(value: float | None) -> str:
 def corrected_cases(volumes: Sequence[CorrectedVolume]) -> list:
     """The corrected slices of each volume stacked as one ``Case`` (what Dice is scored on:
     per class, the mean over the volumes that show it), with the volume's pixel size."""
-    from .data.cases import Case
+    from ..data.cases import Case
 
     return [Case(f"{v.name} (corrected slices)", v.image[v.corrected].astype(np.float32),
                  v.labels[v.corrected].astype(np.uint8),
@@ -204,7 +205,7 @@ def _corrected_dice(predictions: Sequence[np.ndarray], volumes: Sequence[Correct
                     class_names: Sequence[str]) -> dict[str, float]:
     """``trainer.validate``'s numbers for labels already predicted (per class, the mean over
     volumes where the truth or the prediction has it, on the corrected slices)."""
-    from .metrics import dice
+    from ..evaluation.metrics import dice
 
     scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
     for pred, v in zip(predictions, volumes, strict=True):
@@ -222,7 +223,7 @@ def _corrected_dice(predictions: Sequence[np.ndarray], volumes: Sequence[Correct
 
 def label_agreement(a: np.ndarray, b: np.ndarray, num_classes: int) -> float | None:
     """Mean Dice over the foreground classes present in ``a`` or ``b`` (None: none is)."""
-    from .metrics import dice
+    from ..evaluation.metrics import dice
 
     scores = [dice(a == c, b == c) for c in range(1, num_classes)
               if (a == c).any() or (b == c).any()]
@@ -303,12 +304,13 @@ _TRAINER: type | None = None
 
 
 def _trainer_class() -> type:
-    """``training.trainer.Trainer`` whose validation Dice is ``present_only`` (a class absent
+    """``training.fitting.trainer.Trainer`` whose validation Dice is ``present_only`` (a class
+    absent
     from the corrected slices would otherwise put NaN in the checkpoint's metadata, which
     ``save_checkpoint`` refuses). Built on first use: the trainer imports torch."""
     global _TRAINER
     if _TRAINER is None:
-        from .trainer import Trainer
+        from ..fitting.trainer import Trainer
 
         class FinetuneTrainer(Trainer):
             def validate(self) -> dict | None:
@@ -329,8 +331,8 @@ def volume_from_arrays(
     ``name`` (the labels layer's) goes into the messages: each says what to fix. ``spacing``:
     the voxel size in mm in the volume's axis order (None: unknown).
     """
-    from .normalization import normalize
-    from .physical_scale import in_plane_spacing
+    from ..data.normalization import normalize
+    from ..data.physical_scale import in_plane_spacing
 
     volume, labels = np.asarray(volume), np.asarray(labels)
     if volume.ndim == 2 and labels.ndim == 2:
@@ -354,12 +356,13 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
     """Per foreground class: how much ``labels`` differs from the model's ``model_labels``.
 
     Rows of ``{"name", "dice", "hd95", "changed", "present"}``; Dice and HD95 (clinical
-    protocol, in the units of ``spacing``) come from ``training.metrics.score_case`` on the
+    protocol, in the units of ``spacing``) come from ``training.evaluation.metrics.score_case`` on
+    the
     class's bounding box; an untouched class scores Dice 1 and HD95 0 without computing; a
     class only one side has scores Dice 0 and HD95 None (undefined); a class neither has,
     None and None.
     """
-    from .metrics import bounding_box, score_case
+    from ..evaluation.metrics import bounding_box, score_case
 
     model_labels, labels = np.asarray(model_labels), np.asarray(labels)
     if model_labels.shape != labels.shape:
@@ -404,7 +407,7 @@ def finetune_loss(meta: dict[str, Any], class_weights: Sequence[float] | None = 
     """The paper's loss, plus the bucket and vote terms at the weights the checkpoint was
     trained with: a fine-tune keeps the plans tied to the labels where training did
     (docs/design.md); ``class_weights`` weight the CE term per class."""
-    from .losses import LossConfig
+    from ..fitting.losses import LossConfig
 
     return LossConfig(**trained_plan_weights(meta),
                       class_weights=None if class_weights is None else tuple(class_weights),
@@ -430,7 +433,7 @@ def run_finetune(
 
     Writes ``out_dir/finetuned.safetensors`` (the chosen model), ``out_dir/finetune.json``
     (the report) and the ``Trainer``'s run files (``last``/``best``...), set up by
-    ``training.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
+    ``training.fitting.run_setup.prepare_run`` as ``l2gnet train`` is; an earlier run in ``out_dir``
     is replaced only with ``overwrite``; ``resume`` continues a stopped run from its run state
     (as ``l2gnet train --resume``). ``metadata`` entries are added to the checkpoint's.
 
@@ -442,12 +445,12 @@ def run_finetune(
     """
     from src_model import load_checkpoint
 
-    from .data.cases import Slice
-    from .data.sampling import balanced_repeats, class_weights
-    from .inference import predict_volume, resolve_device
-    from .physical_scale import median_spacing
-    from .run_setup import prepare_run
-    from .trainer import TrainConfig, TrainEvent, seed_everything, validate
+    from ..data.cases import Slice
+    from ..data.physical_scale import median_spacing
+    from ..data.sampling import balanced_repeats, class_weights
+    from ..fitting.run_setup import prepare_run
+    from ..fitting.trainer import TrainConfig, TrainEvent, seed_everything, validate
+    from ..inference.predict import predict_volume, resolve_device
 
     t0 = time.perf_counter()
     volumes = list(volumes)

@@ -1,4 +1,5 @@
-"""``evaluate``: segment each volume and score it with ``training.metrics`` (papers' protocol).
+"""``evaluate``: segment each volume and score it with ``training.evaluation.metrics`` (papers'
+protocol).
 
 TransUNet's test protocol predicts with cubic resize in and nearest resize back
 (``resize_back="nearest"``); the clinical protocol resizes the logits back (smoother) and uses
@@ -18,8 +19,8 @@ from scan_io.atomic import atomic_write_path
 from scan_io.labels import check_labels
 from src_model.checkpoint_meta import class_names_or_default
 
-from .data import Case
-from .inference import InferenceSettings, SliceInferer, load_for_inference
+from ..data import Case
+from ..inference.predict import InferenceSettings, SliceInferer, load_for_inference
 from .metrics import score_case, summarize
 
 

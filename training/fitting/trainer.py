@@ -5,13 +5,13 @@ decay, AdamW as an option; AMP on CUDA; seeded; validation Dice per class; ``las
 ``best`` checkpoints; progress through a callback; stoppable between steps. The steps, each a
 method, in the spirit of nnU-Net's trainer and MONAI's engines:
 
-- ``prepare_folder``: the overwrite rule and stale temporaries (``training.run_state``);
+- ``prepare_folder``: the overwrite rule and stale temporaries (``training.fitting.run_state``);
 - ``resume``: restore the run state (weights, optimizer, counters, RNG) exactly;
 - ``train_epoch`` / ``train_step``: one epoch, one optimizer step;
 - ``validate``: mean Dice per class on the validation volumes (rank 0 only);
 - ``save``: ``best`` (on a new best), then the run state (the commit), then ``last``.
 
-Under ``torchrun`` (``training.distributed``) the model is wrapped in
+Under ``torchrun`` (``training.fitting.distributed``) the model is wrapped in
 DistributedDataParallel, each rank reads its shard of a per-epoch seeded permutation, the
 Dice terms of the loss are summed over ranks, and only rank 0 validates, writes and reports.
 See ``docs/design.md`` (training).
@@ -34,12 +34,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from src_model import load_checkpoint, save_checkpoint
 
-from .data import Case, Slice, SliceDataset
-from .data.transforms import AUGMENTATIONS
+from ..data import Case, Slice, SliceDataset
+from ..data.transforms import AUGMENTATIONS
+from ..evaluation.metrics import dice
+from ..inference.predict import predict_volume, resolve_device
 from .distributed import DistContext
-from .inference import predict_volume, resolve_device
 from .losses import LossConfig, SegmentationLoss
-from .metrics import dice
 from .run_state import (
     BEST,
     LAST,
@@ -75,7 +75,7 @@ class TrainConfig:
     ``resume``). ``freeze_batchnorm``: BatchNorm layers keep their running statistics (eval
     mode) while training; useful when fine-tuning on a few slices, and what makes N ranks x
     batch b train exactly like one process with batch N*b. ``target_spacing_mm``: slices with
-    a pixel size are resampled to it (``training.physical_scale``) and the checkpoints record
+    a pixel size are resampled to it (``training.data.physical_scale``) and the checkpoints record
     it; None: every slice is resized to ``input_size``. ``foreground_oversample``: the share
     of windows centred on a foreground voxel (when a resampled slice is larger than the input).
     """

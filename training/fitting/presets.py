@@ -21,7 +21,7 @@ from typing import Any
 
 from src_model import list_models
 from src_model.nets.l2gnet import PLAN_PRESETS
-from training.losses import LossConfig
+from training.fitting.losses import LossConfig
 
 __all__ = ["MODEL_NAMES", "PRESETS", "TrainingPreset", "resolve_preset"]
 

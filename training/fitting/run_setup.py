@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from src_model.class_growth import MAX_NEW_CLASSES
 
-from .data import Case, Slice
+from ..data import Case, Slice
+from ..data.normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION, IntensityNormalization
 from .distributed import DistContext
 from .new_classes import (
     NewClassRequest,
@@ -29,7 +30,6 @@ from .new_classes import (
     painted_counts,
     unnamed_label_error,
 )
-from .normalization import CT_WINDOW, MRI_PERCENTILE, NO_NORMALIZATION, IntensityNormalization
 from .run_state import check_run_folder
 from .trainer import TrainConfig, Trainer, TrainEvent, check_training_data, seed_everything
 
@@ -113,8 +113,8 @@ def prepare_run(
     model name) is built with ``model_config`` and ``num_classes`` (default: Synapse's for
     phantoms, else the largest label + 1). ``metadata`` entries are added to every
     checkpoint written (e.g. ``training.command``, ``finetune``). The output folder is checked
-    first (``training.run_state.check_run_folder``), on rank 0 under ``torchrun``.
-    ``target_spacing`` (the in-plane pixel size the run works at, ``training.physical_scale``):
+    first (``training.fitting.run_state.check_run_folder``), on rank 0 under ``torchrun``.
+    ``target_spacing`` (the in-plane pixel size the run works at, ``training.data.physical_scale``):
     ``config.target_spacing_mm`` when set; else ``"auto"``: the checkpoint's, or the median
     over the training slices that have a pixel size (None when none has: the plain resize);
     a pair of numbers; or None (the plain resize).
@@ -122,13 +122,13 @@ def prepare_run(
     New classes (docs/new-classes.md): with a checkpoint, ``class_names`` must start with its
     names, unchanged and in order; names beyond them grow the model by those classes
     (``src_model.class_growth``), which must be painted in ``data``. ``added_classes`` (the
-    card's records, ``training.new_classes.added_records``) are counted from ``data`` unless
+    card's records, ``training.fitting.new_classes.added_records``) are counted from ``data`` unless
     given; ``class_colors`` colours the new classes (or all classes).
     """
     from src_model import build_model, read_metadata
 
-    from .data.specs import load_cases, load_slices, max_label
-    from .phantom import SYNAPSE_CLASSES, SYNAPSE_COLORS
+    from ..data.phantom import SYNAPSE_CLASSES, SYNAPSE_COLORS
+    from ..data.specs import load_cases, load_slices, max_label
     from .presets import resolve_preset
 
     dist = dist or DistContext()
@@ -248,7 +248,7 @@ def _with_target_spacing(config: TrainConfig, choice: str | Sequence[float] | No
     """``config`` with the run's ``target_spacing_mm`` resolved (``prepare_run``)."""
     from dataclasses import replace
 
-    from .physical_scale import median_spacing
+    from ..data.physical_scale import median_spacing
 
     if config.target_spacing_mm is not None or choice is None:
         return config

@@ -3,7 +3,7 @@
 docs/design.md "Inference on a volume": normalise as the checkpoint says, resize each slice to
 the model's input size (or, for a checkpoint with a target pixel size and a volume with a
 voxel size, resample it to that pixel size and fit it to the input without changing its
-scale: ``training.physical_scale``, docs/design.md "Physical scale"), run batches on the
+scale: ``training.data.physical_scale``, docs/design.md "Physical scale"), run batches on the
 device (AMP on CUDA), resize the logits back, and keep everything volume-sized on the host.
 On CUDA out-of-memory the batch is halved and retried, then the work falls back to the CPU
 with a warning.
@@ -31,9 +31,9 @@ from scan_io.checks import replace_non_finite
 from src_model import CheckpointMeta
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
+from ..data.normalization import IntensityNormalization, normalize
+from ..data.physical_scale import SliceGeometry, in_plane_spacing, plan_geometry
 from .model_handle import open_model
-from .normalization import IntensityNormalization, normalize
-from .physical_scale import SliceGeometry, in_plane_spacing, plan_geometry
 from .postprocess import apply_postprocessing
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ class InferenceSettings:
     ``"nearest"`` takes the argmax at input size and resizes labels with nearest (TransUNet's
     test protocol, used for the papers' tables). ``amp``: float16 autocast on CUDA.
     ``postprocess``: apply the checkpoint's post-processing chosen on validation (keep the
-    largest 3-D component of some classes, ``training.postprocess``) to a volume's labels;
+    largest 3-D component of some classes, ``training.inference.postprocess``) to a volume's labels;
     probabilities are left as the model gave them.
     """
 
@@ -177,7 +177,7 @@ class BatchOutput:
 
 class SliceForward:
     """One batch of slices through the model: bicubic resize in (or, with a ``geometry``,
-    resample to the model's pixel size and fit to its input: ``training.physical_scale``),
+    resample to the model's pixel size and fit to its input: ``training.data.physical_scale``),
     forward (AMP on CUDA), resize out as ``resize_back`` says. Stateless apart from its
     settings."""
 
@@ -369,7 +369,7 @@ class SliceInferer:
         ``PredictionCancelled`` (napari's generator ``thread_worker`` drives this).
 
         With a ``spacing`` and a checkpoint that records ``target_spacing_mm``, each slice is
-        resampled to that pixel size and fitted to the input (``training.physical_scale``);
+        resampled to that pixel size and fitted to the input (``training.data.physical_scale``);
         otherwise it is resized to the input size, as checkpoints without it always were."""
         model, cfg = self.model, self.settings
         was_training = model.training

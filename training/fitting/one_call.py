@@ -1,7 +1,8 @@
 """``fit``: train or fine-tune a segmenter in one call (a thin wrapper of ``Trainer``).
 
 Kept with its original signature for callers that want one function (the napari Fine-tune
-widget, scripts); ``training.trainer`` holds the steps, ``training.run_setup.prepare_run``
+widget, scripts); ``training.fitting.trainer`` holds the steps,
+``training.fitting.run_setup.prepare_run``
 the set-up shared by the CLI and the widget. The names below are re-exported from there.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .data import Case, Slice
+from ..data import Case, Slice
 from .distributed import DistContext
 from .trainer import (
     FitResult,

@@ -1,6 +1,6 @@
 """Run ``run_finetune`` in its own process, started from this module's own entry point.
 
-``python -m training.finetune_process RUN_DIR`` reads ``RUN_DIR/job.pkl`` (a
+``python -m training.finetuning.process RUN_DIR`` reads ``RUN_DIR/job.pkl`` (a
 ``FinetuneJob`` the parent wrote), fine-tunes, and prints one JSON line per event on stdout,
 then the report (or the error). Because the child starts from this module and not through
 ``multiprocessing``'s spawn, which re-imports the parent's ``__main__``, a user script
@@ -46,7 +46,8 @@ class FinetuneJob:
 
 @dataclass
 class ProgressEvent:
-    """A ``training.fit.TrainEvent`` as the parent sees it (no torch needed to read it)."""
+    """A ``training.fitting.one_call.TrainEvent`` as the parent sees it (no torch needed to read
+    it)."""
 
     kind: str
     epoch: int
@@ -133,7 +134,7 @@ class FinetuneProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         with open(self.run_dir / LOG, "wb") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "training.finetune_process", str(self.run_dir)],
+                [sys.executable, "-m", "training.finetuning.process", str(self.run_dir)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env,
                 cwd=str(self.run_dir), text=True, bufsize=1,
             )
