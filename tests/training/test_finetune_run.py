@@ -1,6 +1,5 @@
-"""Fine-tuning on corrections (training.finetuning.finetune): epoch 0 is the starting model, the
-start
-wins when nothing beats it, the report, the CLI, the uncertainty ranking, and the worker
+"""Fine-tuning on corrections (training.finetuning.finetune): epoch 0 is the starting model,
+the start wins when nothing beats it, the report, the CLI, the uncertainty ranking, and the worker
 process that never re-runs the user's script."""
 
 from __future__ import annotations

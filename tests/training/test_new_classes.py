@@ -1,7 +1,7 @@
 """Teaching a model a class it does not have (training.fitting.new_classes, run_finetune,
-prepare_run
-and the CLI): the model grows, the card records it, the old classes are kept, and bad input
-(renamed classes, unnamed labels, 200 new values, one painted voxel) gets one line."""
+prepare_run and the CLI): the model grows, the card records it, the old classes are kept, and
+bad input (renamed classes, unnamed labels, 200 new values, one painted voxel) gets one
+line."""
 
 from __future__ import annotations
 
