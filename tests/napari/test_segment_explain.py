@@ -114,6 +114,33 @@ def test_viewer_event_loop_runs_during_segmentation(make_napari_viewer, qtbot,
     assert (between >= 1).all(), ticks_at_yield
 
 
+def test_progress_is_the_panels_bar_not_naparis_activity_spinner(make_napari_viewer, qtbot,
+                                                                 tiny_checkpoint, tmp_path):
+    """Progress shows in the panel's bar, batch by batch, up to every slice. No
+    ``napari.utils.progress`` is opened: its activity spinner repaints the whole window many
+    times a second, which under software OpenGL starved the worker (3.5x slower than
+    ``l2gnet predict``; benchmarks/segment_panel_speed.py)."""
+    from napari.utils import progress
+
+    viewer = make_napari_viewer()
+    open_scan(viewer, write_scan(tmp_path / "ten.nii.gz",
+                                 np.random.default_rng(3).random((10, 32, 32), np.float32)))
+    widget = dock(viewer, "Segment")
+    widget.set_checkpoint(tiny_checkpoint)
+    widget.device_combo.setCurrentText("cpu")
+    widget.batch_spin.setValue(4)
+    seen: list[tuple[int, int, int]] = []
+    widget.run()
+    assert widget.progress_bar.maximum() == 10 and widget.progress_bar.value() == 0
+    widget.worker.yielded.connect(lambda _v: seen.append(
+        (widget.progress_bar.value(), widget.progress_bar.maximum(),
+         len(progress._all_instances))))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert [(v, m) for v, m, _ in seen] == [(4, 10), (8, 10), (10, 10)]
+    assert all(open_bars == 0 for _, _, open_bars in seen)
+    assert widget.last_layer is not None
+
+
 def test_segment_follows_the_session_checkpoint(make_napari_viewer, tiny_checkpoint):
     viewer = make_napari_viewer()
     widget = dock(viewer, "Segment")
@@ -256,3 +283,43 @@ def test_layer_choosers_follow_renames(make_napari_viewer, scan_file):
     layer.name = "renamed scan"
     assert widget.image_combo.currentText() == "renamed scan"
     assert same_layer(widget.image_combo.layer(), layer)
+
+
+def test_explain_plan_at_a_clicked_point_is_what_the_model_computes_for_that_slice(
+        make_napari_viewer, qtbot, tiny_checkpoint, tmp_path):
+    """Explain after Segment, the slider moved to slice k, a point clicked: the plan and bucket
+    layers' values there are reference r's transport plan row of that token, as a direct
+    forward pass of slice k through the model gives it (32 x 32 slices: no resize between)."""
+    import torch
+
+    from src_model import load_checkpoint
+
+    volume = np.random.default_rng(5).random((5, 32, 32), np.float32)
+    viewer = make_napari_viewer()
+    image = open_scan(viewer, write_scan(tmp_path / "square.nii.gz", volume,
+                                         spacing=(2.0, 0.5, 0.5)))
+    _segment(qtbot, viewer, tiny_checkpoint)
+    explain = dock(viewer, "Explain")
+    r, j, k = 1, 2, 3
+    explain.ref_spin.setValue(r)
+    explain.bucket_spin.setValue(j)
+    plan, buckets, _codes = explain.show_layers()
+
+    model, _meta = load_checkpoint(tiny_checkpoint)  # its own copy, not the panel's handle
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(volume[k])[None, None].expand(-1, model.in_channels, -1, -1)
+        direct = model(x).aux["plans"][0, r].float().numpy()  # (n tokens, t)
+    stride = 16
+    direct = direct.reshape(32 // stride, 32 // stride, -1)  # (h, w, t)
+
+    viewer.dims.set_current_step(0, k)  # the slice slider
+    buckets.visible = True  # shown hidden; the user ticks its eye
+    for row, col in [(5, 5), (5, 27), (27, 5), (27, 27)]:  # one pixel in each cell
+        world = image.data_to_world((k, row, col))  # the point the user clicks
+        cell = (row // stride, col // stride)
+        assert plan.get_value(world, world=True) == pytest.approx(float(direct[cell][j]),
+                                                                  rel=2e-3, abs=1e-4)
+        assert buckets.get_value(world, world=True) == int(direct[cell].argmax())
+    np.testing.assert_allclose(plan.data[k], direct[..., j], rtol=2e-3, atol=1e-4)
+    assert not np.allclose(plan.data[k], plan.data[k - 1])  # each slice has its own plan
