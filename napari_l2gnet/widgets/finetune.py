@@ -1,8 +1,7 @@
 """Fine-tune widget: teach the current checkpoint the user's corrected slices, then Accept.
 
 Image + corrected Labels layers -> the annotated slices (painted, or every non-empty slice)
--> ``training.finetuning.process.FinetuneProcess`` (``training.finetuning.finetune.run_finetune``
-in its
+-> ``training.finetuning.process.FinetuneProcess`` (``training.finetuning.run_finetune`` in its
 own process, started from its own module) with a live loss / Dice plot (epoch 0 is the
 starting model) -> a report: Dice on the corrected slices before and after, how much the
 uncorrected slices changed, and per class on the corrected slices (a painted class that was
@@ -11,9 +10,8 @@ checkpoint the session's, so Segment uses it, and saves this scan's corrections 
 annotation store; the next run includes the store's cases ("Include earlier corrections").
 "Where to correct next" lists the slices the model is least sure of; a click jumps there.
 Closing the panel or the viewer ends a running child and removes its temporary folder.
-The Qt-free logic lives in ``training.finetuning.finetune``, ``training.finetuning.class_outcomes``,
-``training.finetuning.store_volumes``, ``scan_io.annotation_store`` and
-``training.inference.uncertainty``.
+The Qt-free logic lives in ``training.finetuning`` (``finetune``, ``class_outcomes``,
+``store_volumes``), ``scan_io.annotation_store`` and ``training.inference.uncertainty``.
 """
 
 from __future__ import annotations

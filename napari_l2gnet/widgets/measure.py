@@ -2,9 +2,8 @@
 myocardial mass) from ED/ES labels layers or a cine.
 
 Volumes: the selected labels layer's voxel count, volume in mL and border contact per class
-(``training.evaluation.measure.class_volumes``), recomputed when Segment replaces the layer's data
-and
-after every paint stroke; for a cine, of the frame on screen. The voxel size comes from the
+(``training.evaluation.measure.class_volumes``), recomputed when Segment replaces the layer's
+data and after every paint stroke; for a cine, of the frame on screen. The voxel size comes from the
 scan's affine kept in ``metadata["nifti"]`` by the reader; a layer without one (a plain
 array) gets voxel counts and a note, no mL.
 

@@ -5,8 +5,9 @@ panel's progress bar moves, Cancel takes effect at the next batch, and the viewe
 responsive. The model runs ``training.inference``'s batched ``SliceInferer``, the one that
 ``l2gnet predict`` runs. No ``napari.utils.progress`` is opened: its activity spinner repaints
 the whole window about 17 times a second, and where OpenGL is software (remote desktops,
-VMs, Xvfb) each repaint holds the GIL for ~50 ms, which made the panel 2.5-3.5x slower than
+VMs, Xvfb) each repaint holds the GIL for ~50 ms, which made the panel 3.5-4x slower than
 ``l2gnet predict`` (``benchmarks/segment_panel_speed.py``).
+
 The result is a Labels layer aligned with the image (same scale, translate, rotation and
 NIfTI metadata), named after the image and the checkpoint, coloured by the checkpoint's
 classes. Re-running replaces only a layer the plugin made and the user has not edited.

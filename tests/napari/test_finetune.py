@@ -20,25 +20,14 @@ from napari_l2gnet.widgets.finetune import (
     painted_slices,
     user_finetune_dir,
 )
+from tests.helpers import save_finetune_start
 
 CLASSES = ["background", "liver", "kidney"]
 
 
-@pytest.fixture(autouse=True)
-def user_data_home(tmp_path, monkeypatch) -> Path:
-    """Outputs default to the user's data folder: a temporary one here."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg"
-
-
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    from src_model import build_model, save_checkpoint
-    from src_model.testing import tiny_config
-
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
-    meta = {"class_names": CLASSES, "input_size": [32, 32], "normalization": {"kind": "none"}}
-    return save_checkpoint(tmp_path / "tiny.safetensors", model, meta)
+    return save_finetune_start(tmp_path / "tiny.safetensors", names=CLASSES)
 
 
 def _model_labels() -> np.ndarray:

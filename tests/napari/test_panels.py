@@ -5,15 +5,9 @@ and Explain's button leaves the plan layer selected (not the hidden codes layer)
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_l2gnet._session import same_layer
 from napari_l2gnet.testing import dock, open_scan
-
-
-@pytest.fixture(autouse=True)
-def user_data_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
 def test_three_panels_fit_a_1000_px_screen(make_napari_viewer) -> None:
