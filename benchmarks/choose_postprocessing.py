@@ -3,9 +3,8 @@
 nnU-Net's post-processing step: segment the validation volumes without post-processing,
 then for each class compare the mean Dice and HD95 (TransUNet protocol, what
 ``l2gnet evaluate`` reports) with and without keeping its largest connected component
-(``training.evaluation.postprocess_choice.choose_largest_component``). The classes where it does
-not lower
-the Dice and improves Dice or HD95 are chosen. ``--write`` stores the choice in the
+(``training.evaluation.postprocess_choice.choose_largest_component``). The classes where it
+does not lower the Dice and improves Dice or HD95 are chosen. ``--write`` stores the choice in the
 checkpoint's metadata (``postprocessing``; the weights are copied unchanged, written
 atomically), where ``predict_volume``, ``l2gnet predict/evaluate/measure`` and the Segment
 panel read it. Prints one JSON line per class and one for the choice.

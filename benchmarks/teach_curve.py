@@ -7,8 +7,7 @@ Three parts, each printing one JSON line per run (``--out FILE`` appends them th
             standing in for a radiologist's corrections). From the shipped demo checkpoint,
             6 corrected slices in three choices -- ``even`` (evenly spaced over the labelled
             range), ``fixed`` (1, 6, 12, 17, 23, 28), ``middle`` (clustered in the middle
-            third) -- fine-tuned through ``training.finetuning.finetune.run_finetune`` (the panel's
-            and
+            third) -- fine-tuned through ``training.finetuning.run_finetune`` (the panel's and
             ``l2gnet finetune``'s path): Dice per class on the uncorrected slices before and
             after, on the corrected slices, seconds per round. ``--save-dir`` keeps each
             taught checkpoint (``ct_<choice>.safetensors``) for the next part.

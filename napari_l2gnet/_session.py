@@ -6,11 +6,9 @@ Fine-tune's input follows Segment's choice, and Segment adopts a fine-tuned chec
 Fine-tune sets after the user accepts it. ``origin`` says who changed it ("segment",
 "finetune", or "" when not said); a slot may take the path only.
 
-A segmentation layer made by the plugin carries ``metadata["l2gnet"]`` with ``role`` =
-"segmentation", ``source_image`` (the image layer's name), ``checkpoint`` (path), ``axis``,
-``class_names``, ``model_labels`` (a copy of the model's output, kept beside the user's
-corrections) and ``explanation`` (a ``training.inference.Explanation`` or None); plus the
-image's ``metadata["nifti"]`` so saving lands on the scan's grid.
+A segmentation layer made by the plugin carries ``metadata["l2gnet"]``, a
+``napari_l2gnet._layer_record.LayerRecord`` (written and read only through that module), plus
+the image's ``metadata["nifti"]`` so saving lands on the scan's grid.
 
 Identity: a panel docked from the Plugins menu (``add_plugin_dock_widget``) gets napari's
 public proxies of the viewer and of every layer it reaches through it, a new proxy object per
@@ -27,9 +25,11 @@ from pathlib import Path
 
 from psygnal import Signal
 
+from ._layer_record import META_KEY as META_KEY  # re-exported: where panels import it
+from ._layer_record import read_record
+
 RESOURCES = Path(__file__).parent / "resources"
 DEMO_CHECKPOINT = RESOURCES / "demo_l2gnet.safetensors"
-META_KEY = "l2gnet"
 
 
 def default_checkpoint() -> Path | None:
@@ -92,4 +92,4 @@ def session_for(viewer) -> Session:
 
 
 def is_segmentation(layer) -> bool:
-    return layer.metadata.get(META_KEY, {}).get("role") == "segmentation"
+    return read_record(layer).is_segmentation

@@ -36,6 +36,7 @@ from scan_io.nifti import (
     save_nifti,
 )
 
+from ._layer_record import read_record
 from ._reader import is_label_volume
 
 
@@ -96,10 +97,10 @@ def write_labels_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         raise ValueError(f"the DICOM files of layer {name!r} no longer match its grid; "
                          "reopen the series")
     voxels = from_display(arr, DisplayOrientation.from_metadata(nifti))
-    l2g = metadata.get("l2gnet") or {}
-    class_names = l2g.get("class_names") or metadata.get("class_names")
-    checkpoint = Path(l2g["checkpoint"]).name if l2g.get("checkpoint") else ""
-    info = AlgorithmInfo(checkpoint=checkpoint, automatic=not l2g.get("edited", False))
+    record = read_record(metadata)
+    class_names = record.class_names or None
+    checkpoint = Path(record.checkpoint).name if record.checkpoint else ""
+    info = AlgorithmInfo(checkpoint=checkpoint, automatic=not record.edited)
     generated = check_seg_source(files[0])
     write_seg_voxels(out, voxels, headers, class_names=class_names, algorithm=info,
                      overwrite=True, class_colors=_shown_colors(meta, int(arr.max(initial=0))))
@@ -176,7 +177,7 @@ def _shown_colors(meta: dict[str, Any], top: int) -> list[list[float]] | None:
 def _class_names(meta: dict[str, Any]) -> list[str] | None:
     """The class names the plugin keeps on a Labels layer (None: a layer of the user's)."""
     metadata = meta.get("metadata") or {}
-    names = (metadata.get("l2gnet") or {}).get("class_names") or metadata.get("class_names")
+    names = read_record(metadata).class_names
     return [str(n) for n in names] if names else None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context; see there)
+from napari_l2gnet._layer_record import read_record
 from napari_l2gnet.widgets.segment import run_sentence  # the panel's own status sentence
 
 
@@ -74,7 +75,7 @@ def show_clearest_organ_bucket(explain, layer) -> tuple[int, int] | None:
     from .widgets.explain import labels_at_cells
 
     explain.seg_combo.refresh()
-    exp = layer.metadata["l2gnet"]["explanation"]
+    exp = read_record(layer).explanation
     if exp is None or exp.plans is None:
         return None
     grid = labels_at_cells(np.asarray(layer.data), 0, exp.plans.shape[2:4], exp.grid_scale)
@@ -187,19 +188,22 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
     mid = image.data.shape[0] * 0.6
     viewer.dims.set_point(0, mid * image.scale[0])
     viewer.layers.selection.active = seg_layer
+    record = read_record(seg_layer)
     report = dice_report(np.asarray(seg_layer.data), np.asarray(truth.data),
-                         list(seg_layer.metadata["l2gnet"]["class_names"]))
+                         record.class_names)
     print("Dice against the phantom's truth (TransUNet protocol):")
     for name, value in report.items():
         print(f"  {name:<14} {value:.4f}")
-    axis = int(seg_layer.metadata["l2gnet"].get("axis", 0))
-    print(run_sentence(seg_layer.data.shape[axis], segment.last_device or "cpu", segment_seconds))
+    print(run_sentence(seg_layer.data.shape[record.axis], segment.last_device or "cpu",
+                       segment_seconds))
 
     if outputs is None:
         napari.run()
         return 0
     png, labels_path = outputs  # claimed by this run (reserve_outputs): ours to fill
-    app.processEvents()
+    for _ in range(10):  # the docks settle: a wrapped line can take a few layout passes
+        app.processEvents()
+        time.sleep(0.02)
     viewer.screenshot(str(png), canvas_only=False)
     write_labels(str(labels_path), np.asarray(seg_layer.data),
                  {"metadata": seg_layer.metadata, "scale": seg_layer.scale,

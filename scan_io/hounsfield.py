@@ -5,9 +5,8 @@ of voxels lies at or below -500; MRI and other relative-intensity scans are (nea
 non-negative. Padding outside the field of view goes down to about -3024 HU, never lower.
 The display window (``scan_io.display``) and the fit check against a model
 (``training.inference.fit_check``) both ask this question; they use this one answer so a scan
-cannot be
-shown as CT and checked as MRI. Metal can push a CT far above +3071 HU (extended scales), so
-no upper bound is imposed.
+cannot be shown as CT and checked as MRI. Metal can push a CT far above +3071 HU (extended
+scales), so no upper bound is imposed.
 """
 
 from __future__ import annotations

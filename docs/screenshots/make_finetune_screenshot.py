@@ -23,7 +23,8 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_l2gnet._session import META_KEY, session_for
+from napari_l2gnet._layer_record import META_KEY, LayerRecord
+from napari_l2gnet._session import session_for
 from napari_l2gnet.testing import dock
 from src_model import build_model, save_checkpoint
 from src_model.testing import tiny_config
@@ -57,9 +58,9 @@ def main() -> int:
                      contrast_limits=(-160, 240))
     labels = viewer.add_labels(
         model_labels.copy(), name="phantom CT [demo_tiny]", scale=ph.spacing, opacity=0.5,
-        metadata={META_KEY: {"role": "segmentation", "source_image": "phantom CT",
-                             "checkpoint": str(ckpt), "axis": 0, "class_names": names,
-                             "model_labels": model_labels.copy(), "explanation": None}})
+        metadata={META_KEY: LayerRecord(
+            role="segmentation", source_image="phantom CT", checkpoint=str(ckpt), axis=0,
+            class_names=names, model_labels=model_labels.copy()).to_metadata()})
     widget = dock(viewer, "Fine-tune")
 
     # the user's corrections: restore the truth on three slices, through paint events
@@ -96,9 +97,7 @@ def main() -> int:
             time.sleep(0.05)
     except Exception:  # noqa: BLE001 - the screenshot is still useful with the toast
         pass
-    from qtpy.QtWidgets import QScrollArea
-
-    widget.findChild(QScrollArea).ensureWidgetVisible(widget.accept_button)
+    widget.scroll.ensureWidgetVisible(widget.result_label)  # Accept is below, always in view
     for _ in range(10):
         QApplication.processEvents()
         time.sleep(0.05)

@@ -8,26 +8,19 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from scan_io.atomic import atomic_write_path
 
-from .._session import META_KEY
+from .._layer_record import read_record
 
 _SUFFIX = re.compile(r"_finetuned(_\d+)?$")
 
 
-def _l2g(layer) -> dict[str, Any]:
-    meta = layer.metadata.get(META_KEY) if layer is not None else None
-    return meta if isinstance(meta, dict) else {}
-
-
 def layer_axis(layer) -> int:
     """The slice axis of a labels layer (``metadata["l2gnet"]["axis"]``, default 0)."""
-    axis = _l2g(layer).get("axis", 0)
-    return int(axis) if axis is not None else 0
+    return read_record(layer).axis
 
 
 def painted_slices(atoms, axis: int) -> set[int]:

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 
 from training.finetuning.finetune import change_scores
 
-from .._session import META_KEY
+from .._layer_record import read_record
 from ._tables import read_only_table
 
 
@@ -44,9 +44,8 @@ class ChangeTable(QGroupBox):
     def refresh(self, *_args) -> None:
         """Dice and HD95 per class between the model's labels and the layer now."""
         layer = self._current_layer()
-        meta = layer.metadata.get(META_KEY) if layer is not None else None
-        meta = meta if isinstance(meta, dict) else {}
-        model = meta.get("model_labels")
+        record = read_record(layer)
+        model = record.model_labels
         self.table.setRowCount(0)
         self.rows = []
         if layer is None:
@@ -58,7 +57,7 @@ class ChangeTable(QGroupBox):
             return
         try:
             spacing = tuple(float(s) for s in layer.scale)
-            rows = change_scores(model, np.asarray(layer.data), meta.get("class_names"),
+            rows = change_scores(model, np.asarray(layer.data), record.class_names or None,
                                  spacing)
         except ValueError as err:
             self.label.setText(str(err))

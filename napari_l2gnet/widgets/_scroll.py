@@ -17,9 +17,11 @@ MIN_VISIBLE_HEIGHT = 180  # px of a panel that stay visible; three panels still 
 class VerticalScrollArea(QScrollArea):
     """A scroll area as wide as its content's minimum width, scrolling vertically only."""
 
-    def __init__(self, inner: QWidget, compact: bool = False) -> None:
+    def __init__(self, inner: QWidget, compact: bool = False,
+                 min_visible: int = MIN_VISIBLE_HEIGHT) -> None:
         super().__init__()
         self.compact = compact
+        self.min_visible = min_visible
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -34,7 +36,7 @@ class VerticalScrollArea(QScrollArea):
                           + self.verticalScrollBar().sizeHint().width()
                           + 2 * self.frameWidth())
             # never squeezed to a sliver by the panels docked beside it
-            hint.setHeight(min(inner.sizeHint().height(), MIN_VISIBLE_HEIGHT))
+            hint.setHeight(min(inner.sizeHint().height(), self.min_visible))
         return hint
 
     def sizeHint(self) -> QSize:
@@ -50,17 +52,20 @@ class VerticalScrollArea(QScrollArea):
         return super().eventFilter(watched, event)
 
 
-def make_scrollable(widget: QWidget, *, compact: bool = False) -> QScrollArea:
+def make_scrollable(widget: QWidget, *, compact: bool = False,
+                    min_visible: int = MIN_VISIBLE_HEIGHT) -> QScrollArea:
     """Move ``widget``'s layout (and the widgets in it) into a scroll area inside ``widget``.
 
     Call at the end of ``__init__``, once the layout is built. Qt's ``setLayout`` takes a
     layout off its old widget and re-parents the widgets in it, so nothing else changes.
     ``compact``: the panel asks for no more height than its content, so a panel docked below
     it (Fine-tune under Segment) gets the rest of the column instead of a sliver.
+    ``min_visible``: the height (px) of the content that stays in view however many panels
+    share the column; a panel that keeps its buttons below the scroll area needs less.
     """
     inner = QWidget()
     inner.setLayout(widget.layout())
-    scroll = VerticalScrollArea(inner, compact=compact)
+    scroll = VerticalScrollArea(inner, compact=compact, min_visible=min_visible)
     if compact:
         widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
     outer = QVBoxLayout(widget)

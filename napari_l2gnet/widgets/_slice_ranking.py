@@ -1,9 +1,8 @@
 """"Where to correct next": the slices the model is least sure of, listed; a click jumps there.
 
-The model segments the image in a napari thread worker; ``training.inference.uncertainty`` scores
-each
-slice by its mean probability entropy. Slices already corrected are left out, and so are the
-neighbours of a listed slice (they look alike).
+The model segments the image in a napari thread worker; ``training.inference.uncertainty``
+scores each slice by its mean probability entropy. Slices already corrected are left out, and
+so are the neighbours of a listed slice (they look alike).
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QFormLayout,
     QLabel,
-    QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -23,14 +21,15 @@ from qtpy.QtWidgets import (
 )
 from scipy.special import softmax
 
-from .._session import META_KEY
+from .._layer_record import EXPLANATION, LayerRecord, read_record, write_record
+from . import _tooltips
+from ._forms import add_row, hbox, note_label, push_button, spin_box
 from ._layers import LayerCombo, grid_placement
-from ._scroll import make_scrollable
 
 
 def _has_explanation(layer) -> bool:
-    meta = layer.metadata.get(META_KEY, {})
-    return meta.get("role") == "segmentation" and meta.get("explanation") is not None
+    record = read_record(layer)
+    return record.is_segmentation and record.explanation is not None
 
 
 def bucket_table(plans_r: np.ndarray, buckets_r: np.ndarray, labels_on_grid: np.ndarray,
@@ -84,6 +83,11 @@ def labels_at_cells(labels: np.ndarray, axis: int, grid_shape: tuple[int, int],
     return vol[:, ys][:, :, xs]
 
 
+tips = _tooltips.Explain
+ROW_HEIGHT = 22
+MIN_ROWS = 4
+
+
 class ExplainWidget(QWidget):
     """Choose reference r (of q) and bucket j (of t); show plan, buckets and codes layers."""
 
@@ -91,33 +95,36 @@ class ExplainWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.seg_combo = LayerCombo(napari_viewer, _has_explanation)
-        self.ref_spin = QSpinBox()
-        self.bucket_spin = QSpinBox()
-        self.show_button = QPushButton("Show explanation layers")
-        self.info = QLabel("Segment an image with 'keep transport plans' ticked.")
-        self.info.setWordWrap(True)
+        self.ref_spin = spin_box(0, 0, 0, tip=tips.REFERENCE, on=self._on_choice)
+        self.bucket_spin = spin_box(0, 0, 0, tip=tips.BUCKET, on=self._on_choice)
+        # not clicked's checked=False as show_layers' select
+        self.show_button = push_button("Show layers", lambda: self.show_layers(), tips.SHOW)
+        self.info = note_label("Segment an image first, with 'keep transport plans and "
+                               "codes' ticked (under Segment's Options).")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["bucket", "tokens", "classes it covers",
                                               "votes for"])
-        self.table.horizontalHeaderItem(1).setToolTip(
-            "Share of this scan's tokens whose strongest bucket this is")
+        self.table.horizontalHeaderItem(1).setToolTip(tips.TOKENS)
+        self.table.horizontalHeaderItem(3).setToolTip(tips.VOTES)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(220)
+        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
+        # the panel's point: never fewer than MIN_ROWS rows in view, and any spare height
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + MIN_ROWS * ROW_HEIGHT + 2 * self.table.frameWidth())
+        bucket_label = QLabel("Bucket j")
+        bucket_label.setToolTip(tips.BUCKET)
         form = QFormLayout()
-        form.addRow("Segmentation", self.seg_combo)
-        form.addRow("Reference r", self.ref_spin)
-        form.addRow("Bucket j", self.bucket_spin)
+        add_row(form, "Segmentation", self.seg_combo, tips.SEGMENTATION,
+                on=self._on_segmentation)
+        add_row(form, "Reference r", hbox(self.ref_spin, bucket_label, self.bucket_spin,
+                                          self.show_button, stretch_first=False),
+                tips.REFERENCE)
+        # no scroll area: the table scrolls itself, so the rows above it stay put
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.show_button)
         layout.addWidget(self.info)
-        layout.addWidget(self.table)
-        make_scrollable(self)  # three docked panels fit a 1000-px-high screen
-        self.seg_combo.currentTextChanged.connect(self._on_segmentation)
-        self.show_button.clicked.connect(lambda: self.show_layers())  # not select=False
-        self.ref_spin.valueChanged.connect(self._on_choice)
-        self.bucket_spin.valueChanged.connect(self._on_choice)
+        layout.addWidget(self.table, 1)
         self._on_segmentation()
 
     # ------------------------------------------------------------------ state
@@ -125,8 +132,8 @@ class ExplainWidget(QWidget):
         seg = self.seg_combo.layer()
         if seg is None:
             return None
-        meta = seg.metadata[META_KEY]
-        return seg, meta, meta["explanation"]
+        record = read_record(seg)
+        return seg, record, record.explanation
 
     def _on_segmentation(self, *_args) -> None:
         ctx = self._context()
@@ -134,7 +141,7 @@ class ExplainWidget(QWidget):
             self.ref_spin.setRange(0, 0)
             self.bucket_spin.setRange(0, 0)
             return
-        _, meta, exp = ctx
+        _, _record, exp = ctx
         if exp.plans is not None:
             _, q, h, w, t = exp.plans.shape
             self.ref_spin.setRange(0, q - 1)
@@ -166,8 +173,8 @@ class ExplainWidget(QWidget):
             show_error("No segmentation with an explanation: run Segment with 'keep transport "
                        "plans and codes' ticked.")
             return []
-        seg, meta, exp = ctx
-        axis = int(meta.get("axis", 0))
+        seg, record, exp = ctx
+        axis = record.axis
         scale, translate = grid_placement(seg, axis, exp.grid_scale)
         r, j = self.ref_spin.value(), self.bucket_spin.value()
         plan_name, bucket_name, code_name = self._layer_names()
@@ -191,7 +198,8 @@ class ExplainWidget(QWidget):
         return made
 
     def _upsert(self, name, data, kind, scale, translate, style, what):
-        meta = {META_KEY: {"role": "explanation", "what": what}}
+        meta: dict = {}
+        write_record(meta, LayerRecord(role=EXPLANATION, what=what))
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
@@ -207,11 +215,11 @@ class ExplainWidget(QWidget):
         self.table.setRowCount(0)
         if ctx is None or ctx[2].plans is None:
             return
-        seg, meta, exp = ctx
+        seg, record, exp = ctx
         r = self.ref_spin.value()
-        grid = labels_at_cells(np.asarray(seg.data), int(meta.get("axis", 0)),
+        grid = labels_at_cells(np.asarray(seg.data), record.axis,
                                exp.plans.shape[2:4], exp.grid_scale)
-        names = list(meta.get("class_names") or [])
+        names = record.class_names
         rows = bucket_table(exp.plans[:, r], exp.buckets[:, r], grid, names)
         votes = (vote_texts(exp.bucket_votes[r], names) if exp.bucket_votes is not None
                  else [""] * len(rows))

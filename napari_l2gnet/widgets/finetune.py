@@ -1,8 +1,7 @@
 """Fine-tune widget: teach the current checkpoint the user's corrected slices, then Accept.
 
 Image + corrected Labels layers -> the annotated slices (painted, or every non-empty slice)
--> ``training.finetuning.process.FinetuneProcess`` (``training.finetuning.finetune.run_finetune``
-in its
+-> ``training.finetuning.process.FinetuneProcess`` (``training.finetuning.run_finetune`` in its
 own process, started from its own module) with a live loss / Dice plot (epoch 0 is the
 starting model) -> a report: Dice on the corrected slices before and after, how much the
 uncorrected slices changed, and per class on the corrected slices (a painted class that was
@@ -11,46 +10,34 @@ checkpoint the session's, so Segment uses it, and saves this scan's corrections 
 annotation store; the next run includes the store's cases ("Include earlier corrections").
 "Where to correct next" lists the slices the model is least sure of; a click jumps there.
 Closing the panel or the viewer ends a running child and removes its temporary folder.
-The Qt-free logic lives in ``training.finetuning.finetune``, ``training.finetuning.class_outcomes``,
-``training.finetuning.store_volumes``, ``scan_io.annotation_store`` and
-``training.inference.uncertainty``.
+The Qt-free logic lives in ``training.finetuning`` (``finetune``, ``class_outcomes``,
+``store_volumes``), ``scan_io.annotation_store`` and ``training.inference.uncertainty``.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QMessageBox,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from training.finetuning.class_outcomes import outcomes_of
 from training.finetuning.finetune import FinetuneSettings, change_scores
 
-from .._session import is_segmentation, layer_key, same_layer, session_for
-from ..models import is_shipped
+from .._layer_record import read_record
+from .._session import is_segmentation, same_layer, session_for
+from . import _tooltips
 from ._annotations import (
-    _l2g,
     annotated_slices,
     copy_atomically,
     default_output_path,
@@ -58,228 +45,218 @@ from ._annotations import (
     painted_slices,
     user_finetune_dir,
 )
-from ._change_table import ChangeTable
+from ._finetune_result import ResultView
+from ._finetune_run import NotAccepted, RunController
+from ._forms import (
+    add_row,
+    check_box,
+    combo_box,
+    hbox,
+    line_edit,
+    note_label,
+    push_button,
+    spin_box,
+)
 from ._layers import LayerCombo, is_labels, is_scan_image
 from ._new_classes import NewClassesBox, layer_class_colors
-from ._outcome_table import OutcomeTable
-from ._run_cleanup import RunCleanup
+from ._paint_tracker import PaintTracker
 from ._scroll import make_scrollable
+from ._section import Section
 from ._slice_ranking import SliceRanking
 from ._store_box import StoreBox
-from ._training_plot import TrainingPlot
 
 __all__ = ["FinetuneWidget", "change_scores", "copy_atomically", "default_output_path",
            "painted_slices", "user_finetune_dir"]
 
 PAINTED = "slices I painted"
 NON_EMPTY = "all non-empty slices"
-POLL_MS = 200
-
-
-def _row(*widgets, stretch_first: bool = True) -> QWidget:
-    box = QWidget()
-    layout = QHBoxLayout(box)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for i, w in enumerate(widgets):
-        layout.addWidget(w, 1 if (i == 0 and stretch_first) else 0)
-    return box
-
-
-def _spin(low, high, value, decimals=None, tip="") -> QSpinBox | QDoubleSpinBox:
-    spin = QSpinBox() if decimals is None else QDoubleSpinBox()
-    if decimals is not None:
-        spin.setDecimals(decimals)
-        spin.setSingleStep(10 ** -decimals * 10)
-    spin.setRange(low, high)
-    spin.setValue(value)
-    spin.setToolTip(tip)
-    return spin
-
-
-def _button(text: str, slot, tip: str = "") -> QPushButton:
-    button = QPushButton(text)
-    button.clicked.connect(slot)
-    button.setToolTip(tip)
-    return button
+tips = _tooltips.Finetune
 
 
 class FinetuneWidget(QWidget):
-    """Image + corrected labels -> fine-tuned checkpoint, shown before/after, then Accept."""
+    """Image + corrected labels -> fine-tuned checkpoint, shown before/after, then Accept.
+
+    Composed of a ``PaintTracker`` (which slices were painted on which layer), a
+    ``RunController`` (the child process, its folder, Stop, Accept) and a ``ResultView``
+    (plot, result, per-class outcome and change tables); this class builds the form and
+    connects them. Start, Stop, Accept and the status line stay at the bottom of the panel,
+    outside its scroll area, so they are in view however short the dock is.
+    """
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.process = None  # training.finetuning.process.FinetuneProcess while a run is on
-        self._painted: dict[Hashable, set[int]] = {}  # layer_key(labels) -> slices painted
-        self._paint_hooks: dict[Hashable, tuple[Any, Any]] = {}
-        self._run: dict[str, Any] = {}
         self._output_edited = False
+        self._closed = False
+        self._docked = False
         self.last_output: Path | None = None
-        self.last_report = None  # training.finetuning.finetune.FinetuneReport of the last run
-        self.last_error: str | None = None
         self.last_store_case = None  # scan_io.annotation_store.StoredCase saved by Accept
-        self._cleanup = RunCleanup()  # ends the child, removes its folder when the panel goes
-        self.destroyed.connect(self._cleanup)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(self._data_box())
-        self.new_classes = NewClassesBox()  # label values the model lacks: name them to add
-        layout.addWidget(self.new_classes)
         self._names_cache: tuple[str, list[str]] | None = None
-        self.ranking = SliceRanking(self.viewer, self._rank_request, self._fail)
-        layout.addWidget(self.ranking)
-        layout.addWidget(self._settings_box())
-        self.store_box = StoreBox()
-        layout.addWidget(self.store_box)
-        layout.addWidget(self._run_box())
-        layout.addWidget(self._result_box())
-        self.changes = ChangeTable(lambda: self.labels_combo.layer())
-        layout.addWidget(self.changes)
-        layout.addStretch(1)
-        make_scrollable(self)
-        self._wire()
-
-    # ================================================================ form
-    def _data_box(self) -> QGroupBox:
-        self.image_combo = LayerCombo(self.viewer, is_scan_image)
-        self.labels_combo = LayerCombo(self.viewer, is_labels)
-        self.slices_combo = QComboBox()
-        self.slices_combo.addItems([PAINTED, NON_EMPTY])
-        self.slices_combo.setToolTip(
-            "Which slices count as annotated: the ones you painted on (or that differ from "
-            "the model's output), or every slice with some label")
-        self.count_label = QLabel()
-        self.count_label.setWordWrap(True)
-        forget = _button("Forget painted", self.forget_painted,
-                         "Forget which slices you painted on this labels layer")
-        box = QGroupBox("Corrections")
-        form = QFormLayout(box)
-        form.addRow("Image", self.image_combo)
-        form.addRow("Corrected labels", self.labels_combo)
-        form.addRow("Annotated", _row(self.slices_combo, forget))
-        form.addRow(self.count_label)
-        return box
-
-    def _settings_box(self) -> QGroupBox:
-        d = FinetuneSettings()
-        self.epochs_spin = _spin(1, 10_000, d.epochs, tip="Each epoch shows the corrected "
-                                 f"slices about {d.samples_per_epoch} times, augmented")
-        self.lr_spin = _spin(1e-6, 1.0, d.lr, decimals=6, tip="AdamW learning rate")
-        self.batch_spin = _spin(1, 256, d.batch_size)
-        self.keep_spin = _spin(0.0, 10.0, d.keep_weight, decimals=2, tip=(
-            "Keep what the model knows: when it already agrees with your corrections (Dice "
-            ">= 0.5), its own labels on uncorrected slices are mixed in, this many per "
-            "corrected slice times that Dice (0: off)"))
-        self.input_edit = QLineEdit(self.session.checkpoint or "")
-        self.input_edit.setPlaceholderText("checkpoint to start from (.safetensors)")
-        self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText("where Accept saves the fine-tuned checkpoint")
-        self.overwrite_check = QCheckBox("overwrite the input checkpoint")
-        box = QGroupBox("Settings")
-        form = QFormLayout(box)
-        form.addRow("Epochs", self.epochs_spin)
-        form.addRow("Learning rate", self.lr_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Keep what it knows", self.keep_spin)
-        form.addRow("Input checkpoint",
-                    _row(self.input_edit, _button("…", self._browse_input)))
-        form.addRow("Output checkpoint",
-                    _row(self.output_edit, _button("…", self._browse_output)))
-        form.addRow("", self.overwrite_check)
-        return box
-
-    def _run_box(self) -> QWidget:
-        self.start_button = _button("Start", self.start)
-        self.stop_button = _button("Stop", self.stop, "Stop after the current step and keep "
-                                   "the best model so far (press again to end at once)")
-        self.stop_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.plot = TrainingPlot(self.viewer)
-        box = QWidget()
-        col = QVBoxLayout(box)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.addWidget(_row(self.start_button, self.stop_button, stretch_first=False))
-        col.addWidget(self.progress)
-        col.addWidget(self.status)
-        col.addWidget(self.plot)
-        return box
-
-    def _result_box(self) -> QGroupBox:
-        self.result_label = QLabel("Dice before and after appear here after a run.")
-        self.result_label.setWordWrap(True)
-        self.outcomes = OutcomeTable()
-        self.accept_button = _button("Accept", self.accept, "Save the fine-tuned checkpoint "
-                                     "to the output path; Segment uses it from now on")
-        self.accept_button.setEnabled(False)
-        box = QGroupBox("Result")
-        col = QVBoxLayout(box)
-        col.addWidget(self.result_label)
-        col.addWidget(self.outcomes)
-        col.addWidget(self.accept_button)
-        return box
-
-    def _wire(self) -> None:
-        self.timer = QTimer(self)
-        self.timer.setInterval(POLL_MS)
-        self.timer.timeout.connect(self._poll)
+        self.runner = RunController(self)
+        self.runner.events.connect(self._on_events)
+        self.runner.finished.connect(self._on_finished)
+        self.destroyed.connect(self.runner.cleanup)  # also when Qt deletes the panel
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(500)
         self._debounce.timeout.connect(self._after_edit)
+        self._build()
+        self.paint = PaintTracker(self.viewer, on_paint=self._on_paint, on_data=self._on_data)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
-        self.viewer.layers.events.removed.connect(self._on_removed)
-        for layer in self.viewer.layers:
-            self._hook(layer)
-        self.labels_combo.currentTextChanged.connect(self._on_labels_changed)
-        self.slices_combo.currentTextChanged.connect(self.update_count)
-        self.input_edit.editingFinished.connect(self._default_output)
-        self.input_edit.editingFinished.connect(self.update_count)
-        self.output_edit.textEdited.connect(self._mark_output_edited)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
         self._default_output()
         self._on_labels_changed()
 
+    # ================================================================ form
+    def _build(self) -> None:
+        self.new_classes = NewClassesBox()  # label values the model lacks: name them to add
+        self.ranking = SliceRanking(self.viewer, self._rank_request, self._fail)
+        self.ranking.setTitle("")
+        self.store_box = StoreBox()
+        self.store_box.setTitle("")
+        self.view = ResultView(self.viewer, lambda: self.labels_combo.layer())
+        settings = self._settings_box()
+        self.settings = Section(self._settings_title(), settings, expanded=False)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._data_box())
+        layout.addWidget(self.new_classes)
+        layout.addWidget(Section("Where to correct next", self.ranking, expanded=False,
+                                 tip=tips.RANK))
+        layout.addWidget(self.settings)
+        layout.addWidget(Section("Earlier corrections (annotation store)", self.store_box,
+                                 expanded=False, tip=tips.STORE_INCLUDE))
+        layout.addWidget(self.view)
+        layout.addStretch(1)
+        self.scroll = make_scrollable(self, min_visible=140)
+        self.layout().addWidget(self._run_bar())  # outside the scroll area: always in view
+
+    def _data_box(self) -> QGroupBox:
+        self.image_combo = LayerCombo(self.viewer, is_scan_image)
+        self.labels_combo = LayerCombo(self.viewer, is_labels)
+        self.slices_combo = combo_box([PAINTED, NON_EMPTY], tips.ANNOTATED,
+                                      on=self.update_count)
+        self.count_label = note_label()
+        box = QGroupBox("Corrections")
+        form = QFormLayout(box)
+        add_row(form, "Image", self.image_combo, tips.IMAGE)
+        add_row(form, "Corrected labels", self.labels_combo, tips.LABELS,
+                on=self._on_labels_changed)
+        add_row(form, "Annotated", hbox(self.slices_combo, push_button(
+            "Forget painted", self.forget_painted, tips.FORGET)))
+        form.addRow(self.count_label)
+        return box
+
+    def _settings_box(self) -> QWidget:
+        d = FinetuneSettings()
+        self.epochs_spin = spin_box(1, 10_000, d.epochs, tip=tips.epochs(d.samples_per_epoch))
+        self.lr_spin = spin_box(1e-6, 1.0, d.lr, decimals=6, tip=tips.LR)
+        self.batch_spin = spin_box(1, 256, d.batch_size, tip=tips.BATCH)
+        self.keep_spin = spin_box(0.0, 10.0, d.keep_weight, decimals=2, tip=tips.KEEP)
+        self.input_edit = line_edit(self.session.checkpoint or "",
+                                    "checkpoint to start from (.safetensors)", tips.INPUT)
+        self.input_edit.editingFinished.connect(self._default_output)
+        self.input_edit.editingFinished.connect(self.update_count)
+        self.output_edit = line_edit(placeholder="where Accept saves the fine-tuned checkpoint",
+                                     tip=tips.OUTPUT)
+        self.output_edit.textEdited.connect(self._mark_output_edited)
+        self.overwrite_check = check_box("overwrite the input checkpoint", tip=tips.OVERWRITE)
+        box = QWidget()
+        form = QFormLayout(box)
+        add_row(form, "Epochs", self.epochs_spin, on=self._retitle_settings)
+        add_row(form, "Learning rate", self.lr_spin, on=self._retitle_settings)
+        add_row(form, "Batch size", self.batch_spin)
+        add_row(form, "Keep what it knows", self.keep_spin)
+        add_row(form, "Input checkpoint", hbox(self.input_edit, push_button(
+            "…", self._browse_input, tips.BROWSE_INPUT)), tips.INPUT)
+        add_row(form, "Output checkpoint", hbox(self.output_edit, push_button(
+            "…", self._browse_output, tips.BROWSE_OUTPUT)), tips.OUTPUT)
+        add_row(form, "", self.overwrite_check)
+        return box
+
+    def _settings_title(self) -> str:
+        return (f"Settings: {self.epochs_spin.value()} epochs, learning rate "
+                f"{self.lr_spin.value():g}")
+
+    def _retitle_settings(self, *_args) -> None:
+        if hasattr(self, "settings"):
+            self.settings.set_title(self._settings_title())
+
+    def _run_bar(self) -> QWidget:
+        """Start / Stop / Accept, the progress bar and the status line."""
+        self.start_button = push_button("Start", self.start, tips.START)
+        self.stop_button = push_button("Stop", self.stop, tips.STOP)
+        self.stop_button.setEnabled(False)
+        self.accept_button = push_button("Accept", lambda: self.accept(), tips.ACCEPT)
+        self.accept_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setMaximumHeight(14)
+        self.status = note_label()
+        bar = QWidget()
+        col = QVBoxLayout(bar)
+        col.setContentsMargins(9, 4, 9, 6)
+        col.setSpacing(3)
+        col.addWidget(hbox(self.start_button, self.stop_button, self.accept_button,
+                           stretch_first=False))
+        col.addWidget(self.progress)
+        col.addWidget(self.status)
+        return bar
+
+    # the result view's parts, where tests and scripts look for them
+    @property
+    def plot(self):
+        return self.view.plot
+
+    @property
+    def result_label(self):
+        return self.view.result_label
+
+    @property
+    def outcomes(self):
+        return self.view.outcomes
+
+    @property
+    def changes(self):
+        return self.view.changes
+
+    @property
+    def change_rows(self) -> list[dict[str, Any]]:
+        return self.view.changes.rows
+
+    def refresh_changes(self, *_args) -> None:
+        self.view.changes.refresh()
+
+    # the run's state
+    @property
+    def process(self):
+        return self.runner.process
+
+    @property
+    def last_report(self):
+        return self.runner.last_report
+
+    @property
+    def last_error(self) -> str | None:
+        return self.runner.last_error
+
+    def is_running(self) -> bool:
+        return self.runner.is_running()
+
     # ================================================================ layers and slices
     def _on_inserted(self, event) -> None:
         layer = event.value
-        self._hook(layer)
         if is_labels(layer) and is_segmentation(layer) and not self.is_running():
             self.labels_combo.setCurrentText(layer.name)  # follow Segment's new layer
 
-    def _on_removed(self, event) -> None:
-        layer = event.value
-        for emitter, callback in self._paint_hooks.pop(layer_key(layer), ()):
-            emitter.disconnect(callback)
-        self._painted.pop(layer_key(layer), None)
-
-    def _hook(self, layer) -> None:
-        if not is_labels(layer) or layer_key(layer) in self._paint_hooks:
-            return
-
-        def on_paint(event, layer=layer) -> None:
-            self._on_paint(layer, getattr(event, "value", None))
-
-        def on_data(_event, layer=layer) -> None:
-            if same_layer(layer, self.labels_combo.layer()):
-                self._debounce.start()
-
-        layer.events.paint.connect(on_paint)
-        layer.events.data.connect(on_data)
-        self._paint_hooks[layer_key(layer)] = ((layer.events.paint, on_paint),
-                                        (layer.events.data, on_data))
-
-    def _on_paint(self, layer, atoms) -> None:
-        data_ndim = np.ndim(layer.data)
-        axis = layer_axis(layer) if data_ndim == 3 else 0
-        found = painted_slices(atoms, axis) if data_ndim == 3 else {0}
-        self._painted.setdefault(layer_key(layer), set()).update(found)
+    def _on_paint(self, layer) -> None:
         if same_layer(layer, self.labels_combo.layer()):
             self.update_count()
+            self._debounce.start()
+
+    def _on_data(self, layer) -> None:
+        if same_layer(layer, self.labels_combo.layer()):
             self._debounce.start()
 
     def _after_edit(self) -> None:
@@ -288,16 +265,14 @@ class FinetuneWidget(QWidget):
 
     def _on_labels_changed(self, *_args) -> None:
         layer = self.labels_combo.layer()
-        source = _l2g(layer).get("source_image")
+        source = read_record(layer).source_image
         if source and source in self.viewer.layers and is_scan_image(self.viewer.layers[source]):
             self.image_combo.setCurrentText(source)
         self.update_count()
         self.refresh_changes()
 
     def forget_painted(self) -> None:
-        layer = self.labels_combo.layer()
-        if layer is not None:
-            self._painted.pop(layer_key(layer), None)
+        self.paint.forget(self.labels_combo.layer())
         self.update_count()
         self.refresh_changes()
 
@@ -306,9 +281,8 @@ class FinetuneWidget(QWidget):
         layer = layer if layer is not None else self.labels_combo.layer()
         if layer is None:
             return []
-        return annotated_slices(layer.data, layer_axis(layer),
-                                self._painted.get(layer_key(layer), set()),
-                                _l2g(layer).get("model_labels"),
+        return annotated_slices(layer.data, layer_axis(layer), self.paint.painted(layer),
+                                read_record(layer).model_labels,
                                 self.slices_combo.currentText() == NON_EMPTY)
 
     def _no_slices_message(self, layer) -> str:
@@ -318,6 +292,8 @@ class FinetuneWidget(QWidget):
         return text
 
     def update_count(self, *_args) -> None:
+        if not hasattr(self, "paint"):
+            return  # still being built
         layer = self.labels_combo.layer()
         slices = self.annotated_slices(layer)
         if layer is None:
@@ -398,9 +374,6 @@ class FinetuneWidget(QWidget):
         return self.ranking.rank()
 
     # ================================================================ running
-    def is_running(self) -> bool:
-        return self.process is not None
-
     def _fail(self, message: str) -> None:
         self.status.setStyleSheet("color: #e05d5d;")
         self.status.setText(message)
@@ -502,117 +475,68 @@ class FinetuneWidget(QWidget):
         except (ValueError, OSError) as err:
             self._fail(str(err))
             return False
-        from training.finetuning.process import FinetuneProcess
-
-        self._discard_run()
-        self.plot.reset()
-        self.last_error = self.last_report = None
         self.accept_button.setEnabled(False)
-        self.result_label.setText("Running…")
-        self.outcomes.set_outcomes([])
-        run_dir = tempfile.mkdtemp(prefix="l2gnet-finetune-")
-        self.process = FinetuneProcess(job, run_dir)
-        self._cleanup.track(self.process, run_dir)
-        self._run = {"out": out_path, "dir": run_dir, "input": job.checkpoint,
-                     "slices": len(job.volumes[0].corrected), "step": 0, "total": 0,
-                     **extras}
+        self.view.running()
         try:
-            self.process.start()
-        except Exception as err:  # noqa: BLE001 - e.g. the process cannot be started
-            self.process = None
-            self._cleanup.end()
-            self._fail(f"Could not start fine-tuning: {err}")
+            info = self.runner.start(job, out_path, extras)
+        except RuntimeError as err:
+            self._fail(str(err))
             return False
         self.progress.setRange(0, 0)  # busy until the first step arrives
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.stop_button.setText("Stop")
-        scans, slices = self._run["earlier"]
+        scans, slices = info.earlier
         more = (f" and {slices} of {scans} earlier scan{'s' * (scans != 1)} from the store"
                 if scans else "")
-        self._say(f"Scoring the starting model, then fine-tuning on {self._run['slices']} "
-                  f"slices of this scan{more}…"
-                  + "".join(f"\n{note}" for note in self._run["notes"]))
+        self._say(f"Scoring the starting model, then fine-tuning on {info.slices} "
+                  f"slices of this scan{more}…" + "".join(f"\n{note}" for note in info.notes))
         if out_path.exists():
             self._say(self.status.text() + f"\n{out_path} exists: Accept will ask before "
                       "replacing it.")
-        self.timer.start()
         return True
 
     def stop(self) -> None:
         """Stop after the current step (the best model so far is kept); a second press kills."""
-        if self.process is None:
-            return
-        if self.process.stop_requested:
-            self.process.kill()
+        what = self.runner.stop()
+        if what == "killed":
             self._say("Ending the training process…")
-            return
-        self.process.stop()
-        self.stop_button.setText("Force stop")
-        self._say("Stopping after the current step…")
+        elif what == "stopping":
+            self.stop_button.setText("Force stop")
+            self._say("Stopping after the current step…")
 
-    def _poll(self) -> None:
-        proc = self.process
-        if proc is None:
-            self.timer.stop()
-            return
-        events = proc.poll()
-        for event in events:
-            self._on_event(event)
-        if events:
-            self.plot.redraw()
-        if proc.finished:
-            self._finish(proc)
+    def _on_events(self, events: list) -> None:
+        info = self.runner.info
+        if info.total:
+            self.progress.setRange(0, max(info.total, 1))
+            self.progress.setValue(info.step)
+        said = self.view.add_events(events)
+        if said:
+            self._say(said)
 
-    def _on_event(self, event) -> None:
-        self._run["total"] = event.total_steps
-        if event.kind == "step":
-            self._run["step"] = event.step
-            self.plot.add_loss(event.step, event.loss)
-            self.progress.setRange(0, max(event.total_steps, 1))
-            self.progress.setValue(event.step)
-            self._say(f"Epoch {event.epoch + 1}, step {event.step}/{event.total_steps}: "
-                      f"loss {event.loss:.4f}")
-        elif event.kind == "epoch" and event.val_dice:
-            mean = event.val_dice.get("mean")
-            if mean is not None and np.isfinite(mean):
-                self.plot.add_dice(event.step, mean)
-            if event.epoch == 0:
-                self._say(f"Starting model: Dice {mean:.3f} on the corrected slices; "
-                          "fine-tuning…")
-
-    def _finish(self, proc) -> None:
-        self.timer.stop()
-        self.process = None
-        self._cleanup.finished()
+    def _on_finished(self, report) -> None:
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.stop_button.setText("Stop")
         self.progress.setRange(0, 1)
-        report = proc.result
         self.progress.setValue(1 if report is not None else 0)
         if report is None:
-            reason = (proc.error or "unknown error").strip()
-            self.last_error = reason
-            self._fail(f"Fine-tuning failed: {_last_line(reason)}")
-            self.result_label.setText("No result.")
-            self._discard_run()
+            self._fail(f"Fine-tuning failed: {_last_line(self.runner.last_error or '')}")
+            self.view.show_failure()
             return
-        self.last_report = report
+        info = self.runner.info
         how = "Stopped early" if report.stopped else "Done"
-        self.result_label.setText(report.describe())
-        self.outcomes.set_outcomes(outcomes_of(report, self._run["corrected_labels"],
-                                               self._run["class_names"]))
+        self.view.show_report(report, info.corrected_labels, info.class_names)
+        self.scroll.ensureWidgetVisible(self.view.result_box)  # the result, in view
         if report.chosen_epoch == 0:
             self._say(f"{how}: no epoch beat the starting model on the corrected slices, so "
                       "it is kept (nothing to accept).")
         else:
             self.accept_button.setEnabled(True)
-            out = Path(self._run["out"])
-            self._say(f"{how} after {self._run['step']} steps. Check the result below; "
+            self._say(f"{how} after {info.step} steps. Check the result above; "
                       "Accept to make Segment use the fine-tuned model."
-                      + (f" {out} exists: Accept will ask before replacing it."
-                         if out.exists() else ""))
+                      + (f" {info.out} exists: Accept will ask before replacing it."
+                         if info.out.exists() else ""))
 
     def accept(self, replace_existing: bool | None = None) -> bool:
         """Save the fine-tuned checkpoint to the output path; Segment uses it from now on.
@@ -621,28 +545,14 @@ class FinetuneWidget(QWidget):
         None asks (a question box), True/False answers for them. The corrections trained on
         are saved to the annotation store when its tick box says so.
         """
-        report, out = self.last_report, self._run.get("out")
-        if report is None or report.chosen_epoch == 0 or out is None:
-            self._fail("Nothing to accept: run fine-tuning first")
-            return False
-        out = Path(out)
-        if is_shipped(out):
-            self._fail(f"{out.name} is a model shipped with the plugin and is never replaced: "
-                       "choose another output path and Accept again")
-            return False
-        if out.exists() and not self._may_replace(out, replace_existing):
-            self._say(f"Not saved: {out} exists and was kept. Choose another output path "
-                      "(or agree to replace it) and Accept again.")
-            return False
         try:
-            saved = copy_atomically(report.checkpoint, out)
-        except OSError as err:
-            self._fail(f"Could not save the fine-tuned checkpoint to {out}: {err}")
+            saved = self.runner.accept(lambda out: self._may_replace(out, replace_existing))
+        except NotAccepted as why:
+            (self._fail if why.error else self._say)(str(why))
             return False
         self.last_output = saved
         self.accept_button.setEnabled(False)
         stored = self._save_to_store() if self.store_box.save_check.isChecked() else ""
-        self._discard_run()
         self.session.set_checkpoint(saved, origin="finetune")  # Segment and this input follow
         self._output_edited = False
         self._default_output()
@@ -657,7 +567,7 @@ class FinetuneWidget(QWidget):
         if answer is not None:
             return answer
         if self.overwrite_check.isChecked() and path.resolve() == Path(
-                self._run.get("input", "")).resolve():
+                self.runner.info.input).resolve():
             return True
         reply = QMessageBox.question(
             self, "Replace the existing file?",
@@ -671,7 +581,7 @@ class FinetuneWidget(QWidget):
         """Save the scan and corrections trained on as a new store case; a line to show."""
         from scan_io.annotation_store import ScanGrid
 
-        case = self._run.get("case")
+        case = self.runner.info.case if self.runner.info is not None else None
         if not case:
             return ""
         nifti = case["nifti"]
@@ -690,43 +600,39 @@ class FinetuneWidget(QWidget):
         return (f"\nCorrections saved to the annotation store as "
                 f"{self.last_store_case.case_id}: the next fine-tune learns from them too.")
 
-    def _discard_run(self) -> None:
-        self._cleanup.remove_folder()
-        self._run["dir"] = None
-
+    # ================================================================ going away
     def shutdown(self) -> None:
-        """End a run still going and remove its folder (the widget or the viewer is closing)."""
-        self.process = None
-        self._cleanup.end()
-        self._run["dir"] = None
+        """End a run still going and remove its folder (the panel or the viewer is closing)."""
+        self.runner.shutdown()
         try:
-            self.timer.stop()
             self._debounce.stop()
             self.ranking.shutdown()
         except RuntimeError:  # the Qt side is gone already (the viewer was closed)
             pass
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self.shutdown()
-        self._disconnect()
+        self._close()
         super().closeEvent(event)
 
-    def _disconnect(self) -> None:
-        """Stop listening to the viewer and the session (the widget is going away)."""
+    def event(self, event) -> bool:
+        """Closing only the panel's dock (its x, or ``remove_dock_widget``) takes the panel
+        out of its dock without closing or deleting it: end the run then, as on close."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._close()
+        return super().event(event)
+
+    def _close(self) -> None:
+        """End the run and stop listening to the viewer and the session (once)."""
+        self.shutdown()
+        if self._closed:
+            return
+        self._closed = True
         self.session.checkpoint_changed.disconnect(self._on_session_checkpoint)
         self.viewer.layers.events.inserted.disconnect(self._on_inserted)
-        self.viewer.layers.events.removed.disconnect(self._on_removed)
-        for hooks in self._paint_hooks.values():
-            for emitter, callback in hooks:
-                emitter.disconnect(callback)
-        self._paint_hooks.clear()
-
-    def refresh_changes(self, *_args) -> None:
-        self.changes.refresh()
-
-    @property
-    def change_rows(self) -> list[dict[str, Any]]:
-        return self.changes.rows
+        self.paint.close()
 
 
 def _last_line(text: str) -> str:

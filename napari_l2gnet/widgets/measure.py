@@ -2,9 +2,8 @@
 myocardial mass) from ED/ES labels layers or a cine.
 
 Volumes: the selected labels layer's voxel count, volume in mL and border contact per class
-(``training.evaluation.measure.class_volumes``), recomputed when Segment replaces the layer's data
-and
-after every paint stroke; for a cine, of the frame on screen. The voxel size comes from the
+(``training.evaluation.measure.class_volumes``), recomputed when Segment replaces the layer's
+data and after every paint stroke; for a cine, of the frame on screen. The voxel size comes from the
 scan's affine kept in ``metadata["nifti"]`` by the reader; a layer without one (a plain
 array) gets voxel counts and a note, no mL.
 
@@ -32,9 +31,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -52,20 +48,22 @@ from training.evaluation.measure import (
     scan_voxel_ml,
 )
 
-from .._session import META_KEY
+from .._layer_record import read_record
+from . import _tooltips
+from ._forms import add_row, line_edit, note_label, push_button, spin_box
 from ._layers import LayerCombo, is_labels
 from ._scroll import make_scrollable
 from ._training_plot import _theme_colors
 
 LV_COLOR, RV_COLOR = "#f05050", "#4c9be8"
+tips = _tooltips.Measure
 
 
 def layer_class_names(layer, fallback: str = "") -> list[str]:
     """Class names of a labels layer: the model's (Segment's metadata), else its features,
     else ``fallback`` (comma-separated names, background first), else those its label file
     carries (written by this package)."""
-    names = (layer.metadata.get(META_KEY) or {}).get("class_names") \
-        or layer.metadata.get("class_names")
+    names = read_record(layer).class_names  # the model's, or a SEG file's
     if names:
         return list(names)
     features = getattr(layer, "features", None)
@@ -152,27 +150,18 @@ class MeasureWidget(QWidget):
         self._timer.timeout.connect(self._after_change)
 
         self.labels_combo = LayerCombo(napari_viewer, is_labels)
-        self.names_edit = QLineEdit()
-        self.names_edit.setPlaceholderText("background,RV,Myo,LV")
-        self.names_edit.setToolTip("Names of the label values, background first, for labels "
-                                   "opened from a file (Segment's layers carry their own)")
+        self.names_edit = line_edit(placeholder="background,RV,Myo,LV", tip=tips.NAMES)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["class", "voxels", "volume (mL)", "at border"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(120)
-        self.note = QLabel()
-        self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: orange")
+        self.note = note_label(color="orange")
 
         self.ed_combo = LayerCombo(napari_viewer, is_labels)
         self.es_combo = LayerCombo(napari_viewer, is_labels)
-        self.ed_frame = QSpinBox()
-        self.es_frame = QSpinBox()
-        for spin, tip in ((self.ed_frame, "End-diastole: by default the frame with the largest "
-                           "LV volume"), (self.es_frame, "End-systole: by default the frame "
-                                          "with the smallest LV volume")):
-            spin.setToolTip(tip)
+        self.ed_frame = spin_box(0, 0, 0, tip=tips.ED_FRAME, on=self.update_cardiac)
+        self.es_frame = spin_box(0, 0, 0, tip=tips.ES_FRAME, on=self.update_cardiac)
         self.plot = VolumePlot(napari_viewer)
         self.cardiac_table = QTableWidget(3, 5)
         self.cardiac_table.setHorizontalHeaderLabels(["EDV (mL)", "ESV (mL)", "SV (mL)",
@@ -181,16 +170,14 @@ class MeasureWidget(QWidget):
         self.cardiac_table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.Stretch)
         self.cardiac_table.setFixedHeight(120)
-        self.cardiac = QLabel()
-        self.cardiac.setWordWrap(True)
-        self.cardiac.setStyleSheet("color: orange")
-        self.copy_button = QPushButton("Copy as text")
-        self.save_button = QPushButton("Save CSV…")
+        self.cardiac = note_label(color="orange")
+        self.copy_button = push_button("Copy as text", lambda: self.copy_text(), tips.COPY)
+        self.save_button = push_button("Save CSV…", self._save_dialog, tips.SAVE)
 
         volumes_box = QGroupBox("Volumes")
         form = QFormLayout()
-        form.addRow("Labels", self.labels_combo)
-        form.addRow("Class names", self.names_edit)
+        add_row(form, "Labels", self.labels_combo, tips.LABELS, on=self.update_volumes)
+        add_row(form, "Class names", self.names_edit, on=self._refresh_all)
         box = QVBoxLayout(volumes_box)
         box.addLayout(form)
         box.addWidget(self.table)
@@ -198,14 +185,14 @@ class MeasureWidget(QWidget):
 
         cardiac_box = QGroupBox("Cardiac function (LV, RV, Myo)")
         cform = QFormLayout()
-        cform.addRow("ED labels or cine", self.ed_combo)
-        self._es_row_label = QLabel("ES labels")
-        cform.addRow(self._es_row_label, self.es_combo)
+        add_row(cform, "ED labels or cine", self.ed_combo, tips.ED_LABELS,
+                on=self._on_cardiac_source)
+        self._es_row_label = add_row(cform, "ES labels", self.es_combo, tips.ES_LABELS,
+                                     on=self.update_cardiac)
         frames = QHBoxLayout()
-        frames.addWidget(QLabel("ED frame"))
-        frames.addWidget(self.ed_frame)
-        frames.addWidget(QLabel("ES frame"))
-        frames.addWidget(self.es_frame)
+        for text, spin in (("ED frame", self.ed_frame), ("ES frame", self.es_frame)):
+            frames.addWidget(QLabel(text))
+            frames.addWidget(spin)
         self._frames_widget = QWidget()
         self._frames_widget.setLayout(frames)
         cbox = QVBoxLayout(cardiac_box)
@@ -223,16 +210,8 @@ class MeasureWidget(QWidget):
         layout.addWidget(cardiac_box)
         layout.addLayout(buttons)
         layout.addStretch()
-        make_scrollable(self)
+        make_scrollable(self, min_visible=120)
 
-        self.labels_combo.currentTextChanged.connect(self.update_volumes)
-        self.names_edit.editingFinished.connect(self._refresh_all)
-        self.ed_combo.currentTextChanged.connect(self._on_cardiac_source)
-        self.es_combo.currentTextChanged.connect(self.update_cardiac)
-        self.ed_frame.valueChanged.connect(self.update_cardiac)
-        self.es_frame.valueChanged.connect(self.update_cardiac)
-        self.copy_button.clicked.connect(self.copy_text)
-        self.save_button.clicked.connect(self._save_dialog)
         napari_viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
         napari_viewer.dims.events.current_step.connect(self._on_step)
         napari_viewer.layers.selection.events.active.connect(self._on_active)

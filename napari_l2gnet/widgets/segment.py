@@ -33,16 +33,10 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -50,12 +44,26 @@ from qtpy.QtWidgets import (
 from training.inference.fit_check import summarize_result
 
 from .._colormaps import label_colormap
-from .._session import META_KEY, is_segmentation, session_for
+from .._layer_record import SEGMENTATION, LayerRecord, mark_edited, read_record, write_record
+from .._session import is_segmentation, session_for
 from ..models import shipped_models
+from . import _tooltips
+from ._forms import (
+    add_row,
+    check_box,
+    combo_box,
+    hbox,
+    line_edit,
+    note_label,
+    push_button,
+    spin_box,
+)
 from ._layers import LayerCombo, class_features, is_scan_or_cine
 from ._scroll import make_scrollable
+from ._section import Section
 
 ORIGIN = "segment"
+tips = _tooltips.Segment
 
 
 def cuda_available() -> bool:
@@ -76,10 +84,18 @@ class SegmentWidget(QWidget):
         self.last_device: str | None = None  # where the last run ran (cuda, cpu)
         self._started = 0.0  # perf_counter at the click, for the status sentence
 
-        self.image_combo = LayerCombo(napari_viewer, is_scan_or_cine)
+        self.fit_issues: list = []
+        self._build()
+        self._update_device_warning()
+        self._default_axis()
+        self._show_checkpoint(self.checkpoint_edit.text().strip())
+
+    def _build(self) -> None:
+        """The form: what to segment and with which model on top, the run options folded
+        under it; below, outside the scroll area, Segment / Cancel, progress and the outcome."""
+        self.image_combo = LayerCombo(self.viewer, is_scan_or_cine)
         self.model_combo = QComboBox()
-        self.model_combo.setToolTip("The shipped models (described by their model cards), "
-                                    "and files chosen with Browse")
+        self.model_combo.setToolTip(tips.MODEL)
         # long model names must not widen the dock: the description below wraps instead
         self.model_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -88,85 +104,66 @@ class SegmentWidget(QWidget):
             self.model_combo.addItem(summary.label, str(summary.path))
             self.model_combo.setItemData(self.model_combo.count() - 1, summary.details(),
                                          Qt.ItemDataRole.ToolTipRole)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(browse)
-        self.checkpoint_edit = QLineEdit(self.session.checkpoint or "")
-        self.checkpoint_edit.setPlaceholderText("model .safetensors checkpoint")
-        self.model_info = QLabel()
-        self.model_info.setWordWrap(True)
-        self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.fit_label = QLabel()
-        self.fit_label.setWordWrap(True)
-        self.fit_label.setStyleSheet("color: orange")
-        self.fit_issues: list = []
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cuda", "cpu"])
-        self.device_warning = QLabel()
-        self.device_warning.setStyleSheet("color: orange")
-        self.device_warning.setWordWrap(True)
-        self.axis_spin = QSpinBox()
-        self.axis_spin.setRange(0, 2)
-        self.axis_spin.setToolTip("Which array axis holds the slices (default: the axis the "
-                                  "viewer is slicing)")
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(0, 512)
-        self.batch_spin.setSpecialValueText("auto")
-        self.batch_spin.setToolTip("auto: from free GPU memory (4 on CPU)")
-        self.explain_check = QCheckBox("keep transport plans and codes for Explain")
-        self.explain_check.setChecked(True)
-        self.postprocess_check = QCheckBox("keep the largest 3-D component")
-        self.postprocess_check.setToolTip(
-            "Per class chosen on validation data and stored in the model (nnU-Net style): "
-            "stray islands of those classes are removed")
-        self.run_button = QPushButton("Segment")
-        self.cancel_button = QPushButton("Cancel")
+        self.model_combo.activated.connect(self._on_model_chosen)
+        self.checkpoint_edit = line_edit(self.session.checkpoint or "",
+                                         "model .safetensors checkpoint", tips.CHECKPOINT,
+                                         on=lambda: self.set_checkpoint(
+                                             self.checkpoint_edit.text().strip()))
+        self.model_info = note_label(selectable=True)
+        self.fit_label = note_label(color="orange")
+        self.device_combo = combo_box(["auto", "cuda", "cpu"], tips.DEVICE,
+                                      on=self._update_device_warning)
+        self.device_warning = note_label(color="orange")
+        self.axis_spin = spin_box(0, 2, 0, tip=tips.AXIS, on=self.update_fit_check)
+        self.batch_spin = spin_box(0, 512, 0, special="auto", tip=tips.BATCH)
+        self.explain_check = check_box("keep transport plans and codes for Explain", True,
+                                       tips.EXPLAIN)
+        self.postprocess_check = check_box("keep the largest 3-D component",
+                                           tip=tips.postprocess([]))
+        self.run_button = push_button("Segment", self.run, tips.RUN)
+        self.cancel_button = push_button("Cancel", self.cancel, tips.CANCEL)
         self.cancel_button.setEnabled(False)
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%v / %m slices")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = note_label()
 
         form = QFormLayout()
-        form.addRow("Image", self.image_combo)
-        form.addRow("Model", model_row)
-        form.addRow("Checkpoint", self.checkpoint_edit)
-        form.addRow("Device", self.device_combo)
-        form.addRow("", self.device_warning)
-        form.addRow("Slice axis", self.axis_spin)
-        form.addRow("Batch size", self.batch_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
+        add_row(form, "Image", self.image_combo, tips.IMAGE)
+        add_row(form, "Model", hbox(self.model_combo, push_button("Browse…", self._browse,
+                                                                  tips.BROWSE)), tips.MODEL)
+        add_row(form, "Device", self.device_combo)
+        options = QWidget()
+        option_form = QFormLayout(options)
+        option_form.setContentsMargins(0, 0, 0, 0)
+        add_row(option_form, "Checkpoint", self.checkpoint_edit)
+        add_row(option_form, "Slice axis", self.axis_spin)
+        add_row(option_form, "Batch size", self.batch_spin)
+        option_form.addRow(self.explain_check)
+        self.options = Section("Options: checkpoint, slice axis, batch size", options,
+                               expanded=False, tip=tips.OPTIONS)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        # full width, outside the form, so the wrapped description is never cut off
+        # full width, outside the form, so that wrapped lines are never cut off
+        layout.addWidget(self.device_warning)
         layout.addWidget(self.model_info)
         layout.addWidget(self.fit_label)
-        layout.addWidget(self.explain_check)
         layout.addWidget(self.postprocess_check)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.status)
+        layout.addWidget(self.options)
         layout.addStretch()
-        # three docked panels fit a 1000-px-high screen; the ones below get the spare height
-        make_scrollable(self, compact=True)
-
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.device_combo.currentTextChanged.connect(self._update_device_warning)
-        self.checkpoint_edit.editingFinished.connect(
-            lambda: self.set_checkpoint(self.checkpoint_edit.text().strip()))
-        self.model_combo.activated.connect(self._on_model_chosen)
+        # docked with the others on a 1000-px-high screen: the form scrolls, the run bar
+        # (Segment, Cancel, progress, the outcome) stays in view below it
+        self.scroll = make_scrollable(self, compact=True, min_visible=156)
+        bar = QWidget()
+        col = QVBoxLayout(bar)
+        col.setContentsMargins(9, 4, 9, 6)
+        col.setSpacing(3)
+        col.addWidget(hbox(self.run_button, self.cancel_button, stretch_first=False))
+        col.addWidget(self.progress_bar)
+        col.addWidget(self.status)
+        self.layout().addWidget(bar)
         self.image_combo.currentTextChanged.connect(self._default_axis)
         self.image_combo.currentTextChanged.connect(self.update_fit_check)
-        self.axis_spin.valueChanged.connect(self.update_fit_check)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
-        self._update_device_warning()
-        self._default_axis()
-        self._show_checkpoint(self.checkpoint_edit.text().strip())
 
     # ------------------------------------------------------------------ form helpers
     def _browse(self) -> None:
@@ -259,9 +256,7 @@ class SegmentWidget(QWidget):
         self.postprocess_check.setText(
             f"largest 3-D component only: {', '.join(chosen)}" if chosen
             else "largest 3-D component only (this model chose none)")
-        self.postprocess_check.setToolTip(
-            f"Keep only the largest 3-D component of {', '.join(chosen)}, as chosen on "
-            "validation data" if chosen else "This model chose no post-processing")
+        self.postprocess_check.setToolTip(tips.postprocess(chosen))
 
     def update_fit_check(self, *_args) -> list:
         """Compare the chosen image with the chosen model; show disagreements in the panel."""
@@ -416,27 +411,22 @@ class SegmentWidget(QWidget):
         num_classes = int(meta.get("model", {}).get("num_classes", len(names)))
         name = self._result_name(image_layer.name, path)
         summary = summarize_result(result.labels, names or [str(c) for c in range(num_classes)])
-        l2g = {
-            "role": "segmentation",
-            "source_image": image_layer.name,
-            "checkpoint": path,
-            "axis": axis,
-            "class_names": names,
-            "model_labels": result.labels.copy(),
-            "explanation": result.explanation,
-            "edited": False,
-            "found": [c.name for c in summary.found],
-            "spurious": {c.name: c.voxels for c in summary.spurious},
-        }
-        metadata = {META_KEY: l2g}
+        record = LayerRecord(
+            role=SEGMENTATION, source_image=image_layer.name, checkpoint=path, axis=axis,
+            class_names=names, model_labels=result.labels.copy(),
+            explanation=result.explanation, edited=False,
+            found=[c.name for c in summary.found],
+            spurious={c.name: c.voxels for c in summary.spurious})
+        metadata: dict = {}
+        write_record(metadata, record)
         for source in ("nifti", "dicom"):
             # kept as the image's (kind "image"), so the writer refuses to save over the scan
             # and, for a DICOM scan, writes a SEG that references its series
             if source in image_layer.metadata:
                 metadata[source] = dict(image_layer.metadata[source])
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
-        if existing is not None and is_segmentation(existing) and not existing.metadata[
-                META_KEY].get("edited"):
+        if existing is not None and is_segmentation(existing) and not read_record(
+                existing).edited:
             existing.data = result.labels
             existing.metadata = metadata
             layer = existing
@@ -456,8 +446,8 @@ class SegmentWidget(QWidget):
         # whole new array from the console or another plugin (data events); our own
         # replacement above happens before these connections exist or before its metadata
         # (edited False) is put back
-        layer.events.paint.connect(lambda _e, lyr=layer: _mark_edited(lyr))
-        layer.events.data.connect(lambda _e, lyr=layer: _mark_edited(lyr))
+        layer.events.paint.connect(lambda _e, lyr=layer: mark_edited(lyr))
+        layer.events.data.connect(lambda _e, lyr=layer: mark_edited(lyr))
         self.last_layer = layer
         self.last_device = str(result.device)
         slices = int(np.prod([result.labels.shape[i] for i in
@@ -475,7 +465,7 @@ class SegmentWidget(QWidget):
         plain = f"{image_name} [{stem}]"
         if plain not in self.viewer.layers:
             return plain
-        made_from = self.viewer.layers[plain].metadata.get(META_KEY, {}).get("checkpoint")
+        made_from = read_record(self.viewer.layers[plain]).checkpoint
         if made_from is None or _same_file(made_from, path):
             return plain
         return f"{image_name} [{Path(path).resolve().parent.name}/{stem}]"
@@ -507,6 +497,3 @@ def _spacing(layer) -> tuple[float, ...] | None:
         return None  # a plain array: its scale is not known to be millimetres
     return tuple(float(s) for s in layer.scale[-min(layer.ndim, 3):])  # a cine: one frame's
 
-
-def _mark_edited(layer) -> None:
-    layer.metadata.setdefault(META_KEY, {})["edited"] = True

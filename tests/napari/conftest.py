@@ -14,6 +14,14 @@ from src_model.testing import tiny_config
 CLASS_NAMES = ["background", "organ a", "organ b"]
 
 
+@pytest.fixture(autouse=True)
+def user_data_home(tmp_path, monkeypatch) -> Path:
+    """Outputs default to the user's data folder (the panels' runs, settings): a temporary one
+    here, so no test writes into the real one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
+
+
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
     """An untrained tiny L2GNet (3 classes, 32x32 input, data already in [0, 1])."""

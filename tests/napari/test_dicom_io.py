@@ -177,14 +177,6 @@ def test_segment_a_series_then_save_seg(make_napari_viewer, qtbot, series, tiny_
 # ------------------------------------------------------------------ real PACS exports (issue 27)
 
 
-@pytest.fixture(scope="module")
-def ct_dicom(shared_data) -> Path:
-    path = shared_data / "ct_dicom"
-    if not path.is_dir():
-        pytest.skip(f"{path} is not present (the real DICOM of issue 27)")
-    return path
-
-
 def test_one_suffix_less_siemens_file_opens_its_series(make_napari_viewer, ct_dicom):
     viewer = make_napari_viewer()
     one = sorted((ct_dicom / "siemens_jpeg2000").iterdir())[3]

@@ -20,25 +20,14 @@ from napari_l2gnet.widgets.finetune import (
     painted_slices,
     user_finetune_dir,
 )
+from tests.helpers import save_finetune_start
 
 CLASSES = ["background", "liver", "kidney"]
 
 
-@pytest.fixture(autouse=True)
-def user_data_home(tmp_path, monkeypatch) -> Path:
-    """Outputs default to the user's data folder: a temporary one here."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg"
-
-
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    from src_model import build_model, save_checkpoint
-    from src_model.testing import tiny_config
-
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
-    meta = {"class_names": CLASSES, "input_size": [32, 32], "normalization": {"kind": "none"}}
-    return save_checkpoint(tmp_path / "tiny.safetensors", model, meta)
+    return save_finetune_start(tmp_path / "tiny.safetensors", names=CLASSES)
 
 
 def _model_labels() -> np.ndarray:
@@ -344,7 +333,7 @@ def test_stop_keeps_a_valid_model(setup, qtbot) -> None:
     _wait_done(qtbot, widget)
     assert widget.last_error is None, widget.last_error
     assert "Stopped early" in widget.status.text()
-    assert widget.last_report.stopped and widget._run["step"] < widget._run["total"]
+    assert widget.last_report.stopped and widget.runner.info.step < widget.runner.info.total
     load_checkpoint(widget.last_report.checkpoint)
 
 
@@ -458,6 +447,34 @@ def test_closing_the_viewer_ends_the_run_and_removes_its_folder(setup, qtbot) ->
 
         os.kill(proc.pid, 0)  # gone, and reaped
     assert not folder.exists()
+
+
+def test_closing_only_the_panel_ends_the_run_and_removes_its_folder(setup, qtbot) -> None:
+    """Issue 24: the dock's x (``remove_dock_widget``) takes the panel out of the window
+    without deleting it; the child and its folder must go then too, not at exit."""
+    import os
+
+    viewer, widget, labels = setup
+    widget.slices_combo.setCurrentText(NON_EMPTY)
+    widget.epochs_spin.setValue(500)
+    widget.batch_spin.setValue(1)
+    assert widget.start(), widget.status.text()
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
+    proc = widget.process
+    folder = proc.run_dir
+    assert proc.is_alive() and folder.is_dir()
+    assert any(w is widget for w in viewer.window.dock_widgets.values())
+    viewer.window.remove_dock_widget(widget)  # what the dock's close button does
+    assert all(w is not widget for w in viewer.window.dock_widgets.values())  # dock gone
+    assert not proc.is_alive() and not widget.is_running()
+    with pytest.raises(ProcessLookupError):
+        os.kill(proc.pid, 0)  # gone, and reaped
+    assert not folder.exists()
+    # the panel no longer listens: a new layer or checkpoint does not reach it
+    session_for(viewer).set_checkpoint("elsewhere.safetensors")
+    assert widget.input_edit.text() != "elsewhere.safetensors"
+    viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="later").paint((1, 5, 5), 1)
+    assert widget.paint.painted(viewer.layers["later"]) == set()
 
 
 def test_a_finished_run_never_accepted_leaves_no_folder(setup, qtbot) -> None:

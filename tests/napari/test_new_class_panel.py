@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 import torch
 
 from napari_l2gnet._session import session_for
@@ -18,22 +17,15 @@ from src_model import build_model, load_checkpoint, save_checkpoint
 from src_model.checkpoint_meta import AddedClass
 from src_model.class_growth import grow_classes, grown_metadata
 from src_model.testing import tiny_config
+from tests.helpers import save_finetune_start
 
 PLUGIN = "napari-l2gnet"
 NAMES = ["background", "organ a", "organ b"]
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(autouse=True)
-def user_data_home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg"
-
-
 def _tiny(tmp_path: Path) -> Path:
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"), plan_vote=True)
-    meta = {"class_names": NAMES, "input_size": [32, 32], "normalization": {"kind": "none"}}
-    return save_checkpoint(tmp_path / "tiny.safetensors", model, meta)
+    return save_finetune_start(tmp_path / "tiny.safetensors", names=NAMES, plan_vote=True)
 
 
 def _scan_file(tmp_path: Path) -> Path:

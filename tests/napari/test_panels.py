@@ -1,18 +1,13 @@
-"""The three panels together, docked through the manifest: they fit a 1000-px-high screen,
+"""The panels together, docked through the manifest: they fit a 1000-px-high screen, what a
+user acts on (Segment, Start, Accept, the Explain table) is in view there without scrolling,
 and Explain's button leaves the plan layer selected (not the hidden codes layer)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_l2gnet._session import same_layer
 from napari_l2gnet.testing import dock, open_scan
-
-
-@pytest.fixture(autouse=True)
-def user_data_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
 def test_three_panels_fit_a_1000_px_screen(make_napari_viewer) -> None:
@@ -25,6 +20,51 @@ def test_three_panels_fit_a_1000_px_screen(make_napari_viewer) -> None:
     window.resize(1400, 1000)
     window.show()
     assert window.height() <= 1000
+
+
+def _fully_shown(widget) -> bool:
+    """Whether all of ``widget`` is on screen: shown, and not cut by a scroll area, a dock or
+    the window (``visibleRegion`` is what its parents leave of it)."""
+    seen = widget.visibleRegion().boundingRect()
+    return widget.isVisible() and (seen.width(), seen.height()) == (widget.width(),
+                                                                    widget.height())
+
+
+def test_four_panels_on_a_1600x1000_screen_keep_their_actions_in_view(
+        make_napari_viewer, qtbot, tiny_checkpoint, shared_data) -> None:
+    """Issue 29: Segment, Explain, Fine-tune and Measure docked from the Plugins menu on a
+    real CT at 1600 x 1000: Segment, Start and Accept are in view as docked, the Explain
+    table shows several of its rows, the CPU warning is wrapped, not cut, and Fine-tune's
+    result is one scroll away (the panel scrolls to it when a run ends)."""
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1600, 1000)
+    open_scan(viewer, shared_data / "ct_abdomen" / "example_ct_sm.nii.gz")
+    segment, explain, finetune, measure = (dock(viewer, name) for name in (
+        "Segment", "Explain", "Fine-tune", "Measure"))
+    segment.set_checkpoint(tiny_checkpoint)
+    segment.device_combo.setCurrentText("cpu")
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=120_000)
+    qtbot.waitExposed(window)
+    qtbot.wait(200)  # the docks settle
+    assert window.height() <= 1000
+
+    for button in (segment.run_button, finetune.start_button, finetune.accept_button):
+        assert _fully_shown(button), button.text()
+    table = explain.table
+    assert table.rowCount() >= 4
+    shown_rows = table.viewport().visibleRegion().boundingRect().height() // table.rowHeight(0)
+    assert shown_rows >= 4 and _fully_shown(table.horizontalHeader())
+    warning = segment.device_warning
+    assert "CPU" in warning.text() and warning.wordWrap()
+    assert warning.height() >= warning.heightForWidth(warning.width())  # every line of it
+    assert warning.width() <= segment.width()
+    result = finetune.result_label
+    finetune.scroll.ensureWidgetVisible(result)
+    qtbot.wait(50)
+    assert _fully_shown(result)
+    assert measure.table.isVisible()
 
 
 def test_show_explanation_layers_selects_the_plan(make_napari_viewer, qtbot, tiny_checkpoint,

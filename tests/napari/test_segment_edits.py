@@ -7,15 +7,9 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import pytest
 
 PLUGIN = "napari-l2gnet"
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def user_data_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
 def _docked_segment(viewer, scan):

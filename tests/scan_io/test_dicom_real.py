@@ -29,14 +29,6 @@ SYNAPSE = ["background", "aorta", "gallbladder", "left_kidney", "right_kidney", 
 
 
 @pytest.fixture(scope="module")
-def ct_dicom(shared_data) -> Path:
-    path = shared_data / "ct_dicom"
-    if not path.is_dir():
-        pytest.skip(f"{path} is not present (the real DICOM of issue 27)")
-    return path
-
-
-@pytest.fixture(scope="module")
 def siemens(ct_dicom):
     return load_scan(ct_dicom / "siemens_jpeg2000")
 

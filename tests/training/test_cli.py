@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from src_model import load_checkpoint
+from tests.helpers import CLI, cli_fails
 from training.cli import main
 from training.data.phantom import SYNAPSE_CLASSES
 
@@ -342,11 +343,7 @@ def test_predict_user_errors(checkpoint, tmp_path, capsys):
     _oblique_nifti(scan)
 
     def run(*argv: str) -> str:
-        assert main(["predict", *argv]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("l2gnet predict: error:")
-        assert len(err.strip().splitlines()) == 1  # one line, no traceback
-        return err
+        return cli_fails(["predict", *argv], capsys)
 
     err = run(str(tmp_path / "missing.nii.gz"), "--checkpoint", str(checkpoint), "--out",
               str(tmp_path / "o.nii.gz"))
@@ -404,8 +401,7 @@ def test_top_level_help_and_missing_command(capsys):
 
 def test_module_entry_point(tmp_path):
     import subprocess
-    import sys
 
-    result = subprocess.run([sys.executable, "-m", "training.cli", "sample", "--help"],
+    result = subprocess.run([*CLI, "sample", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage: l2gnet sample" in result.stdout

@@ -8,7 +8,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -16,27 +15,20 @@ import numpy as np
 import pytest
 import torch
 
-from src_model import build_model, save_checkpoint
-from src_model.testing import tiny_config
+from tests.helpers import (
+    CLI,
+    REPO,
+    cli_env,
+    cli_fails,
+    save_tiny_ct_checkpoint,
+    write_ct_scan,
+)
 from training.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("unet", 9, **tiny_config("unet"))
-    out = tmp_path_factory.mktemp("ckpt") / "m.safetensors"
-    return save_checkpoint(out, model, {"input_size": [32, 32],
-                                        "normalization": {"kind": "ct_window", "low": -125,
-                                                          "high": 275}})
-
-
-def _scan(path: Path, shape=(20, 16, 3), seed=0) -> Path:
-    data = np.random.default_rng(seed).integers(-200, 300, shape).astype(np.int16)
-    nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 3.0, 1.0])), str(path))
-    return path
+    return save_tiny_ct_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", 9)
 
 
 @pytest.fixture
@@ -59,16 +51,6 @@ def read_only_dir(tmp_path):
         subprocess.run(["umount", str(folder)], check=False)
 
 
-def _fails(argv: list[str], capsys, *needles: str) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
-    assert err.startswith(f"l2gnet {argv[0]}: error:"), err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
 # ---------------------------------------------------------------- never overwrite (item 2)
 
 
@@ -76,11 +58,11 @@ def test_evaluate_never_replaces_a_file_without_overwrite(checkpoint, tmp_path, 
     before = checkpoint.read_bytes()
     base = ["evaluate", "--checkpoint", str(checkpoint), "--data", "phantom:3", "--device", "cpu"]
     # The reported case: --out pointing at the checkpoint. Refused even with --overwrite.
-    _fails([*base, "--out", str(checkpoint), "--overwrite"], capsys, "also an input")
+    cli_fails([*base, "--out", str(checkpoint), "--overwrite"], capsys, "also an input")
     assert checkpoint.read_bytes() == before
     report = tmp_path / "r.json"
     report.write_text("my notes")
-    _fails([*base, "--out", str(report)], capsys, "exists", "--overwrite")
+    cli_fails([*base, "--out", str(report)], capsys, "exists", "--overwrite")
     assert report.read_text() == "my notes"
     assert main([*base, "--out", str(report), "--overwrite"]) == 0
     assert report.read_text().startswith("{")
@@ -89,14 +71,14 @@ def test_evaluate_never_replaces_a_file_without_overwrite(checkpoint, tmp_path, 
 
 def test_sample_checks_both_files_before_writing_either(tmp_path, capsys):
     (tmp_path / "abdomen_ct_truth.nii.gz").write_text("mine")
-    _fails(["sample", str(tmp_path)], capsys, "abdomen_ct_truth.nii.gz exists")
+    cli_fails(["sample", str(tmp_path)], capsys, "abdomen_ct_truth.nii.gz exists")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["abdomen_ct_truth.nii.gz"]
 
 
 def test_predict_refuses_writing_onto_the_checkpoint(checkpoint, tmp_path, capsys):
-    scan = _scan(tmp_path / "s.nii.gz")
+    scan = write_ct_scan(tmp_path / "s.nii.gz")
     before = checkpoint.read_bytes()
-    _fails(["predict", str(scan), "--checkpoint", str(checkpoint), "--out", str(checkpoint),
+    cli_fails(["predict", str(scan), "--checkpoint", str(checkpoint), "--out", str(checkpoint),
             "--overwrite"], capsys, "also an input")
     assert checkpoint.read_bytes() == before
 
@@ -108,11 +90,11 @@ def test_batch_predict_processes_every_scan_and_reports_failures_at_the_end(
         checkpoint, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    _scan(inputs / "a.nii.gz", seed=1)
+    write_ct_scan(inputs / "a.nii.gz", seed=1)
     (inputs / "b.nii.gz").write_bytes(b"\x1f\x8b not really gzip")  # corrupt, sorted between
-    _scan(inputs / "c.nii", seed=2)
+    write_ct_scan(inputs / "c.nii", seed=2)
     # A leftover temporary file of an interrupted write, and an earlier output in the folder.
-    _scan(inputs / ".a.nii.gz.k3j2.nii.gz")
+    write_ct_scan(inputs / ".a.nii.gz.k3j2.nii.gz")
     assert main(["predict", str(inputs / "a.nii.gz"), "--checkpoint", str(checkpoint),
                  "--out", str(inputs / "a_seg.nii.gz"), "--device", "cpu"]) == 0
     capsys.readouterr()
@@ -138,13 +120,13 @@ def test_batch_predict_processes_every_scan_and_reports_failures_at_the_end(
 
 def test_read_only_output_is_refused_before_the_work(checkpoint, tmp_path, read_only_dir,
                                                      capsys):
-    scan = _scan(tmp_path / "s.nii.gz")
-    err = _fails(["predict", str(scan), "--checkpoint", str(checkpoint), "--out",
+    scan = write_ct_scan(tmp_path / "s.nii.gz")
+    err = cli_fails(["predict", str(scan), "--checkpoint", str(checkpoint), "--out",
                   str(read_only_dir / "seg.nii.gz"), "--device", "cpu"], capsys, str(read_only_dir))
     assert "read-only" in err or "not writable" in err
-    err = _fails(["evaluate", "--checkpoint", str(checkpoint), "--data", "phantom:3",
+    err = cli_fails(["evaluate", "--checkpoint", str(checkpoint), "--data", "phantom:3",
                   "--out", str(read_only_dir / "sub" / "r.json")], capsys, "--out")
-    _fails(["sample", str(read_only_dir / "x")], capsys, str(read_only_dir))
+    cli_fails(["sample", str(read_only_dir / "x")], capsys, str(read_only_dir))
     assert list(read_only_dir.iterdir()) == []
 
 
@@ -155,8 +137,8 @@ def _cli_with_file_size_limit(argv: list[str], limit: int) -> subprocess.Complet
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "training.cli", *argv], cwd=REPO, env=env,
+    env = cli_env(PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([*CLI, *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, preexec_fn=cap)
 
 
@@ -174,7 +156,7 @@ def test_disk_full_during_batch_predict(checkpoint, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     for i in range(2):
-        _scan(inputs / f"s{i}.nii", shape=(64, 64, 4), seed=i)
+        write_ct_scan(inputs / f"s{i}.nii", shape=(64, 64, 4), seed=i)
     out = tmp_path / "out"
     done = _cli_with_file_size_limit(["predict", str(inputs), "--checkpoint", str(checkpoint),
                                       "--out", str(out), "--device", "cpu"], limit=2_000)
@@ -191,12 +173,12 @@ def test_disk_full_during_batch_predict(checkpoint, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_device_errors_are_one_line(checkpoint, tmp_path, capsys, command):
-    scan = _scan(tmp_path / "s.nii.gz")
+    scan = write_ct_scan(tmp_path / "s.nii.gz")
     base = {"predict": ["predict", str(scan), "--out", str(tmp_path / "o.nii.gz")],
             "evaluate": ["evaluate", "--data", "phantom:3"]}[command]
-    _fails([*base, "--checkpoint", str(checkpoint), "--device", "cuda"], capsys,
+    cli_fails([*base, "--checkpoint", str(checkpoint), "--device", "cuda"], capsys,
            "no usable CUDA GPU", "cpu")
-    _fails([*base, "--checkpoint", str(checkpoint), "--device", "gpu"], capsys,
+    cli_fails([*base, "--checkpoint", str(checkpoint), "--device", "gpu"], capsys,
            "unknown device 'gpu'", "auto, cpu, cuda or cuda:N")
     assert not (tmp_path / "o.nii.gz").exists()
 
@@ -204,8 +186,8 @@ def test_device_errors_are_one_line(checkpoint, tmp_path, capsys, command):
 def test_unknown_or_mistyped_set_key_is_one_line(tmp_path, capsys):
     base = ["train", "--tiny", "--data", "phantom:1", "--phantom-shape", "4", "32", "32",
             "--epochs", "1", "--device", "cpu", "--out-dir", str(tmp_path / "run")]
-    _fails([*base, "--set", "codebok_size=16"], capsys, "codebok_size", "Accepted keys")
-    _fails([*base, "--set", "codebook_size=many"], capsys, "codebook_size='many'",
+    cli_fails([*base, "--set", "codebok_size=16"], capsys, "codebok_size", "Accepted keys")
+    cli_fails([*base, "--set", "codebook_size=many"], capsys, "codebook_size='many'",
            "whole number")
     assert not (tmp_path / "run").exists()
 

@@ -3,7 +3,6 @@ stderr and exit 2 where it cannot go on, one warning line where it can, nothing 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,40 +10,23 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from src_model import build_model, save_checkpoint
 from src_model.testing import tiny_config
+from tests.helpers import (
+    REPO,
+    cli_env,
+    cli_fails,
+    save_tiny_ct_checkpoint,
+    write_ct_scan,
+)
+from tests.helpers import TINY_TRAIN as TRAIN
 from training.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-TRAIN = ["train", "--tiny", "--data", "phantom:1", "--phantom-shape", "6", "32", "32",
-         "--input-size", "32", "32", "--batch-size", "4", "--augment", "none", "--device", "cpu",
-         "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("unet", 3, **tiny_config("unet"))
-    out = tmp_path_factory.mktemp("ckpt") / "m.safetensors"
-    return save_checkpoint(out, model, {"input_size": [32, 32],
-                                        "normalization": {"kind": "ct_window", "low": -125,
-                                                          "high": 275}})
-
-
-def _scan(path: Path, shape=(20, 16, 3), seed=0) -> Path:
-    data = np.random.default_rng(seed).integers(-200, 300, shape).astype(np.int16)
-    nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 3.0, 1.0])), str(path))
-    return path
-
-
-def _one_error_line(err: str, command: str, *needles: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"l2gnet {command}: error:"), err
-    for needle in needles:
-        assert needle in lines[0], err
+    return save_tiny_ct_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", 3)
 
 
 # ------------------------------------------------------------------ item 1: no orientation
@@ -69,7 +51,7 @@ def test_predict_says_in_one_line_that_the_scan_has_no_orientation(checkpoint, t
 
 
 def test_predict_warns_when_the_input_looks_like_a_label_map(checkpoint, tmp_path, capsys):
-    scan = _scan(tmp_path / "scan.nii.gz")
+    scan = write_ct_scan(tmp_path / "scan.nii.gz")
     first = tmp_path / "first.nii.gz"
     assert main(["predict", str(scan), "--checkpoint", str(checkpoint), "--out", str(first),
                  "--device", "cpu"]) == 0
@@ -110,37 +92,31 @@ def loop(tmp_path) -> Path:
 
 
 def test_a_symlink_loop_as_checkpoint_or_out_is_one_line(checkpoint, tmp_path, loop, capsys):
-    scan = _scan(tmp_path / "scan.nii.gz")
+    scan = write_ct_scan(tmp_path / "scan.nii.gz")
     base = ["predict", str(scan), "--device", "cpu"]
-    assert main([*base, "--checkpoint", str(loop), "--out", str(tmp_path / "o.nii.gz")]) == 2
-    _one_error_line(capsys.readouterr().err, "predict", str(loop), "symbolic link loop")
-    assert main([*base, "--checkpoint", str(checkpoint), "--out", str(loop)]) == 2
-    _one_error_line(capsys.readouterr().err, "predict", str(loop), "symbolic link loop")
-    assert main([*base, "--checkpoint", str(checkpoint), "--out",
-                 str(loop / "seg.nii.gz")]) == 2
-    _one_error_line(capsys.readouterr().err, "predict", "symbolic link loop")
-    assert main([*TRAIN, "--out-dir", str(loop)]) == 2
-    _one_error_line(capsys.readouterr().err, "train", "symbolic link loop")
-    assert main(["evaluate", "--checkpoint", str(loop), "--data", "phantom:1",
-                 "--device", "cpu"]) == 2
-    _one_error_line(capsys.readouterr().err, "evaluate", "symbolic link loop")
+    cli_fails([*base, "--checkpoint", str(loop), "--out", str(tmp_path / "o.nii.gz")], capsys,
+              str(loop), "symbolic link loop")
+    cli_fails([*base, "--checkpoint", str(checkpoint), "--out", str(loop)], capsys,
+              str(loop), "symbolic link loop")
+    cli_fails([*base, "--checkpoint", str(checkpoint), "--out", str(loop / "seg.nii.gz")],
+              capsys, "symbolic link loop")
+    cli_fails([*TRAIN, "--out-dir", str(loop)], capsys, "symbolic link loop")
+    cli_fails(["evaluate", "--checkpoint", str(loop), "--data", "phantom:1", "--device", "cpu"],
+              capsys, "symbolic link loop")
 
 
 # ------------------------------------------------------------------ also: --num-classes
 
 
 def test_num_classes_that_disagrees_with_class_names_is_refused_naming_both(tmp_path, capsys):
-    assert main([*TRAIN, "--out-dir", str(tmp_path / "r"), "--num-classes", "9",
-                 "--class-names", "bg,a,b"]) == 2
-    _one_error_line(capsys.readouterr().err, "train", "--num-classes 9", "--class-names",
-                    "3 names")
+    cli_fails([*TRAIN, "--out-dir", str(tmp_path / "r"), "--num-classes", "9",
+               "--class-names", "bg,a,b"], capsys, "--num-classes 9", "--class-names", "3 names")
     assert not (tmp_path / "r" / "last.safetensors").exists()
 
 
 def test_num_classes_is_not_silently_ignored_when_fine_tuning(checkpoint, tmp_path, capsys):
     argv = ["train", "--from", str(checkpoint), *TRAIN[2:], "--out-dir", str(tmp_path / "r")]
-    assert main([*argv, "--num-classes", "5"]) == 2
-    _one_error_line(capsys.readouterr().err, "train", "--num-classes 5", "3 classes")
+    cli_fails([*argv, "--num-classes", "5"], capsys, "--num-classes 5", "3 classes")
     assert not (tmp_path / "r" / "last.safetensors").exists()
 
 
@@ -151,7 +127,7 @@ def test_batch_rerun_after_a_kill_can_skip_what_was_written(checkpoint, tmp_path
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     for i in range(3):
-        _scan(inputs / f"s{i}.nii.gz", seed=i)
+        write_ct_scan(inputs / f"s{i}.nii.gz", seed=i)
     argv = ["predict", str(inputs), "--checkpoint", str(checkpoint), "--out", str(out),
             "--device", "cpu"]
     assert main(argv) == 0
@@ -188,8 +164,7 @@ def _limited(head_mb: int, argv: list[str]) -> subprocess.CompletedProcess:
     real allocation failure in torch's CPU allocator, as on a machine short of memory."""
     # One malloc arena: glibc reserves 64 MB of address space per arena, and how many threads
     # open one varies from run to run, which made the limit's headroom vary too.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           "MALLOC_ARENA_MAX": "1"}
+    env = cli_env(MALLOC_ARENA_MAX="1")
     return subprocess.run([sys.executable, "-c", LIMITED, str(head_mb), *argv], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300)
 

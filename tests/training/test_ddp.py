@@ -12,7 +12,6 @@ SyncBatchNorm has no CPU implementation), and the weights then differ by up to ~
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,23 +22,22 @@ import torch
 from safetensors.torch import load_file
 
 from src_model import load_checkpoint
+from tests.helpers import REPO, cli_env
 from training.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
 DATA = ["--tiny", "--data", "phantom:1", "--phantom-shape", "8", "32", "32", "--input-size",
         "32", "32", "--augment", "none", "--device", "cpu"]
 
 
 def _torchrun(args: list[str], nproc: int = 2, wait: bool = True):
     """``torchrun --standalone --nproc_per_node NPROC -m training.cli train ARGS``."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = cli_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "training.cli", "train", *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -1,6 +1,5 @@
-"""Fine-tuning on corrections (training.finetuning.finetune): epoch 0 is the starting model, the
-start
-wins when nothing beats it, the report, the CLI, the uncertainty ranking, and the worker
+"""Fine-tuning on corrections (training.finetuning.finetune): epoch 0 is the starting model,
+the start wins when nothing beats it, the report, the CLI, the uncertainty ranking, and the worker
 process that never re-runs the user's script."""
 
 from __future__ import annotations
@@ -11,10 +10,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.helpers import two_squares, write_nifti
 from training.data.normalization import NO_NORMALIZATION
 from training.finetuning.finetune import (
     CHOSEN,
@@ -31,32 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICK = dict(epochs=2, samples_per_epoch=4, batch_size=2)
 
 
-@pytest.fixture
-def checkpoint(tmp_path) -> Path:
-    from src_model import build_model, save_checkpoint
-    from src_model.testing import tiny_config
-
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
-    meta = {"class_names": ["background", "a", "b"], "input_size": [32, 32],
-            "normalization": {"kind": "none"}}
-    return save_checkpoint(tmp_path / "start.safetensors", model, meta)
-
-
-def _scan(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    image = rng.random((n, 32, 32), dtype=np.float32) * 0.2
-    labels = np.zeros((n, 32, 32), np.uint8)
-    image[:, 4:14, 4:14] += 0.7
-    labels[:, 4:14, 4:14] = 1
-    image[:, 18:28, 18:28] += 0.4
-    labels[:, 18:28, 18:28] = 2
-    return image, labels
-
-
-def test_epoch_zero_scores_the_start_and_report(checkpoint, tmp_path) -> None:
-    image, labels = _scan()
+def test_epoch_zero_scores_the_start_and_report(finetune_start, tmp_path) -> None:
+    image, labels = two_squares()
     events = []
-    report = run_finetune(checkpoint, [CorrectedVolume("scan", image, labels, [1, 4])],
+    report = run_finetune(finetune_start, [CorrectedVolume("scan", image, labels, [1, 4])],
                           FinetuneSettings(**QUICK), tmp_path / "run", callback=events.append)
     first = events[0]
     assert (first.kind, first.epoch, first.step) == ("epoch", 0, 0)
@@ -73,34 +50,34 @@ def test_epoch_zero_scores_the_start_and_report(checkpoint, tmp_path) -> None:
     assert report.uncorrected_changed is not None and 0 <= report.uncorrected_changed <= 1
 
 
-def test_start_is_kept_when_nothing_beats_it(checkpoint, tmp_path) -> None:
+def test_start_is_kept_when_nothing_beats_it(finetune_start, tmp_path) -> None:
     from training.inference import predict_volume
 
-    image, _ = _scan()
-    own = predict_volume(image, str(checkpoint)).labels  # corrections = what it says: Dice 1
-    report = run_finetune(checkpoint, [CorrectedVolume("scan", image, own, [0, 3])],
+    image, _ = two_squares()
+    own = predict_volume(image, str(finetune_start)).labels  # corrections = what it says: Dice 1
+    report = run_finetune(finetune_start, [CorrectedVolume("scan", image, own, [0, 3])],
                           FinetuneSettings(**QUICK, lr=0.05), tmp_path / "run")
     assert report.chosen_epoch == 0
     assert report.corrected_dice_before == report.corrected_dice_after
     assert report.uncorrected_changed == 0.0
-    assert Path(report.checkpoint).read_bytes() == checkpoint.read_bytes()
+    assert Path(report.checkpoint).read_bytes() == finetune_start.read_bytes()
     assert "kept" in report.describe()
 
 
-def test_pseudo_labels_follow_trust(checkpoint, tmp_path) -> None:
+def test_pseudo_labels_follow_trust(finetune_start, tmp_path) -> None:
     from training.inference import predict_volume
 
-    image, labels = _scan(8)
-    own = predict_volume(image, str(checkpoint)).labels
-    trusted = run_finetune(checkpoint, [CorrectedVolume("s", image, own, [2])],
+    image, labels = two_squares(n=8)
+    own = predict_volume(image, str(finetune_start)).labels
+    trusted = run_finetune(finetune_start, [CorrectedVolume("s", image, own, [2])],
                            FinetuneSettings(**QUICK, keep_weight=2), tmp_path / "a")
     assert trusted.trust == pytest.approx(1.0) and trusted.pseudo_slices == 2
     assert trusted.kept_bn_stats
-    doubted = run_finetune(checkpoint, [CorrectedVolume("s", image, labels, [2])],
+    doubted = run_finetune(finetune_start, [CorrectedVolume("s", image, labels, [2])],
                            FinetuneSettings(**QUICK, keep_weight=10), tmp_path / "c")
     assert doubted.trust < 0.5  # the untrained start disagrees: it learns freely
     assert doubted.pseudo_slices == 0 and not doubted.kept_bn_stats
-    off = run_finetune(checkpoint, [CorrectedVolume("s", image, own, [2])],
+    off = run_finetune(finetune_start, [CorrectedVolume("s", image, own, [2])],
                        FinetuneSettings(**QUICK, keep_weight=0), tmp_path / "b")
     assert off.pseudo_slices == 0
     assert pseudo_slice_indices([0, 1, 3, 4, 5, 6, 7], 3) == [0, 4, 7]
@@ -108,7 +85,7 @@ def test_pseudo_labels_follow_trust(checkpoint, tmp_path) -> None:
 
 
 def test_volume_from_arrays_names_the_layer() -> None:
-    image, labels = _scan()
+    image, labels = two_squares()
     vol = volume_from_arrays(np.moveaxis(image, 0, 2), np.moveaxis(labels, 0, 2), [1, 2],
                              axis=2, normalization=NO_NORMALIZATION, num_classes=3, name="mine")
     assert vol.image.shape == (6, 32, 32) and vol.uncorrected == [0, 3, 4, 5]
@@ -134,23 +111,18 @@ def test_uncertainty_ranking() -> None:
     assert rank_slices(np.moveaxis(probs, 1, 3), 1, axis=2) == [1]  # slices along the last axis
 
 
-def _nifti(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4)), str(path))
-
-
-def test_cli_finetune_on_nifti_with_labels_on_corrected_slices(checkpoint, tmp_path,
+def test_cli_finetune_on_nifti_with_labels_on_corrected_slices(finetune_start, tmp_path,
                                                                 capsys) -> None:
     from training.cli import main
 
-    image, labels = _scan()
+    image, labels = two_squares()
     only = np.zeros_like(labels)
     only[[1, 4]] = labels[[1, 4]]  # the corrected slices carry labels, the rest are 0
     data = tmp_path / "data"
-    _nifti(data / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
-    _nifti(data / "labelsTr" / "scan.nii.gz", np.moveaxis(only, 0, 2))
+    write_nifti(data / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
+    write_nifti(data / "labelsTr" / "scan.nii.gz", np.moveaxis(only, 0, 2))
     out = tmp_path / "run"
-    argv = ["finetune", "--from", str(checkpoint), "--data", str(data), "--out-dir", str(out),
+    argv = ["finetune", "--from", str(finetune_start), "--data", str(data), "--out-dir", str(out),
             "--epochs", "2", "--batch-size", "2", "--threads", "1"]
     assert main(argv) == 0
     history = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -163,14 +135,14 @@ def test_cli_finetune_on_nifti_with_labels_on_corrected_slices(checkpoint, tmp_p
     assert main(argv) == 2  # an existing run is not overwritten ...
     assert "--overwrite" in capsys.readouterr().err
     empty = tmp_path / "empty"
-    _nifti(empty / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
-    _nifti(empty / "labelsTr" / "scan.nii.gz", np.zeros((32, 32, 6), np.uint8))
-    assert main(["finetune", "--from", str(checkpoint), "--data", str(empty), "--out-dir",
+    write_nifti(empty / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
+    write_nifti(empty / "labelsTr" / "scan.nii.gz", np.zeros((32, 32, 6), np.uint8))
+    assert main(["finetune", "--from", str(finetune_start), "--data", str(empty), "--out-dir",
                  str(tmp_path / "run2")]) == 2
     assert "No labelled slices" in capsys.readouterr().err
 
 
-def test_worker_never_reruns_an_unguarded_user_script(checkpoint, tmp_path) -> None:
+def test_worker_never_reruns_an_unguarded_user_script(finetune_start, tmp_path) -> None:
     """A user script with no ``if __name__ == "__main__":`` guard starts a fine-tune: the
     script's top level runs once (multiprocessing's spawn would run it again in the child)."""
     counter = tmp_path / "runs.txt"
@@ -185,7 +157,7 @@ def test_worker_never_reruns_an_unguarded_user_script(checkpoint, tmp_path) -> N
         rng = np.random.default_rng(0)
         image = rng.random((4, 32, 32), dtype=np.float32)
         labels = (image > 0.5).astype(np.uint8)
-        job = FinetuneJob({str(checkpoint)!r}, [CorrectedVolume("s", image, labels, [1])],
+        job = FinetuneJob({str(finetune_start)!r}, [CorrectedVolume("s", image, labels, [1])],
                           FinetuneSettings(epochs=1, samples_per_epoch=2, batch_size=2),
                           threads=1)
         proc = FinetuneProcess(job, {str(tmp_path / "run")!r})
@@ -203,19 +175,19 @@ def test_worker_never_reruns_an_unguarded_user_script(checkpoint, tmp_path) -> N
     assert "EVENTS ['epoch', 'step', 'epoch', 'done']" in done.stdout
 
 
-def test_fine_tune_records_the_corrected_scans_pixel_size(checkpoint, tmp_path) -> None:
-    """A start without a target pixel size: the new checkpoint records the median in-plane
+def test_fine_tune_records_the_corrected_scans_pixel_size(finetune_start, tmp_path) -> None:
+    """A start without a target pixel size: the new finetune_start records the median in-plane
     pixel size of the corrected scans (scans of different sizes are scored each on its own)."""
     from src_model import load_checkpoint
     from training.inference import predict_volume
 
-    image, labels = _scan()
+    image, labels = two_squares()
     big = np.kron(image, np.ones((1, 2, 2), np.float32))  # the same scene at half the pixel
     big_labels = np.kron(labels, np.ones((1, 2, 2), np.uint8))
     volumes = [CorrectedVolume("coarse", image, labels, [1, 4], spacing=(3.0, 1.0, 1.0)),
                CorrectedVolume("fine", big, big_labels, [2], spacing=(0.5, 0.5))]
     assert volumes[0].spacing == (1.0, 1.0) and volumes[1].spacing == (0.5, 0.5)
-    report = run_finetune(checkpoint, volumes, FinetuneSettings(**QUICK), tmp_path / "run")
+    report = run_finetune(finetune_start, volumes, FinetuneSettings(**QUICK), tmp_path / "run")
     _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
     assert meta.target_spacing_mm == (0.75, 0.75)
     assert meta.training["config"]["target_spacing_mm"] == [0.75, 0.75]
@@ -238,7 +210,7 @@ def test_fine_tune_keeps_the_start_pixel_size(tmp_path) -> None:
                             {"class_names": ["background", "a", "b"], "input_size": [32, 32],
                              "normalization": {"kind": "none"},
                              "target_spacing_mm": [2.0, 2.0]})
-    image, labels = _scan()
+    image, labels = two_squares()
     run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
                  FinetuneSettings(**QUICK), tmp_path / "run")
     assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1].target_spacing_mm == \

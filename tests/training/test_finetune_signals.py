@@ -5,7 +5,6 @@ item 11). A real process, a real signal, a tiny model and a tiny NIfTI folder.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,9 +18,8 @@ import torch
 
 from src_model import build_model, load_checkpoint, read_metadata, save_checkpoint
 from src_model.testing import tiny_config
+from tests.helpers import CLI, REPO, cli_env
 from training.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _data(root: Path) -> Path:
@@ -57,8 +55,7 @@ def test_sigterm_keeps_the_best_model_and_resume_finishes(tmp_path, start, capsy
     out = tmp_path / "run"
     argv = ["finetune", "--from", str(start), "--data", str(data), "--out-dir", str(out),
             "--device", "cpu", "--threads", "1", "--epochs", "200", "--batch-size", "4"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "training.cli", *argv], cwd=REPO, env=env,
+    proc = subprocess.Popen([*CLI, *argv], cwd=REPO, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240  # a guard against a hang, not a speed assertion

@@ -1,5 +1,5 @@
-"""``training.evaluation.measure``: volumes, border contact and cardiac indices, exact against
-numpy."""
+"""``training.evaluation.measure``: volumes, border contact and cardiac indices, exact
+against numpy."""
 
 from __future__ import annotations
 

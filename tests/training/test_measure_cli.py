@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from scan_io.nifti import affine_from_scale
+from tests.helpers import cli_fails
 from training.cli import main
 from training.data.readers import read_h5_volumes
 
@@ -118,38 +119,29 @@ def test_volumes_of_a_label_map(acdc, tmp_path):
     assert table.read_text().splitlines()[0] == "label,name,voxels,volume_ml,touches_border"
 
 
-def _fails(argv: list[str], capsys, *phrases: str) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for phrase in phrases:
-        assert phrase in err, err
-    return err
-
-
 def test_bad_inputs_exit_2_and_write_nothing(acdc, tmp_path, capsys):
     files, ed, es = acdc
     out = tmp_path / "r.json"
     other = _save(tmp_path / "other_seg.nii.gz", es[:, :-2])
-    _fails(["measure", "--ed-labels", str(files["ed_lab"]), "--es-labels", str(other),
+    cli_fails(["measure", "--ed-labels", str(files["ed_lab"]), "--es-labels", str(other),
             "--class-names", NAMES, "--out", str(out)], capsys, "different grids")
-    _fails(["measure", "--ed", str(files["ed"]), "--es", str(files["es"]), "--checkpoint",
+    cli_fails(["measure", "--ed", str(files["ed"]), "--es", str(files["es"]), "--checkpoint",
             str(DEMO), "--out", str(out)], capsys, "no LV, RV, Myo")
     five_d = tmp_path / "time_on_axis4.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 3, 1, 4), np.int16), np.eye(4)), str(five_d))
-    _fails(["measure", str(five_d), "--checkpoint", str(ACDC), "--out", str(out)], capsys,
+    cli_fails(["measure", str(five_d), "--checkpoint", str(ACDC), "--out", str(out)], capsys,
            "time on axis 3")
     bare = tmp_path / "bare_seg.nii"
     img = nib.Nifti1Image(ed.transpose(2, 1, 0).copy(), None)  # no geometry: codes 0
     img.header.set_qform(None, code=0)
     img.header.set_sform(None, code=0)
     nib.save(img, str(bare))
-    _fails(["measure", "--ed-labels", str(bare), "--es-labels", str(bare), "--class-names",
+    cli_fails(["measure", "--ed-labels", str(bare), "--es-labels", str(bare), "--class-names",
             NAMES, "--out", str(out)], capsys, "no voxel size")
     assert not out.exists()
     existing = tmp_path / "kept.json"
     existing.write_text("mine")
-    _fails(["measure", "--ed-labels", str(files["ed_lab"]), "--es-labels",
+    cli_fails(["measure", "--ed-labels", str(files["ed_lab"]), "--es-labels",
             str(files["es_lab"]), "--class-names", NAMES, "--out", str(existing)], capsys,
            "--overwrite")
     assert existing.read_text() == "mine"

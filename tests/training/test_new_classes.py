@@ -1,20 +1,20 @@
 """Teaching a model a class it does not have (training.fitting.new_classes, run_finetune,
-prepare_run
-and the CLI): the model grows, the card records it, the old classes are kept, and bad input
-(renamed classes, unnamed labels, 200 new values, one painted voxel) gets one line."""
+prepare_run and the CLI): the model grows, the card records it, the old classes are kept, and
+bad input (renamed classes, unnamed labels, 200 new values, one painted voxel) gets one
+line."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from src_model import build_model, load_checkpoint, save_checkpoint
-from src_model.testing import tiny_config
+from src_model import load_checkpoint
+from tests.helpers import FINETUNE_NAMES as NAMES
+from tests.helpers import cli_fails, save_finetune_start, two_squares, write_nifti
 from training.cli import main
 from training.finetuning.finetune import (
     CHOSEN,
@@ -26,40 +26,27 @@ from training.finetuning.finetune import (
 )
 from training.fitting.new_classes import NewClassRequest, painted_counts
 
-NAMES = ["background", "a", "b"]
 QUICK = dict(epochs=2, samples_per_epoch=4, batch_size=2)
 
 
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"), plan_vote=True)
-    meta = {"class_names": NAMES, "input_size": [32, 32], "normalization": {"kind": "none"}}
-    return save_checkpoint(tmp_path / "start.safetensors", model, meta)
+    return save_finetune_start(tmp_path / "start.safetensors", plan_vote=True)
 
 
 def _scan(n: int = 6, lesion: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    image = rng.random((n, 32, 32), dtype=np.float32) * 0.2
-    labels = np.zeros((n, 32, 32), np.uint8)
-    image[:, 4:14, 4:14] += 0.5
-    labels[:, 4:14, 4:14] = 1
-    image[:, 18:28, 18:28] += 0.3
-    labels[:, 18:28, 18:28] = 2
-    if lesion:  # a bright square the model was never taught: label 3
+    """``two_squares`` (dimmer) and a bright square the model was never taught: label 3."""
+    image, labels = two_squares(n=n, bright=(0.5, 0.3))
+    if lesion:
         image[:, 20:26, 4:10] = 1.0
         labels[:, 20:26, 4:10] = 3
     return image, labels
 
 
-def _nifti(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4)), str(path))
-
-
 def _dataset(root: Path, labels: np.ndarray, image: np.ndarray | None = None) -> Path:
     image = _scan()[0] if image is None else image
-    _nifti(root / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
-    _nifti(root / "labelsTr" / "scan.nii.gz", np.moveaxis(labels, 0, 2))
+    write_nifti(root / "imagesTr" / "scan_0000.nii.gz", np.moveaxis(image, 0, 2))
+    write_nifti(root / "labelsTr" / "scan.nii.gz", np.moveaxis(labels, 0, 2))
     return root
 
 
@@ -165,9 +152,7 @@ def test_cli_finetune_refusals(checkpoint, tmp_path, capsys, names, words) -> No
             str(tmp_path / "run")]
     if names:
         argv += ["--class-names", names]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("l2gnet finetune: error: ")
+    err = cli_fails(argv, capsys)
     assert __import__("re").search(words, err), err
     assert not (tmp_path / "run").exists()
 

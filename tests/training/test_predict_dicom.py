@@ -117,14 +117,6 @@ def test_format_seg_is_refused_for_nifti_before_any_work(scans, tmp_path, capsys
 # ------------------------------------------------------------------ real PACS exports (issue 27)
 
 
-@pytest.fixture(scope="module")
-def ct_dicom(shared_data) -> Path:
-    path = shared_data / "ct_dicom"
-    if not path.is_dir():
-        pytest.skip(f"{path} is not present (the real DICOM of issue 27)")
-    return path
-
-
 def test_real_series_to_seg_without_uids_and_with_an_empty_charset(ct_dicom, tmp_path,
                                                                    capsys):
     """The Siemens JPEG 2000 series (no Study/Series/SOP UIDs) and the three slices with an

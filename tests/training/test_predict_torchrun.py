@@ -4,7 +4,6 @@ single-process output, and the failures of both ranks are reported together by r
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,8 @@ import torch
 
 from src_model import build_model, save_checkpoint
 from src_model.testing import tiny_config
+from tests.helpers import REPO, cli_env
 from training.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _scan(path: Path, seed: int) -> None:
@@ -40,7 +38,7 @@ def test_two_ranks_split_an_odd_number_of_scans(tmp_path, capsys):
     (inputs / "c.nii").write_bytes(b"broken too")
 
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = cli_env()
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "training.cli", "predict", str(inputs), "--checkpoint", str(checkpoint),

@@ -6,44 +6,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from src_model.checkpoint import read_checkpoint_meta
 from src_model.checkpoint_meta import CheckpointError, CheckpointMeta, TaughtRecord
+from tests.helpers import FINETUNE_NAMES as NAMES
+from tests.helpers import save_finetune_start, two_squares
 from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
 from training.inference.shipped_models import describe_checkpoint
-
-NAMES = ["background", "a", "b"]
 
 
 @pytest.fixture
 def phantom_start(tmp_path) -> Path:
     """A tiny model whose training record says it saw only phantoms (as the demo's does)."""
-    from src_model import build_model, save_checkpoint
-    from src_model.testing import tiny_config
-
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
-    meta = {"class_names": NAMES, "input_size": [32, 32], "normalization": {"kind": "none"},
-            "training": {"data": "phantom:1-2", "val_dice": {"a": 0.9, "b": 0.9, "mean": 0.9}}}
-    return save_checkpoint(tmp_path / "start.safetensors", model, meta)
-
-
-def _scan(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    image = rng.random((6, 32, 32), dtype=np.float32) * 0.2
-    labels = np.zeros((6, 32, 32), np.uint8)
-    image[:, 4:14, 4:14] += 0.7
-    labels[:, 4:14, 4:14] = 1
-    image[:, 18:28, 18:28] += 0.4
-    labels[:, 18:28, 18:28] = 2
-    return image, labels
+    return save_finetune_start(tmp_path / "start.safetensors", training={
+        "data": "phantom:1-2", "val_dice": {"a": 0.9, "b": 0.9, "mean": 0.9}})
 
 
 def test_taught_model_card_and_summary(phantom_start, tmp_path) -> None:
     before = describe_checkpoint(phantom_start).details()
     assert "Phantom-only demo" in before and "Validation mean Dice: 0.900" in before
-    volumes = [CorrectedVolume("p1", *_scan(0), [1, 4]), CorrectedVolume("p2", *_scan(1), [2])]
+    volumes = [CorrectedVolume("p1", *two_squares(0), [1, 4]),
+               CorrectedVolume("p2", *two_squares(1), [2])]
     report = run_finetune(phantom_start, volumes,
                           FinetuneSettings(epochs=4, lr=0.01, samples_per_epoch=4,
                                            batch_size=2), tmp_path / "run")

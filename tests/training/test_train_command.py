@@ -6,11 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from src_model import load_checkpoint
+from tests.helpers import TINY_TRAIN as TRAIN
 from training.cli import main
-
-TRAIN = ["train", "--tiny", "--data", "phantom:1", "--phantom-shape", "6", "32", "32",
-         "--input-size", "32", "32", "--batch-size", "4", "--augment", "none", "--device", "cpu",
-         "--epochs", "1"]
 
 
 def _files(folder: Path) -> dict[str, bytes]:

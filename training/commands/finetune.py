@@ -1,7 +1,6 @@
 """``l2gnet finetune``: fine-tune a checkpoint on corrected slices, as the napari widget does.
 
-Same function (``training.finetuning.finetune.run_finetune``) and same defaults
-(``FinetuneSettings``)
+Same function (``training.finetuning.run_finetune``) and same defaults (``FinetuneSettings``)
 as the Fine-tune widget. DATA is a NIfTI folder (imagesTr/ + labelsTr/) whose label files
 carry labels only on the corrected slices (the other slices all 0), an annotation store
 (``scan_io.annotation_store``: its records say which slices were corrected), or any data spec

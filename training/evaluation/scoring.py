@@ -1,5 +1,5 @@
-"""``evaluate``: segment each volume and score it with ``training.evaluation.metrics`` (papers'
-protocol).
+"""``evaluate``: segment each volume and score it with ``training.evaluation.metrics``
+(the papers' protocol).
 
 TransUNet's test protocol predicts with cubic resize in and nearest resize back
 (``resize_back="nearest"``); the clinical protocol resizes the logits back (smoother) and uses

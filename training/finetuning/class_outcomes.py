@@ -129,8 +129,7 @@ def outcome_lines(outcomes: Iterable[ClassOutcome]) -> list[str]:
 
 def outcomes_of(report, corrected_labels: Iterable[np.ndarray],
                 class_names: Sequence[str]) -> list[ClassOutcome]:
-    """``class_outcomes`` of a ``training.finetuning.finetune.FinetuneReport`` (or its dict), with
-    the
+    """``class_outcomes`` of a ``training.finetuning.FinetuneReport`` (or its dict), with the
     painted slices counted from ``corrected_labels``."""
     get = report.get if isinstance(report, Mapping) else lambda k: getattr(report, k)
     return class_outcomes(get("corrected_dice_before"), get("corrected_dice_after"),

@@ -14,9 +14,9 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
    uncorrected slices mixed in as pseudo-labels, its BatchNorm statistics kept, and its
    encoder and bottleneck frozen (only the decoder and head learn). A model that is already
    right keeps what it knows; a model that is wrong there (a new kind of scan) learns freely.
-3. **Choose honestly.** ``training.fitting.one_call.fit`` validates each epoch on the corrected
-   slices; the starting model is a candidate too, so a run that only made things worse
-   returns the start.
+3. **Choose honestly.** ``training.fitting.fit`` validates each epoch on the corrected slices;
+   the starting model is a candidate too, so a run that only made things worse returns the
+   start.
 4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
    uncorrected slices changed (``FinetuneReport``, also written to ``out_dir/finetune.json``).
 """
@@ -311,8 +311,7 @@ _TRAINER: type | None = None
 
 
 def _trainer_class() -> type:
-    """``training.fitting.trainer.Trainer`` whose validation Dice is ``present_only`` (a class
-    absent
+    """``training.fitting.Trainer`` whose validation Dice is ``present_only`` (a class absent
     from the corrected slices would otherwise put NaN in the checkpoint's metadata, which
     ``save_checkpoint`` refuses). Built on first use: the trainer imports torch."""
     global _TRAINER
@@ -363,8 +362,7 @@ def change_scores(model_labels: np.ndarray, labels: np.ndarray, class_names, spa
     """Per foreground class: how much ``labels`` differs from the model's ``model_labels``.
 
     Rows of ``{"name", "dice", "hd95", "changed", "present"}``; Dice and HD95 (clinical
-    protocol, in the units of ``spacing``) come from ``training.evaluation.metrics.score_case`` on
-    the
+    protocol, in the units of ``spacing``) come from ``training.evaluation.score_case`` on the
     class's bounding box; an untouched class scores Dice 1 and HD95 0 without computing; a
     class only one side has scores Dice 0 and HD95 None (undefined); a class neither has,
     None and None.

@@ -46,8 +46,7 @@ class FinetuneJob:
 
 @dataclass
 class ProgressEvent:
-    """A ``training.fitting.one_call.TrainEvent`` as the parent sees it (no torch needed to read
-    it)."""
+    """A ``training.fitting.TrainEvent`` as the parent sees it (no torch needed to read it)."""
 
     kind: str
     epoch: int

@@ -2,8 +2,8 @@
 
 Kept with its original signature for callers that want one function (the napari Fine-tune
 widget, scripts); ``training.fitting.trainer`` holds the steps,
-``training.fitting.run_setup.prepare_run``
-the set-up shared by the CLI and the widget. The names below are re-exported from there.
+``training.fitting.run_setup.prepare_run`` the set-up shared by the CLI and the widget. The
+names below are re-exported from there.
 """
 
 from __future__ import annotations
