@@ -515,10 +515,10 @@ def run_finetune(
     weights = None  # CE class weights; a grown model's own classes stay at 1
     if settings.class_balance:
         corrected_labels = [v.labels[i] for v in volumes for i in v.corrected]
-        weights = growth_weights(class_weights(corrected_labels, num_classes,
-                                               cap=settings.class_weight_cap,
-                                               power=settings.class_weight_power),
-                                 len(request.model_names) if request.growing else num_classes)
+        weights = class_weights(corrected_labels, num_classes, cap=settings.class_weight_cap,
+                                power=settings.class_weight_power)
+        if request.growing:  # only the new classes up-weighted
+            weights = growth_weights(weights, len(request.model_names))
     cfg = settings.train_config(
         input_size=input_size, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
         loss=finetune_loss(meta if settings.plan_terms else {}, weights,
