@@ -125,6 +125,7 @@ def run_ct(args: argparse.Namespace) -> None:
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             pred = predict_volume(image, report.checkpoint, metadata=plain,
                                   spacing=scan.spacing).labels
+            target_mm = read_metadata(report.checkpoint).get("target_spacing_mm")
             if args.save_dir:
                 Path(args.save_dir).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(report.checkpoint,
@@ -136,6 +137,7 @@ def run_ct(args: argparse.Namespace) -> None:
               "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
               "threads": args.threads, "machine_before": load0, "machine_after": machine(),
               "chosen_epoch": report.chosen_epoch,
+              "target_spacing_mm": target_mm,
               "corrected_dice_before": report.corrected_dice_before,
               "corrected_dice_after": report.corrected_dice_after,
               "uncorrected_before": class_dice(start[untouched], truth[untouched], names),

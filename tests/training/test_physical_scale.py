@@ -12,6 +12,7 @@ from src_model import CheckpointMeta, build_model, load_checkpoint, save_checkpo
 from src_model.checkpoint_meta import CheckpointError
 from src_model.testing import tiny_config
 from training.data.physical_scale import (
+    fill_spacing,
     in_plane_spacing,
     median_spacing,
     plan_geometry,
@@ -90,6 +91,20 @@ def test_spacing_arguments():
     assert in_plane_spacing(None) is None and in_plane_spacing((1.0, 0.0, 1.0)) is None
     assert median_spacing([(1.0, 1.0), None, (3.0, 2.0), (2.0, 2.0)]) == (2.0, 2.0)
     assert median_spacing([None]) is None
+
+
+def test_fill_spacing_makes_the_median_field_of_view_fill_the_input():
+    # a 3 mm CT of 122 x 101 pixels (366 mm wide): 366 / 224 mm fills a 224 input
+    assert fill_spacing([(30, 101, 122)], [(3.0, 3.0)], (224, 224)) == (1.63, 1.63)
+    # a 0.8 mm scan of 512 pixels is coarsened so that its 410 mm fit
+    assert fill_spacing([(512, 512)], [(0.8, 0.8)], (224, 224)) == (1.83, 1.83)
+    # the median field of view; slices without a pixel size do not count
+    shapes = [(100, 100), (200, 200), (300, 300), (50, 50)]
+    assert fill_spacing(shapes, [(1.0, 1.0)] * 3 + [None], (100, 100)) == (2.0, 2.0)
+    assert fill_spacing([(10, 10)], [None], (224, 224)) is None
+    # fitted, the median scan spans the input along its longer side
+    size = plan_geometry((101, 122), (3.0, 3.0), (1.63, 1.63), (224, 224), 32).resampled
+    assert max(size) == 225 and size[0] < 224
 
 
 def test_target_spacing_is_checked_and_kept_in_the_metadata(model, tmp_path):

@@ -48,6 +48,10 @@ def test_class_weights_favour_small_painted_classes():
     assert w[3] == 1.0  # not painted
     assert max(w) <= 10.0
     assert class_weights([np.zeros((4, 4), np.uint8)], 3) == (1.0, 1.0, 1.0)
+    # the power tempers them: 0 is plain cross-entropy, 1 the full inverse frequency
+    assert class_weights(_painted(), 4, power=0) == (1.0, 1.0, 1.0, 1.0)
+    full = class_weights(_painted(), 4, power=1.0, cap=1e6)
+    assert full[2] / full[0] > w[2] / w[0] > 1.0
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])

@@ -77,7 +77,8 @@ def add_parser(sub) -> None:
                    "background,RV,Myo,LV,lesion (see docs/new-classes.md)")
     p.add_argument("--freeze-body", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the encoder and bottleneck as they are (only the decoder and "
-                   "head learn); default: when --class-names adds classes")
+                   "head learn); default: when --class-names adds classes, or when the "
+                   "starting model already agrees with the corrections (Dice >= 0.5)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)

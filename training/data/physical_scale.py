@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["SliceGeometry", "in_plane_spacing", "median_spacing", "plan_geometry",
-           "resample", "resampled_size"]
+__all__ = ["SliceGeometry", "fill_spacing", "in_plane_spacing", "median_spacing",
+           "plan_geometry", "resample", "resampled_size"]
 
 
 def in_plane_spacing(spacing: Sequence[float] | None, axis: int = 0,
@@ -60,6 +60,26 @@ def median_spacing(spacings: Sequence[tuple[float, float] | None]) -> tuple[floa
         return None
     med = np.median(known.reshape(-1, 2), axis=0)
     return round(float(med[0]), 4), round(float(med[1]), 4)
+
+
+def fill_spacing(shapes: Sequence[Sequence[int]], spacings: Sequence[tuple[float, float] | None],
+                 input_size: Sequence[int]) -> tuple[float, float] | None:
+    """The pixel size (mm, the same along both axes) at which the median slice's field of
+    view just fills the model's input (its longer side).
+
+    The median pixel size alone (nnU-Net's choice for a patch that is planned around it)
+    leaves a fixed 224-pixel input mostly padding for a 3 mm scan (366 mm in 122 pixels fill
+    half of it), so small structures get few pixels and few bottleneck cells; resampled to
+    the finer size that fills the input, the same compute sees them about twice as large.
+    None when no slice has a pixel size."""
+    known = [(tuple(int(n) for n in shape[-2:]), s) for shape, s in
+             zip(shapes, spacings, strict=True) if s is not None]
+    if not known:
+        return None
+    extent = np.median(np.array([[n * v for n, v in zip(shape, s, strict=True)]
+                                 for shape, s in known]), axis=0)
+    size = round(max(float(e) / int(i) for e, i in zip(extent, input_size, strict=True)), 2)
+    return size, size
 
 
 def resampled_size(size: Sequence[int], spacing: Sequence[float],

@@ -103,9 +103,10 @@ def small_structure_repeats(labels: Sequence[np.ndarray], extra_share: float,
 
 
 def class_weights(labels: Sequence[np.ndarray], num_classes: int,
-                  cap: float = MAX_CLASS_WEIGHT) -> tuple[float, ...]:
-    """Cross-entropy weights per class (module docstring); a class absent from ``labels``
-    gets 1. The voxel-weighted mean over the painted slices is 1 before capping."""
+                  cap: float = MAX_CLASS_WEIGHT, power: float = 0.5) -> tuple[float, ...]:
+    """Cross-entropy weights per class (module docstring): the voxel share to the ``-power``
+    (0: all 1, 0.5: the inverse square root, 1: inverse frequency); a class absent from
+    ``labels`` gets 1. The voxel-weighted mean over the painted slices is 1 before capping."""
     counts = np.zeros(num_classes, np.float64)
     for lab in labels:
         counts += np.bincount(np.asarray(lab, np.int64).ravel(), minlength=num_classes)[
@@ -113,10 +114,10 @@ def class_weights(labels: Sequence[np.ndarray], num_classes: int,
     total = counts.sum()
     weights = np.ones(num_classes)
     present = counts > 0
-    if total == 0 or present.sum() < 2:
+    if total == 0 or present.sum() < 2 or power == 0:
         return tuple(float(w) for w in weights)
     freq = counts[present] / total
-    w = freq ** -0.5
+    w = freq ** -float(power)
     w /= float((freq * w).sum())
     weights[present] = np.clip(w, 1.0 / cap, cap)
     return tuple(round(float(x), 4) for x in weights)

@@ -11,11 +11,12 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
    right kidney differ only by side: rot90/flip taught the model to swap them), and two
    measures taken when the start agrees with the corrections (``trust``, its mean Dice on
    them, >= ``TRUST``): its own labels on ``round(keep_weight x trust x corrected)``
-   uncorrected slices mixed in as pseudo-labels, and its BatchNorm statistics kept. A model
-   that is already right keeps what it knows; a model that is wrong there (a new kind of
-   scan) learns freely.
+   uncorrected slices mixed in as pseudo-labels, its BatchNorm statistics kept, and its
+   encoder and bottleneck frozen (only the decoder and head learn). A model that is already
+   right keeps what it knows; a model that is wrong there (a new kind of scan) learns freely.
 3. **Choose honestly.** ``training.fitting.fit`` validates each epoch on the corrected slices;
-   the starting model is a candidate too, so a run that only made things worse returns the start.
+   the starting model is a candidate too, so a run that only made things worse returns the
+   start.
 4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
    uncorrected slices changed (``FinetuneReport``, also written to ``out_dir/finetune.json``).
 """
@@ -66,13 +67,20 @@ class FinetuneSettings:
     #   right organs; rotation, zoom and contrast/brightness/gamma (a new scanner, a new size)
     class_balance: bool = True  # class-aware slice sampling and CE class weights, so a
     #   structure painted on a few slices is learned (``training.data.sampling``)
+    class_weight_power: float = 0.5  # CE class weights = voxel share ** -power (0: none)
+    class_weight_cap: float = 10.0  # ... within [1 / cap, cap]
+    plan_terms: bool = True  # the bucket and vote loss terms at the checkpoint's weights
+    scale: str = "median"  # the pixel size of a model without one: "median" (the
+    #   corrected scans' median) or "fill" (``physical_scale.fill_spacing``)
     dice_present_only: bool = False  # the Dice term over the classes present in the batch
     keep_weight: float = 4.0  # pseudo-labelled uncorrected slices per corrected slice, x trust
     keep_bn_stats: bool | None = None  # BatchNorm statistics stay the start's; None: when
     #   the start agrees with the corrections (trust >= TRUST), else they adapt to the new scans
     freeze_body: bool | None = None  # the encoder and bottleneck keep the start's weights
     #   (only the decoder and head learn); None: when new classes are added, which keeps the
-    #   old classes on other scans (docs/new-classes.md, "Measured")
+    #   old classes on other scans (docs/new-classes.md, "Measured"), and when the start
+    #   agrees with the corrections (trust >= TRUST), which keeps it right on other patients
+    #   (ACDC site curve: docs/results-teaching.md)
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None
@@ -179,7 +187,7 @@ class FinetuneReport:
                                          "longer)") + ".")
         if self.froze_body:
             lines.append("The encoder and bottleneck were kept as they were (only the decoder "
-                         "and head learned), so the classes the model knew stay as they were.")
+                         "and head learned), so what the model knew holds on other scans.")
         lines += self.warnings
         return "\n".join(lines)
 
@@ -443,7 +451,7 @@ def run_finetune(
     from src_model import load_checkpoint
 
     from ..data.cases import Slice
-    from ..data.physical_scale import median_spacing
+    from ..data.physical_scale import fill_spacing, median_spacing
     from ..data.sampling import balanced_repeats, class_weights
     from ..fitting.run_setup import prepare_run
     from ..fitting.trainer import TrainConfig, TrainEvent, seed_everything, validate
@@ -467,7 +475,10 @@ def run_finetune(
     device = resolve_device(settings.device)
     # the pixel size the model works at: the checkpoint's, else the corrected scans' median
     # (recorded in the new checkpoint, so the taught model is used at that scale next time)
-    target = meta.get("target_spacing_mm") or median_spacing([v.spacing for v in volumes])
+    target = meta.get("target_spacing_mm") or (
+        fill_spacing([v.image.shape for v in volumes], [v.spacing for v in volumes],
+                     input_size) if settings.scale == "fill" else
+        median_spacing([v.spacing for v in volumes]))
     target = None if target is None else tuple(float(t) for t in target)
     plain = {"normalization": {"kind": "none"},  # volumes are normalised already
              "target_spacing_mm": target}
@@ -497,17 +508,21 @@ def run_finetune(
     trust = max(0.0, float(np.mean(old_dice)) if old_dice else
                 (1.0 if request.growing else dice_before["mean"]))
     trusted = trust >= TRUST
-    frozen = request.growing if settings.freeze_body is None else settings.freeze_body
+    frozen = ((request.growing or trusted) if settings.freeze_body is None
+              else settings.freeze_body)
     # a frozen body keeps its BatchNorm statistics too, or its features would still move
     keep_bn = (trusted or frozen) if settings.keep_bn_stats is None else settings.keep_bn_stats
     weights = None  # CE class weights; a grown model's own classes stay at 1
     if settings.class_balance:
         corrected_labels = [v.labels[i] for v in volumes for i in v.corrected]
-        weights = growth_weights(class_weights(corrected_labels, num_classes),
+        weights = growth_weights(class_weights(corrected_labels, num_classes,
+                                               cap=settings.class_weight_cap,
+                                               power=settings.class_weight_power),
                                  len(request.model_names) if request.growing else num_classes)
     cfg = settings.train_config(
         input_size=input_size, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
-        loss=finetune_loss(meta, weights, dice_present_only=settings.dice_present_only),
+        loss=finetune_loss(meta if settings.plan_terms else {}, weights,
+                           dice_present_only=settings.dice_present_only),
         overwrite=overwrite, resume=resume)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
