@@ -458,7 +458,7 @@ class FinetuneWidget(QWidget):
         info = self.runner.info
         how = "Stopped early" if report.stopped else "Done"
         self.view.show_report(report, info.corrected_labels, info.class_names)
-        self.scroll.ensureWidgetVisible(self.view.result_box)  # the result, in view
+        QTimer.singleShot(0, self._show_result)  # once the longer text is laid out
         if report.chosen_epoch == 0:
             self._say(f"{how}: no epoch beat the starting model on the corrected slices, so "
                       "it is kept (nothing to accept).")
@@ -468,6 +468,14 @@ class FinetuneWidget(QWidget):
                       "Accept to make Segment use the fine-tuned model."
                       + (f" {info.out} exists: Accept will ask before replacing it."
                          if info.out.exists() else ""))
+
+    def _show_result(self) -> None:
+        """Scroll the result's summary into view (the per-class table is just below it)."""
+        try:
+            self.scroll.widget().layout().activate()
+            self.scroll.ensureWidgetVisible(self.result_label, 0, 8)
+        except RuntimeError:  # the panel was closed meanwhile
+            pass
 
     def accept(self, replace_existing: bool | None = None) -> bool:
         """Save the fine-tuned checkpoint to the output path; Segment uses it from now on.
