@@ -31,6 +31,7 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context)
+from napari_l2gnet._layer_record import read_record
 from napari_l2gnet.demo import show_clearest_organ_bucket
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
 from napari_l2gnet.widgets.explain import ExplainWidget
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         QApplication.processEvents()
         time.sleep(0.05)
 
-    names = pred.metadata["l2gnet"]["class_names"]
+    names = read_record(pred).class_names
     rows = score_case(pred.data, truth, len(names), protocol="transunet")
     dice = {names[r["class"]]: round(float(r["dice"]), 3) for r in rows}
     dice["mean"] = round(float(np.mean(list(dice.values()))), 3)

@@ -21,6 +21,7 @@ from training.finetuning.finetune import change_scores
 
 from .._layer_record import read_record
 from ._tables import read_only_table
+from ._tooltips import Finetune as tips
 
 
 class ChangeTable(QGroupBox):
@@ -35,6 +36,7 @@ class ChangeTable(QGroupBox):
         self.label = QLabel("")
         self.label.setWordWrap(True)
         refresh = QPushButton("Refresh")
+        refresh.setToolTip(tips.REFRESH_CHANGES)
         refresh.clicked.connect(self.refresh)
         col = QVBoxLayout(self)
         col.addWidget(self.label)

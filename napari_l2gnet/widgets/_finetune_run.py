@@ -5,8 +5,9 @@ with a fresh temporary folder; a timer polls it and hands each batch of training
 ``events`` and the end to ``finished`` (the report, or None with ``last_error``). ``accept``
 copies the fine-tuned checkpoint to the chosen path (atomically, never over a shipped model,
 over an existing file only when ``may_replace`` agrees) and removes the folder. Whatever way
-the panel goes, ``cleanup`` (a ``RunCleanup``) ends the child and removes the folder. The
-panel does the talking: this module says what happened, in exceptions and signals.
+the panel goes, ``cleanup`` (a ``RunCleanup``) ends the child and removes the folder;
+``save_case`` adds the run's scan and corrections to the annotation store. The panel does
+the talking: this module says what happened, in exceptions and signals.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..models import is_shipped
@@ -152,6 +154,22 @@ class RunController(QObject):
                 from err
         self.discard()  # accepted once
         return saved
+
+    def save_case(self, store):
+        """Add the last run's scan and corrections to the annotation ``store`` (a
+        ``scan_io.annotation_store.AnnotationStore``); the ``StoredCase``, None when the run
+        kept none. ``OSError``/``ValueError`` when the store refuses it."""
+        from scan_io.annotation_store import ScanGrid
+
+        case = self.info.case if self.info is not None else None
+        if not case:
+            return None
+        nifti = case["nifti"]
+        grid = (ScanGrid.from_layer_metadata(nifti) if nifti and np.ndim(case["image"]) == 3
+                else None)
+        return store.add(case["image"], case["labels"], case["corrected"], axis=case["axis"],
+                         class_names=case["class_names"], grid=grid,
+                         spacing=(1.0, *case["spacing"])[-3:], source=(nifti or {}).get("path"))
 
     def discard(self) -> None:
         """Remove the run's folder (its checkpoint cannot be accepted after this)."""

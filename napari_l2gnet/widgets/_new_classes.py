@@ -30,6 +30,8 @@ from qtpy.QtWidgets import (
 from src_model.class_growth import MAX_NEW_CLASSES
 from training.fitting.new_classes import MIN_PAINTED_VOXELS
 
+from ._tooltips import Finetune as tips
+
 RED = "color: #e05d5d;"
 
 
@@ -48,7 +50,7 @@ class _ColorButton(QPushButton):
     def __init__(self, rgb: Sequence[float]) -> None:
         super().__init__()
         self.setFixedWidth(40)
-        self.setToolTip("Colour of this class in Segment's output (click to change)")
+        self.setToolTip(tips.NEW_CLASS_COLOR)
         self.set_rgb(rgb)
         self.clicked.connect(self._choose)
 
@@ -69,8 +71,7 @@ class NewClassesBox(QGroupBox):
 
     def __init__(self) -> None:
         super().__init__("New classes")
-        self.setToolTip("Label values the model does not have: name them to teach them as new "
-                        "classes (the model's own classes are kept)")
+        self.setToolTip(tips.NEW_CLASSES)
         self._form = QFormLayout(self)
         self.note = QLabel()
         self.note.setWordWrap(True)

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
 from training.finetuning.class_outcomes import ClassOutcome
 
 from ._tables import read_only_table
+from ._tooltips import Finetune as tips
 
 RED = "#e05d5d"
 MAX_ROWS_SHOWN = 14
@@ -31,7 +32,7 @@ class OutcomeTable(QWidget):
         super().__init__(parent)
         self.outcomes: list[ClassOutcome] = []
         self.table = read_only_table(["class", "painted on", "Dice before", "Dice after"])
-        self.table.horizontalHeaderItem(1).setToolTip("Corrected slices holding the class")
+        self.table.horizontalHeaderItem(1).setToolTip(tips.PAINTED_ON)
         self.advice = QLabel("")
         self.advice.setWordWrap(True)
         self.advice.setStyleSheet(f"color: {RED};")

@@ -13,6 +13,8 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QGroupBox, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout
 
+from ._tooltips import Finetune as tips
+
 LISTED = 10
 
 
@@ -41,8 +43,7 @@ class SliceRanking(QGroupBox):
         self.ranked: list[tuple[int, float]] = []
         self.worker = None
         self.button = QPushButton("Rank slices by uncertainty")
-        self.button.setToolTip("Segment with the input checkpoint and list the slices whose "
-                               "class probabilities are most uncertain")
+        self.button.setToolTip(tips.RANK)
         self.button.clicked.connect(self.rank)
         self.list = QListWidget()
         self.list.setMaximumHeight(110)

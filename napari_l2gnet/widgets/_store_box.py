@@ -22,6 +22,8 @@ from qtpy.QtWidgets import (
 
 from scan_io.annotation_store import AnnotationStore
 
+from ._tooltips import Finetune as tips
+
 ROLE_CASE = 256  # Qt.ItemDataRole.UserRole: the case id of a list item
 
 
@@ -32,16 +34,14 @@ class StoreBox(QGroupBox):
         super().__init__("Earlier corrections (annotation store)", parent)
         self.include_check = QCheckBox()
         self.include_check.setChecked(True)
-        self.include_check.setToolTip("Also train on every scan whose corrections you accepted "
-                                      "before, so the model keeps what they taught it")
+        self.include_check.setToolTip(tips.STORE_INCLUDE)
         self.save_check = QCheckBox("Save these corrections to the store on Accept")
         self.save_check.setChecked(True)
-        self.save_check.setToolTip("Keep this scan, its labels and which slices you corrected, "
-                                   "for the next fine-tune")
+        self.save_check.setToolTip(tips.STORE_SAVE)
         self.list = QListWidget()
         self.list.setMaximumHeight(90)
         self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Delete the selected case from the store (asks first)")
+        self.remove_button.setToolTip(tips.STORE_REMOVE)
         self.remove_button.clicked.connect(lambda: self.remove_selected())
         self.folder_label = QLabel()
         self.folder_label.setWordWrap(True)

@@ -1,17 +1,22 @@
 """Fine-tune widget: teach the current checkpoint the user's corrected slices, then Accept.
 
 Image + corrected Labels layers -> the annotated slices (painted, or every non-empty slice)
--> ``training.finetuning.process.FinetuneProcess`` (``training.finetuning.run_finetune`` in its
-own process, started from its own module) with a live loss / Dice plot (epoch 0 is the
-starting model) -> a report: Dice on the corrected slices before and after, how much the
-uncorrected slices changed, and per class on the corrected slices (a painted class that was
-not learned in red, with what to do) -> Accept (asking before replacing a file) makes the new
-checkpoint the session's, so Segment uses it, and saves this scan's corrections to the local
-annotation store; the next run includes the store's cases ("Include earlier corrections").
-"Where to correct next" lists the slices the model is least sure of; a click jumps there.
-Closing the panel or the viewer ends a running child and removes its temporary folder.
-The Qt-free logic lives in ``training.finetuning`` (``finetune``, ``class_outcomes``,
-``store_volumes``), ``scan_io.annotation_store`` and ``training.inference.uncertainty``.
+-> a job (``_finetune_job``) run in its own process (``training.finetuning.process``) with a
+live loss / Dice plot (epoch 0 is the starting model) -> a report: Dice on the corrected
+slices before and after, how much the uncorrected slices changed, and per class on the
+corrected slices (a painted class that was not learned in red, with what to do) -> Accept
+(asking before replacing a file) makes the new checkpoint the session's, so Segment uses it,
+and saves this scan's corrections to the local annotation store; the next run includes the
+store's cases ("Include earlier corrections"). "Where to correct next" lists the slices the
+model is least sure of; a click jumps there. Closing the panel (its dock) or the viewer ends
+a running child and removes its temporary folder.
+
+The panel composes: ``_paint_tracker.PaintTracker`` (which slices were painted on which
+layer), ``_finetune_run.RunController`` (the child process, its folder, polling, Stop,
+Accept, the store case), ``_finetune_result.ResultView`` (plot, result, outcome and change
+tables); it builds the form (``_forms``, ``_tooltips``) and connects them. The Qt-free logic
+lives in ``training.finetuning``, ``scan_io.annotation_store`` and
+``training.inference.uncertainty``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from ._annotations import (
     painted_slices,
     user_finetune_dir,
 )
+from ._finetune_job import JobForm, prepare
 from ._finetune_result import ResultView
 from ._finetune_run import NotAccepted, RunController
 from ._forms import (
@@ -58,7 +64,7 @@ from ._forms import (
     spin_box,
 )
 from ._layers import LayerCombo, is_labels, is_scan_image
-from ._new_classes import NewClassesBox, layer_class_colors
+from ._new_classes import NewClassesBox
 from ._paint_tracker import PaintTracker
 from ._scroll import make_scrollable
 from ._section import Section
@@ -116,6 +122,9 @@ class FinetuneWidget(QWidget):
         self.store_box = StoreBox()
         self.store_box.setTitle("")
         self.view = ResultView(self.viewer, lambda: self.labels_combo.layer())
+        # its parts, where scripts and tests look for them
+        self.plot, self.result_label = self.view.plot, self.view.result_label
+        self.outcomes, self.changes = self.view.outcomes, self.view.changes
         settings = self._settings_box()
         self.settings = Section(self._settings_title(), settings, expanded=False)
         layout = QVBoxLayout(self)
@@ -204,29 +213,12 @@ class FinetuneWidget(QWidget):
         col.addWidget(self.status)
         return bar
 
-    # the result view's parts, where tests and scripts look for them
-    @property
-    def plot(self):
-        return self.view.plot
-
-    @property
-    def result_label(self):
-        return self.view.result_label
-
-    @property
-    def outcomes(self):
-        return self.view.outcomes
-
-    @property
-    def changes(self):
-        return self.view.changes
-
     @property
     def change_rows(self) -> list[dict[str, Any]]:
-        return self.view.changes.rows
+        return self.changes.rows
 
     def refresh_changes(self, *_args) -> None:
-        self.view.changes.refresh()
+        self.changes.refresh()
 
     # the run's state
     @property
@@ -383,87 +375,26 @@ class FinetuneWidget(QWidget):
         self.status.setStyleSheet("")
         self.status.setText(message)
 
-    def _prepare(self):
-        """The job, where Accept will save, and what Accept stores, checked; ``ValueError``
-        says what to fix."""
-        from src_model import read_metadata
-        from training.data.normalization import IntensityNormalization
-        from training.finetuning.finetune import volume_from_arrays
-        from training.finetuning.process import FinetuneJob
-        from training.finetuning.store_volumes import StoreVolumes, store_volumes
-        from training.fitting.new_classes import model_class_names
+    def _job_form(self) -> JobForm:
+        """The form as Start reads it (``_finetune_job.prepare`` checks and builds the job)."""
 
-        image, labels = self.image_combo.layer(), self.labels_combo.layer()
-        if image is None:
-            raise ValueError("Choose an image layer (the scan the labels were drawn on)")
-        if labels is None:
-            raise ValueError("Choose a labels layer with your corrections (run Segment first, "
-                             "or add a Labels layer and paint)")
-        src = self.input_edit.text().strip()
-        if not src:
-            raise ValueError("Choose the checkpoint to start from")
-        src_path = Path(src).expanduser()
-        meta = read_metadata(src_path)  # CheckpointError (a ValueError) says what is wrong
-        out_path = self._checked_output(src_path)
-        if getattr(image, "multiscale", False) or getattr(labels, "multiscale", False):
-            raise ValueError("Fine-tuning needs single-resolution image and labels layers "
-                             "(these are multiscale)")
-        annotated = self.annotated_slices(labels)
-        if not annotated:
-            raise ValueError(self._no_slices_message(labels))
-        axis = layer_axis(labels) if np.ndim(labels.data) == 3 else 0
-        normalization = IntensityNormalization.from_metadata(meta.get("normalization"))
-        num_classes = int(meta["model"]["num_classes"])
-        self._refresh_new_classes(labels)
-        grown = self.new_classes.request(meta.get("class_colors") or
-                                         layer_class_colors(labels, num_classes))
-        names = list(grown[0]) if grown else model_class_names(meta)
-        label_data = np.array(labels.data, copy=True)  # as trained on, for the store
-        volume = volume_from_arrays(
-            np.asarray(image.data), label_data, annotated, axis=axis,
-            normalization=normalization, num_classes=len(names), name=labels.name,
-            spacing=_scan_spacing(image))
-        self.store_box.refresh()
-        source = (image.metadata.get("nifti") or {}).get("path")
-        earlier = (store_volumes(self.store_box.store, names, normalization,
-                                 current=(source, axis, annotated))
-                   if self.store_box.include else StoreVolumes())
-        volumes = [volume, *earlier.volumes]
+        def new_classes(labels, model_colors):
+            self._refresh_new_classes(labels)
+            return self.new_classes.request(model_colors)
+
+        def store():
+            self.store_box.refresh()
+            return self.store_box.store if self.store_box.include else None
+
         settings = FinetuneSettings(epochs=self.epochs_spin.value(),
                                     lr=float(self.lr_spin.value()),
                                     batch_size=self.batch_spin.value(),
                                     keep_weight=float(self.keep_spin.value()))
-        overrides = {"finetuned_from": str(src_path),
-                     "finetune": {"source_image": image.name, "labels": labels.name,
-                                  "axis": axis, "slices": annotated,
-                                  "store_cases": [c.case_id for c in earlier.cases]}}
-        extras = {"class_names": names, "notes": earlier.notes,
-                  "earlier": (len(earlier.volumes), earlier.slices),
-                  "corrected_labels": [v.labels[v.corrected] for v in volumes],
-                  "case": {"image": np.asarray(image.data), "labels": label_data,
-                           "corrected": annotated, "axis": axis, "class_names": names,
-                           "nifti": image.metadata.get("nifti"),
-                           "spacing": tuple(float(x) for x in image.scale)}}
-        job = FinetuneJob(str(src_path), volumes, settings, overrides)
-        if grown:  # teach the new values as new classes (the model grows; docs/new-classes.md)
-            job.class_names, job.class_colors = grown
-            job.taught_on = (f"the napari Fine-tune panel: {len(annotated)} corrected slices "
-                             f"of '{image.name}'")
-        return job, out_path, extras
-
-    def _checked_output(self, src_path: Path) -> Path:
-        out = self.output_edit.text().strip()
-        if not out:
-            raise ValueError("Choose where to save the fine-tuned checkpoint")
-        out_path = Path(out).expanduser()
-        if out_path.suffix != ".safetensors":
-            raise ValueError(f"The output checkpoint {out_path.name} must end in .safetensors")
-        if out_path.resolve() == src_path.resolve() and not self.overwrite_check.isChecked():
-            raise ValueError("The output is the input checkpoint: choose another output path, "
-                             "or tick 'overwrite the input checkpoint'")
-        if out_path.is_dir():
-            raise ValueError(f"The output {out_path} is a folder; give a file name")
-        return out_path
+        return JobForm(image=self.image_combo.layer(), labels=self.labels_combo.layer(),
+                       checkpoint=self.input_edit.text(), output=self.output_edit.text(),
+                       overwrite=self.overwrite_check.isChecked(), settings=settings,
+                       annotated=self.annotated_slices, no_slices=self._no_slices_message,
+                       new_classes=new_classes, store=store)
 
     def start(self) -> bool:
         """Start fine-tuning in its own process; False (with a message) if it cannot."""
@@ -471,7 +402,7 @@ class FinetuneWidget(QWidget):
             self._fail("Fine-tuning is already running")
             return False
         try:
-            job, out_path, extras = self._prepare()
+            job, out_path, extras = prepare(self._job_form())
         except (ValueError, OSError) as err:
             self._fail(str(err))
             return False
@@ -527,7 +458,7 @@ class FinetuneWidget(QWidget):
         info = self.runner.info
         how = "Stopped early" if report.stopped else "Done"
         self.view.show_report(report, info.corrected_labels, info.class_names)
-        self.scroll.ensureWidgetVisible(self.view.result_box)  # the result, in view
+        QTimer.singleShot(0, self._show_result)  # once the longer text is laid out
         if report.chosen_epoch == 0:
             self._say(f"{how}: no epoch beat the starting model on the corrected slices, so "
                       "it is kept (nothing to accept).")
@@ -537,6 +468,14 @@ class FinetuneWidget(QWidget):
                       "Accept to make Segment use the fine-tuned model."
                       + (f" {info.out} exists: Accept will ask before replacing it."
                          if info.out.exists() else ""))
+
+    def _show_result(self) -> None:
+        """Scroll the result's summary into view (the per-class table is just below it)."""
+        try:
+            self.scroll.widget().layout().activate()
+            self.scroll.ensureWidgetVisible(self.result_label, 0, 8)
+        except RuntimeError:  # the panel was closed meanwhile
+            pass
 
     def accept(self, replace_existing: bool | None = None) -> bool:
         """Save the fine-tuned checkpoint to the output path; Segment uses it from now on.
@@ -579,24 +518,14 @@ class FinetuneWidget(QWidget):
 
     def _save_to_store(self) -> str:
         """Save the scan and corrections trained on as a new store case; a line to show."""
-        from scan_io.annotation_store import ScanGrid
-
-        case = self.runner.info.case if self.runner.info is not None else None
-        if not case:
-            return ""
-        nifti = case["nifti"]
         try:
-            grid = (ScanGrid.from_layer_metadata(nifti) if nifti and np.ndim(case["image"]) == 3
-                    else None)
-            self.last_store_case = self.store_box.store.add(
-                case["image"], case["labels"], case["corrected"], axis=case["axis"],
-                class_names=case["class_names"], grid=grid,
-                spacing=(1.0, *case["spacing"])[-3:],
-                source=(nifti or {}).get("path"))
+            self.last_store_case = self.runner.save_case(self.store_box.store)
         except (OSError, ValueError) as err:
             return f"\nThe corrections were not saved to the annotation store: {err}"
         finally:
             self.store_box.refresh()
+        if self.last_store_case is None:
+            return ""
         return (f"\nCorrections saved to the annotation store as "
                 f"{self.last_store_case.case_id}: the next fine-tune learns from them too.")
 
@@ -639,10 +568,3 @@ def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text
 
-
-def _scan_spacing(layer) -> tuple[float, ...] | None:
-    """Voxel size in mm in the layer's axis order, when the layer came from a scan file (a
-    plain array's scale is not known to be millimetres)."""
-    if "nifti" not in layer.metadata:
-        return None
-    return tuple(float(s) for s in layer.scale[-layer.ndim:])

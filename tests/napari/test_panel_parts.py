@@ -147,3 +147,22 @@ def test_run_controller_refuses_what_it_cannot_do(qtbot) -> None:
         runner.accept(lambda _path: True)
     assert why.value.error
     runner.shutdown()  # nothing to end: no error
+
+
+def test_the_output_path_is_checked_before_a_run(tmp_path) -> None:
+    from napari_l2gnet.widgets._finetune_job import checked_output
+
+    src = tmp_path / "model.safetensors"
+    src.write_bytes(b"x")
+    assert checked_output(f" {tmp_path}/out.safetensors ", src, False) == (
+        tmp_path / "out.safetensors")
+    for output, overwrite, message in (
+            ("", False, "Choose where to save"),
+            (str(tmp_path / "out.pt"), False, "must end in .safetensors"),
+            (str(src), False, "tick 'overwrite the input checkpoint'")):
+        with pytest.raises(ValueError, match=message):
+            checked_output(output, src, overwrite)
+    assert checked_output(str(src), src, True) == src
+    (tmp_path / "folder.safetensors").mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        checked_output(str(tmp_path / "folder.safetensors"), src, False)

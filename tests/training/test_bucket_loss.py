@@ -124,6 +124,25 @@ def test_vote_loss_is_the_cross_entropy_of_the_votes_against_the_token_classes()
     assert bucket_vote_loss(wrong, labels).item() > 10.0
 
 
+def test_class_weights_can_weight_the_votes_as_the_cross_entropy() -> None:
+    """A small class fills a few percent of its tokens: unweighted, the votes learn to say
+    'not that class' everywhere; weighted as the CE term, its vote is pushed up there."""
+    labels = torch.zeros(1, 16, 16, dtype=torch.long)
+    labels[0, :8] = 1
+    labels[0, 9:10, 2:4] = 2  # 2 voxels of class 2 in one token
+    votes = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    ones = torch.ones(3)
+    assert bucket_vote_loss(votes, labels, ones).item() == pytest.approx(
+        bucket_vote_loss(votes, labels).item(), abs=1e-6)
+
+    def push(weight) -> float:  # d loss / d (class 2's vote) in the token that holds it
+        grad, = torch.autograd.grad(bucket_vote_loss(votes, labels, weight), votes)
+        return float(grad[0, 2, 2, 0])
+
+    assert push(ones) > 0  # 2/16 of the token: its vote is pushed below the flat 1/3
+    assert push(torch.tensor([1.0, 1.0, 8.0])) < 0  # weighted: pushed up
+
+
 def test_vote_term_trains_the_votes_and_the_plans_through_the_training_loss() -> None:
     torch.manual_seed(0)
     model = build_model("l2gnet", 3, **{**tiny_config("l2gnet"), "plan_vote": True,

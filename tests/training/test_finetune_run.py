@@ -50,6 +50,25 @@ def test_epoch_zero_scores_the_start_and_report(finetune_start, tmp_path) -> Non
     assert report.uncorrected_changed is not None and 0 <= report.uncorrected_changed <= 1
 
 
+def test_class_balance_weights_the_loss_of_a_plain_fine_tune(finetune_start, tmp_path) -> None:
+    """The CE class weights reach the loss when no class is added (they were all 1 once: the
+    'grown model's own classes stay at 1' rule was applied to every class of every run)."""
+    from src_model import read_metadata
+
+    image, labels = two_squares()
+    labels[:, 18:28, 18:28] = 0
+    labels[:, 20:23, 20:23] = 2  # a small structure beside a large one
+    run_finetune(finetune_start, [CorrectedVolume("scan", image, labels, [1, 4])],
+                 FinetuneSettings(**QUICK), tmp_path / "run")
+    loss = read_metadata(tmp_path / "run" / "last.safetensors")["training"]["config"]["loss"]
+    w = loss["class_weights"]
+    assert w[2] > w[1] > 1.0 > w[0]
+    run_finetune(finetune_start, [CorrectedVolume("scan", image, labels, [1, 4])],
+                 FinetuneSettings(**QUICK, class_balance=False), tmp_path / "plain")
+    plain = read_metadata(tmp_path / "plain" / "last.safetensors")["training"]["config"]["loss"]
+    assert plain["class_weights"] is None
+
+
 def test_start_is_kept_when_nothing_beats_it(finetune_start, tmp_path) -> None:
     from training.inference import predict_volume
 

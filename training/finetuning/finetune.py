@@ -70,6 +70,7 @@ class FinetuneSettings:
     class_weight_power: float = 0.5  # CE class weights = voxel share ** -power (0: none)
     class_weight_cap: float = 10.0  # ... within [1 / cap, cap]
     plan_terms: bool = True  # the bucket and vote loss terms at the checkpoint's weights
+    weighted_votes: bool = False  # the vote term weighted by the class weights too
     scale: str = "median"  # the pixel size of a model without one: "median" (the
     #   corrected scans' median) or "fill" (``physical_scale.fill_spacing``)
     dice_present_only: bool = False  # the Dice term over the classes present in the batch
@@ -408,7 +409,7 @@ def trained_plan_weights(meta: dict[str, Any]) -> dict[str, float]:
 
 
 def finetune_loss(meta: dict[str, Any], class_weights: Sequence[float] | None = None,
-                  dice_present_only: bool = False) -> LossConfig:
+                  dice_present_only: bool = False, weighted_votes: bool = False) -> LossConfig:
     """The paper's loss, plus the bucket and vote terms at the weights the checkpoint was
     trained with: a fine-tune keeps the plans tied to the labels where training did
     (docs/design.md); ``class_weights`` weight the CE term per class."""
@@ -416,7 +417,7 @@ def finetune_loss(meta: dict[str, Any], class_weights: Sequence[float] | None = 
 
     return LossConfig(**trained_plan_weights(meta),
                       class_weights=None if class_weights is None else tuple(class_weights),
-                      dice_present_only=dice_present_only)
+                      dice_present_only=dice_present_only, weighted_votes=weighted_votes)
 
 
 def run_finetune(
@@ -515,14 +516,15 @@ def run_finetune(
     weights = None  # CE class weights; a grown model's own classes stay at 1
     if settings.class_balance:
         corrected_labels = [v.labels[i] for v in volumes for i in v.corrected]
-        weights = growth_weights(class_weights(corrected_labels, num_classes,
-                                               cap=settings.class_weight_cap,
-                                               power=settings.class_weight_power),
-                                 len(request.model_names) if request.growing else num_classes)
+        weights = class_weights(corrected_labels, num_classes, cap=settings.class_weight_cap,
+                                power=settings.class_weight_power)
+        if request.growing:  # only the new classes up-weighted
+            weights = growth_weights(weights, len(request.model_names))
     cfg = settings.train_config(
         input_size=input_size, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
         loss=finetune_loss(meta if settings.plan_terms else {}, weights,
-                           dice_present_only=settings.dice_present_only),
+                           dice_present_only=settings.dice_present_only,
+                           weighted_votes=settings.weighted_votes),
         overwrite=overwrite, resume=resume)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):

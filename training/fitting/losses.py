@@ -85,6 +85,7 @@ class LossConfig:
     vote_weight: float = 0.0
     class_weights: tuple[float, ...] | None = None  # per-class CE weights; None: all 1
     dice_present_only: bool = False  # Dice averaged over the classes present in the batch
+    weighted_votes: bool = False  # the vote term weighted by ``class_weights`` too
 
     def __post_init__(self) -> None:
         if self.class_weights is not None:
@@ -215,16 +216,22 @@ def bucket_class_loss(plans: torch.Tensor, target: torch.Tensor, num_classes: in
         return -(y.unsqueeze(1) * predicted.clamp_min(1e-8).log()).sum(-1).mean()
 
 
-def bucket_vote_loss(vote_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def bucket_vote_loss(vote_logits: torch.Tensor, target: torch.Tensor,
+                     class_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the buckets' votes against each token's class mixture (module docstring).
 
     ``vote_logits`` (B, C, h, w) at token resolution, ``target`` (B, H, W) -> 0-d float32.
+    ``class_weight`` (C,): weighted as the CE term is (the weighted mean), so a small class,
+    which fills a few percent of any token, is not voted down everywhere.
     """
     with torch.autocast(vote_logits.device.type, enabled=False):
         _, c, h, w = vote_logits.shape
         y = token_class_mixture(target, c, h * w)  # (B, n, C)
         log_p = vote_logits.float().flatten(2).transpose(1, 2).log_softmax(-1)
-        return -(y * log_p).sum(-1).mean()
+        if class_weight is None:
+            return -(y * log_p).sum(-1).mean()
+        y = y * class_weight.float()
+        return -(y * log_p).sum() / y.sum().clamp_min(1e-8)
 
 
 class SegmentationLoss(nn.Module):
@@ -299,7 +306,7 @@ class SegmentationLoss(nn.Module):
                     if cfg.spectral_weight > 0 else zero)
         bucket = (bucket_class_loss(plans, target, self.num_classes, self.reduce)
                   if cfg.bucket_weight > 0 and plans is not None else zero)
-        vote = (bucket_vote_loss(vote_logits, target)
+        vote = (bucket_vote_loss(vote_logits, target, w if cfg.weighted_votes else None)
                 if cfg.vote_weight > 0 and vote_logits is not None else zero)
 
         total = zero
