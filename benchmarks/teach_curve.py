@@ -342,9 +342,10 @@ def run_acdc(args: argparse.Namespace) -> None:
                        for p in np.linspace(0, len(labelled) - 1, args.slices_per_patient)})
         corrected.append(CorrectedVolume(ed.name, ed.image, ed.label, pick))
         t1, c1 = time.perf_counter(), time.process_time()
+        samples = {} if args.samples is None else {"samples_per_epoch": args.samples}
         report = run_finetune(current, corrected, FinetuneSettings(**{
-            "epochs": args.epochs, "samples_per_epoch": args.samples, "device": "cpu",
-            **parse_set(args.set)}), work / f"round{k}", overwrite=True)
+            "epochs": args.epochs, **samples, "device": "cpu", **parse_set(args.set)}),
+            work / f"round{k}", overwrite=True)
         seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
         current = Path(report.checkpoint)
         emit({"part": "acdc", "round": k, "new_patient": patient, "slices": pick,
@@ -382,7 +383,8 @@ def main() -> None:
     acdc.add_argument("--start-epochs", type=int, default=20)
     acdc.add_argument("--slices-per-patient", type=int, default=4)
     acdc.add_argument("--epochs", type=int, default=10)
-    acdc.add_argument("--samples", type=int, default=32)
+    acdc.add_argument("--samples", type=int, default=None,
+                      help="samples per epoch (default: FinetuneSettings's)")
     acdc.add_argument("--save-dir")
     acdc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="FinetuneSettings override for every round")
