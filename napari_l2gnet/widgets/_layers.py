@@ -7,6 +7,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from qtpy.QtWidgets import QComboBox
 
+from .._session import layer_key
+from ._panel_close import Hooks
+
 
 def is_scan_image(layer) -> bool:
     """A grey-level 2-D or 3-D Image layer, what Segment and Fine-tune take (not RGB, not 4-D)."""
@@ -37,15 +40,29 @@ class LayerCombo(QComboBox):
         super().__init__(parent)
         self._viewer = viewer
         self._accept = accept
-        viewer.layers.events.inserted.connect(self._on_inserted)
-        viewer.layers.events.removed.connect(self.refresh)
-        viewer.layers.events.changed.connect(self.refresh)
+        self._hooks = Hooks()  # undone by ``release_viewer`` when the panel goes
+        self._hooks.connect(viewer.layers.events.inserted, self._on_inserted)
+        self._hooks.connect(viewer.layers.events.removed, self._on_removed)
+        self._hooks.connect(viewer.layers.events.changed, self.refresh)
         for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)  # follow renames too
+            self._follow_name(layer)
         self.refresh()
 
+    def release_viewer(self) -> None:
+        """Stop following the viewer and its layers (the panel's dock was closed)."""
+        self._hooks.disconnect_all()
+
+    def _follow_name(self, layer) -> None:
+        """Follow renames too (keyed by ``layer_key``: proxies and real layers agree)."""
+        if not self._hooks.has(layer_key(layer)):
+            self._hooks.connect(layer.events.name, self.refresh, key=layer_key(layer))
+
     def _on_inserted(self, event) -> None:
-        event.value.events.name.connect(self.refresh)
+        self._follow_name(event.value)
+        self.refresh()
+
+    def _on_removed(self, event) -> None:
+        self._hooks.disconnect(layer_key(event.value))
         self.refresh()
 
     def refresh(self, *_args) -> None:

@@ -25,6 +25,7 @@ from .._layer_record import EXPLANATION, LayerRecord, read_record, write_record
 from . import _tooltips
 from ._forms import add_row, hbox, note_label, push_button, spin_box
 from ._layers import LayerCombo, grid_placement
+from ._panel_close import on_panel_closed
 
 
 def _has_explanation(layer) -> bool:
@@ -126,6 +127,7 @@ class ExplainWidget(QWidget):
         layout.addWidget(self.info)
         layout.addWidget(self.table, 1)
         self._on_segmentation()
+        on_panel_closed(self)  # the dock closed: the segmentation picker lets go of the viewer
 
     # ------------------------------------------------------------------ state
     def _context(self):

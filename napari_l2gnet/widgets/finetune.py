@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -66,6 +66,7 @@ from ._forms import (
 from ._layers import LayerCombo, is_labels, is_scan_image
 from ._new_classes import NewClassesBox
 from ._paint_tracker import PaintTracker
+from ._panel_close import on_panel_closed
 from ._scroll import make_scrollable
 from ._section import Section
 from ._slice_ranking import SliceRanking
@@ -95,7 +96,6 @@ class FinetuneWidget(QWidget):
         self.session = session_for(napari_viewer)
         self._output_edited = False
         self._closed = False
-        self._docked = False
         self.last_output: Path | None = None
         self.last_store_case = None  # scan_io.annotation_store.StoredCase saved by Accept
         self._names_cache: tuple[str, list[str]] | None = None
@@ -111,6 +111,7 @@ class FinetuneWidget(QWidget):
         self.paint = PaintTracker(self.viewer, on_paint=self._on_paint, on_data=self._on_data)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.session.checkpoint_changed.connect(self._on_session_checkpoint)
+        on_panel_closed(self, self._close)
         self._default_output()
         self._on_labels_changed()
 
@@ -539,22 +540,10 @@ class FinetuneWidget(QWidget):
         except RuntimeError:  # the Qt side is gone already (the viewer was closed)
             pass
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self._close()
-        super().closeEvent(event)
-
-    def event(self, event) -> bool:
-        """Closing only the panel's dock (its x, or ``remove_dock_widget``) takes the panel
-        out of its dock without closing or deleting it: end the run then, as on close."""
-        if event.type() == QEvent.Type.ParentChange:
-            if self.parent() is not None:
-                self._docked = True
-            elif self._docked:
-                self._close()
-        return super().event(event)
-
     def _close(self) -> None:
-        """End the run and stop listening to the viewer and the session (once)."""
+        """End the run and stop listening to the viewer and the session (once); called by
+        ``on_panel_closed`` when the panel is closed or only its dock is (its x, or
+        ``remove_dock_widget``, which takes the panel out without closing or deleting it)."""
         self.shutdown()
         if self._closed:
             return

@@ -49,9 +49,11 @@ from training.evaluation.measure import (
 )
 
 from .._layer_record import read_record
+from .._session import layer_key
 from . import _tooltips
 from ._forms import add_row, line_edit, note_label, push_button, spin_box
 from ._layers import LayerCombo, is_labels
+from ._panel_close import Hooks, on_panel_closed
 from ._scroll import make_scrollable
 from ._training_plot import _theme_colors
 
@@ -212,21 +214,27 @@ class MeasureWidget(QWidget):
         layout.addStretch()
         make_scrollable(self, min_visible=120)
 
-        napari_viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
-        napari_viewer.dims.events.current_step.connect(self._on_step)
-        napari_viewer.layers.selection.events.active.connect(self._on_active)
+        self._hooks = Hooks()  # undone when the dock is closed (``on_panel_closed``)
+        self._hooks.connect(napari_viewer.layers.events.inserted,
+                            lambda e: self._watch(e.value))
+        self._hooks.connect(napari_viewer.layers.events.removed,
+                            lambda e: self._hooks.disconnect(layer_key(e.value)))
+        self._hooks.connect(napari_viewer.dims.events.current_step, self._on_step)
+        self._hooks.connect(napari_viewer.layers.selection.events.active, self._on_active)
         for layer in napari_viewer.layers:
             self._watch(layer)
+        on_panel_closed(self, self._hooks.disconnect_all)
         self._on_cardiac_source()
         self.update_volumes()
 
     # ------------------------------------------------------------------ events
     def _watch(self, layer) -> None:
         """Recompute when a labels layer's data are replaced (Segment) or painted."""
-        if not is_labels(layer):
+        if not is_labels(layer) or self._hooks.has(layer_key(layer)):
             return
         for event in (layer.events.data, layer.events.paint):
-            event.connect(lambda _e, lyr=layer: self._on_layer_changed(lyr.name))
+            self._hooks.connect(event, lambda _e, lyr=layer: self._on_layer_changed(lyr.name),
+                                key=layer_key(layer))
 
     def _on_layer_changed(self, name: str) -> None:
         """napari emits ``paint`` before it writes the voxels: recompute once the event loop

@@ -59,6 +59,7 @@ from ._forms import (
     spin_box,
 )
 from ._layers import LayerCombo, class_features, is_scan_or_cine
+from ._panel_close import on_panel_closed
 from ._scroll import make_scrollable
 from ._section import Section
 
@@ -89,6 +90,13 @@ class SegmentWidget(QWidget):
         self._update_device_warning()
         self._default_axis()
         self._show_checkpoint(self.checkpoint_edit.text().strip())
+        on_panel_closed(self, self._close)
+
+    def _close(self) -> None:
+        """The dock was closed: stop following the session (the image picker lets go of the
+        viewer by itself). The edit marks on result layers stay: they protect the user's
+        corrections whichever panel is open."""
+        self.session.checkpoint_changed.disconnect(self._on_session_checkpoint)
 
     def _build(self) -> None:
         """The form: what to segment and with which model on top, the run options folded
