@@ -85,15 +85,13 @@ class Panel:
         import napari
         from qtpy.QtWidgets import QApplication
 
-        from napari_l2gnet.testing import dock, open_scan
+        from napari_l2gnet.testing import dock_segment, open_scan
 
         self.viewer = napari.Viewer(show=True)
         self.viewer.window._qt_window.resize(1600, 1000)
         self.app = QApplication.instance()
         self.image = open_scan(self.viewer, scan)
-        self.widget = dock(self.viewer, "Segment")
-        self.widget.set_checkpoint(str(checkpoint))
-        self.widget.device_combo.setCurrentText("cpu")
+        self.widget = dock_segment(self.viewer, checkpoint)
         self.widget.batch_spin.setValue(batch)
         self.widget.explain_check.setChecked(explain)
         self.app.processEvents()

@@ -20,16 +20,8 @@ import numpy as np
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context; see there)
 from napari_l2gnet._layer_record import read_record
+from napari_l2gnet.testing import process_events_until
 from napari_l2gnet.widgets.segment import run_sentence  # the panel's own status sentence
-
-
-def _wait(app, condition, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("the demo's segmentation did not finish in time")
-        app.processEvents()
-        time.sleep(0.02)
 
 
 def dice_report(pred: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, float]:
@@ -152,7 +144,6 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
          outputs: tuple[Path, Path] | None) -> int:
     """The demo itself; ``outputs`` (screenshot, labels) are claimed when headless."""
     import napari
-    from qtpy.QtWidgets import QApplication
 
     from ._sample import sample_abdomen_ct
     from ._writer import write_labels
@@ -171,11 +162,11 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
     _, finetune = viewer.window.add_plugin_dock_widget("napari-l2gnet", "Fine-tune",
                                                        tabify=True)
 
-    app = QApplication.instance()
     segment.set_checkpoint(checkpoint)
     t_segment = time.perf_counter()
     segment.run()
-    _wait(app, lambda: segment.worker is None, timeout=240)
+    if not process_events_until(lambda: segment.worker is None, seconds=240):
+        raise TimeoutError("the demo's segmentation did not finish in time")
     segment_seconds = time.perf_counter() - t_segment
     seg_layer = segment.last_layer
     if seg_layer is None:
@@ -201,9 +192,7 @@ def _run(args: argparse.Namespace, checkpoint: str | Path,
         napari.run()
         return 0
     png, labels_path = outputs  # claimed by this run (reserve_outputs): ours to fill
-    for _ in range(10):  # the docks settle: a wrapped line can take a few layout passes
-        app.processEvents()
-        time.sleep(0.02)
+    process_events_until(seconds=0.2)  # the docks settle: a wrapped line takes a few passes
     viewer.screenshot(str(png), canvas_only=False)
     write_labels(str(labels_path), np.asarray(seg_layer.data),
                  {"metadata": seg_layer.metadata, "scale": seg_layer.scale,

@@ -1,9 +1,11 @@
 """Helpers for tests and scripts that act as a user does (no mocks): dock a panel through the
-plugin's manifest, open a scan with the plugin's reader, write a small scan file."""
+plugin's manifest, open a scan with the plugin's reader, write a small scan file, let Qt run
+until something the user would wait for has happened."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,15 @@ def dock(viewer, name: str):
     layer it reaches through it, as it does for a user (constructing the widget directly
     does not)."""
     _dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def dock_segment(viewer, checkpoint: str | Path, device: str = "cpu"):
+    """Dock the Segment panel through the manifest with ``checkpoint`` chosen and ``device``
+    picked in its Device box (CPU: what a test or a CPU benchmark runs on); the panel."""
+    widget = dock(viewer, "Segment")
+    widget.set_checkpoint(checkpoint)
+    widget.device_combo.setCurrentText(device)
     return widget
 
 
@@ -36,3 +47,19 @@ def write_scan(path: str | Path, display: np.ndarray,
     affine = affine_from_scale(spacing)
     return save_nifti(path, from_display(np.asarray(display), display_orientation(affine)),
                       affine=affine)
+
+
+def process_events_until(condition: Callable[[], bool] = lambda: False,
+                         seconds: float = 0.5) -> bool:
+    """Run Qt's event loop until ``condition()`` holds or ``seconds`` pass; whether it held.
+
+    With the default condition it just lets the window settle for ``seconds`` (docks take a
+    few layout passes before a screenshot shows wrapped text whole)."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    return condition()

@@ -22,18 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context)
 from napari_l2gnet._layer_record import read_record
 from napari_l2gnet.demo import show_clearest_organ_bucket
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
+from napari_l2gnet.testing import process_events_until
 from napari_l2gnet.widgets.explain import ExplainWidget
 from napari_l2gnet.widgets.segment import SegmentWidget
 from training.evaluation.metrics import score_case
@@ -78,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.set_checkpoint(args.checkpoint)
     widget.device_combo.setCurrentText("cpu")
     widget.run()
-    deadline = time.monotonic() + 600
-    while widget.worker is not None and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.05)
+    process_events_until(lambda: widget.worker is None, seconds=600)
     pred = widget.last_layer
     if pred is None:
         print("segmentation failed:", widget.status.text(), file=sys.stderr)
@@ -94,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     middle = int(labelled[len(labelled) // 2])  # mid-ventricular
     viewer.dims.set_point(0, middle)
     viewer.reset_view()
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.05)
+    process_events_until(seconds=1.0)
 
     names = read_record(pred).class_names
     rows = score_case(pred.data, truth, len(names), protocol="transunet")

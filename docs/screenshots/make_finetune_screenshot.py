@@ -21,14 +21,12 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
-from napari_l2gnet.testing import dock, open_scan
+from napari_l2gnet.testing import dock, open_scan, process_events_until
 from scan_io.volume import load_scan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,19 +36,6 @@ REFERENCE = DATA / "example_seg_synapse8.nii.gz"  # the "*label*"/seg file besid
 DEMO = ROOT / "napari_l2gnet" / "resources" / "demo_l2gnet.safetensors"
 CORRECTED = (1, 6, 12, 17, 23, 28)  # the slice choice of docs/results-teaching.md
 OUT = Path(__file__).resolve().parent / "finetune.png"
-
-
-def wait(condition, seconds: float) -> bool:
-    """Process Qt events until ``condition()`` holds or ``seconds`` pass; whether it held."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.05)
-    return condition()
-
-
-def settle(seconds: float = 0.5) -> None:
-    wait(lambda: False, seconds)
 
 
 def main() -> int:
@@ -68,12 +53,12 @@ def main() -> int:
     segment.device_combo.setCurrentText("cpu")
     segment.set_checkpoint(DEMO)
     segment.run_button.click()
-    if not wait(lambda: segment.worker is None, 600) or segment.last_layer is None:
+    if not process_events_until(lambda: segment.worker is None, 600) or segment.last_layer is None:
         print("segment failed:", segment.status.text(), file=sys.stderr)
         return 1
     labels = viewer.layers[segment.last_layer.name]
     viewer.window.remove_dock_widget(segment.parent() if segment.parent() else segment)
-    settle()
+    process_events_until()
 
     # the user's corrections: the reference labels on six slices, through paint events
     reference = load_scan(REFERENCE, labels=True).data
@@ -90,26 +75,26 @@ def main() -> int:
     widget.image_combo.setCurrentText(image.name)
     widget.labels_combo.setCurrentText(labels.name)
     widget.refresh_changes()
-    settle()
+    process_events_until()
     viewer.dims.set_point(0, 12 * image.scale[0])
     widget.start_button.click()
     if not widget.is_running() and widget.last_report is None:
         print("start failed:", widget.status.text(), file=sys.stderr)
         return 1
-    if not wait(lambda: not widget.is_running(), 1800) or widget.last_error:
+    if not process_events_until(lambda: not widget.is_running(), 1800) or widget.last_error:
         print("run failed:", widget.status.text(), widget.last_error, file=sys.stderr)
         return 1
-    settle(1.0)
+    process_events_until(seconds=1.0)
     try:  # close the "Done" toast so that it does not cover the scan (private napari API)
         from napari._qt.dialogs.qt_notification import NapariQtNotification
 
         for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
             toast.close()
-        settle()
+        process_events_until()
     except Exception:  # noqa: BLE001 - the screenshot is still useful with the toast
         pass
     widget.scroll.ensureWidgetVisible(widget.result_label)  # Accept is below, always in view
-    settle()
+    process_events_until()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False)
     from PIL import Image  # 128 colours: a quarter of the bytes, no visible difference

@@ -19,30 +19,21 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import napari
 import nibabel as nib
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
 import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context)
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
-from napari_l2gnet.testing import dock, open_scan
+from napari_l2gnet.testing import dock, open_scan, process_events_until
 from scan_io.nifti import affine_from_scale
 
 REPO = Path(__file__).resolve().parents[2]
 VAL = REPO / ".." / "shared" / "data" / "acdc" / "val_volumes"
 OUT = Path(__file__).resolve().parent / "measure.png"
-
-
-def _wait(condition, seconds: float = 600) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     segment.device_combo.setCurrentText("cpu")
     segment.explain_check.setChecked(False)
     segment.run()
-    _wait(lambda: segment.worker is None)
+    process_events_until(lambda: segment.worker is None, seconds=600)
     labels = segment.last_layer
     if labels is None:
         print("segmentation failed:", segment.status.text(), file=sys.stderr)
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.layers.selection.active = labels
     del image
     viewer.reset_view()
-    _wait(lambda: False, 1.5)
+    process_events_until(seconds=1.5)
     viewer.window.screenshot(str(args.out), canvas_only=False)
     print(json.dumps({"patient": args.patient, "ed_frame": panel.ed_frame.value(),
                       "es_frame": panel.es_frame.value(), **panel.indices.to_dict(),

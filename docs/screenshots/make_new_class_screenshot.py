@@ -15,12 +15,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -28,16 +26,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from new_class import CHECKPOINT, disc_site, insert_disc, load_patients  # noqa: E402
 
 from napari_l2gnet._session import session_for  # noqa: E402
-from napari_l2gnet.testing import dock  # noqa: E402
+from napari_l2gnet.testing import dock, process_events_until  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "new_class.png"
-
-
-def _settle(seconds: float = 0.5) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.05)
 
 
 def main() -> int:
@@ -55,9 +46,7 @@ def main() -> int:
     segment.set_checkpoint(str(CHECKPOINT))
     segment.device_combo.setCurrentText("cpu")
     segment.run()
-    deadline = time.monotonic() + 300
-    while segment.worker is not None and time.monotonic() < deadline:
-        _settle(0.1)
+    process_events_until(lambda: segment.worker is None, seconds=300)
     labels = segment.last_layer
     if labels is None:
         print("segmentation failed:", segment.status.text(), file=sys.stderr)
@@ -66,13 +55,13 @@ def main() -> int:
     for z in (3, 4, 5):  # the user paints the disc with label 4, which the model lacks
         pts = np.argwhere(disc[z])
         labels.data_setitem((np.full(len(pts), z), pts[:, 0], pts[:, 1]), 4)
-    _settle()
+    process_events_until()
     panel.update_count()
     panel.new_classes.set_name(4, "disc")
     viewer.dims.set_point(0, 4)
-    _settle()
+    process_events_until()
     panel.scroll.ensureWidgetVisible(panel.new_classes)
-    _settle()
+    process_events_until()
     viewer.screenshot(str(OUT), canvas_only=False)
     from PIL import Image  # 128 colours: a quarter of the bytes, no visible difference
 

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_l2gnet.testing import dock, open_scan, write_scan
+from napari_l2gnet.testing import dock, dock_segment, open_scan, write_scan
 from scan_io.nifti import affine_from_scale
 from training.data.readers import read_h5_volumes
 from training.evaluation.measure import CardiacClasses, cardiac_indices
@@ -69,9 +69,7 @@ def test_segment_runs_every_frame_of_a_cine(make_napari_viewer, qtbot, tiny_chec
     frames = np.random.default_rng(1).random((2, 4, 40, 36), dtype=np.float32)
     viewer = make_napari_viewer()
     open_scan(viewer, write_cine(tmp_path / "cine.nii.gz", frames))
-    widget = dock(viewer, "Segment")
-    widget.set_checkpoint(tiny_checkpoint)
-    widget.device_combo.setCurrentText("cpu")
+    widget = dock_segment(viewer, tiny_checkpoint)
     assert not widget.postprocess_check.isEnabled()  # the tiny model chose none
     widget.run()
     assert widget.progress_bar.maximum() == 2 * 4  # every slice of every frame
@@ -152,9 +150,7 @@ def test_measure_follows_segment(make_napari_viewer, qtbot, tmp_path, tiny_check
     viewer = make_napari_viewer()
     open_scan(viewer, write_scan(tmp_path / "scan.nii.gz", scan, (3.0, 0.5, 0.5)))
     panel = dock(viewer, "Measure")
-    segment = dock(viewer, "Segment")
-    segment.set_checkpoint(tiny_checkpoint)
-    segment.device_combo.setCurrentText("cpu")
+    segment = dock_segment(viewer, tiny_checkpoint)
     segment.run()
     qtbot.waitUntil(lambda: segment.worker is None, timeout=TIMEOUT_MS)
     labels = np.asarray(segment.last_layer.data)
@@ -178,9 +174,7 @@ def test_a_cine_segmentation_saves_as_a_4d_nifti(make_napari_viewer, qtbot, tiny
     source = write_cine(tmp_path / "cine.nii.gz", frames)
     viewer = make_napari_viewer()
     open_scan(viewer, source)
-    widget = dock(viewer, "Segment")
-    widget.set_checkpoint(tiny_checkpoint)
-    widget.device_combo.setCurrentText("cpu")
+    widget = dock_segment(viewer, tiny_checkpoint)
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     layer = widget.last_layer

@@ -145,13 +145,11 @@ def test_labels_never_saved_over_a_dicom_image(make_napari_viewer, series, tmp_p
 def test_segment_a_series_then_save_seg(make_napari_viewer, qtbot, series, tiny_checkpoint,
                                         tmp_path):
     """As a user: open the folder, segment it in the Segment panel, save the result as SEG."""
-    from napari_l2gnet.testing import dock
+    from napari_l2gnet.testing import dock_segment
 
     viewer = make_napari_viewer()
     [image] = viewer.open(str(series), plugin=PLUGIN)
-    widget = dock(viewer, "Segment")
-    widget.set_checkpoint(tiny_checkpoint)
-    widget.device_combo.setCurrentText("cpu")
+    widget = dock_segment(viewer, tiny_checkpoint)
     widget.batch_spin.setValue(8)
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)

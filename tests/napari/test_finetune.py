@@ -69,6 +69,16 @@ def _wait_done(qtbot, widget, timeout=60000) -> None:
     qtbot.waitUntil(lambda: not widget.is_running(), timeout=timeout)
 
 
+def _start_long_run(qtbot, widget) -> None:
+    """Start a run on the painted slices that cannot end by itself within a test (500
+    epochs, batch 1) and wait until it has reported its first loss."""
+    widget.slices_combo.setCurrentText(NON_EMPTY)
+    widget.epochs_spin.setValue(500)
+    widget.batch_spin.setValue(1)
+    assert widget.start(), widget.status.text()
+    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
+
+
 # ----------------------------------------------------------------------- helpers, no viewer
 
 
@@ -323,11 +333,7 @@ def test_stop_keeps_a_valid_model(setup, qtbot) -> None:
     from src_model import load_checkpoint
 
     viewer, widget, labels = setup
-    widget.slices_combo.setCurrentText(NON_EMPTY)
-    widget.epochs_spin.setValue(500)
-    widget.batch_spin.setValue(1)
-    assert widget.start(), widget.status.text()
-    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
+    _start_long_run(qtbot, widget)
     widget.stop()
     assert "Stopping" in widget.status.text()
     _wait_done(qtbot, widget)
@@ -431,11 +437,7 @@ def test_closing_the_viewer_ends_the_run_and_removes_its_folder(setup, qtbot) ->
     from qtpy.QtCore import QCoreApplication, QEvent
 
     viewer, widget, labels = setup
-    widget.slices_combo.setCurrentText(NON_EMPTY)
-    widget.epochs_spin.setValue(500)
-    widget.batch_spin.setValue(1)
-    assert widget.start(), widget.status.text()
-    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
+    _start_long_run(qtbot, widget)
     proc = widget.process
     folder = proc.run_dir
     assert proc.is_alive() and folder.is_dir()
@@ -455,11 +457,7 @@ def test_closing_only_the_panel_ends_the_run_and_removes_its_folder(setup, qtbot
     import os
 
     viewer, widget, labels = setup
-    widget.slices_combo.setCurrentText(NON_EMPTY)
-    widget.epochs_spin.setValue(500)
-    widget.batch_spin.setValue(1)
-    assert widget.start(), widget.status.text()
-    qtbot.waitUntil(lambda: len(widget.plot.losses) >= 1, timeout=120000)
+    _start_long_run(qtbot, widget)
     proc = widget.process
     folder = proc.run_dir
     assert proc.is_alive() and folder.is_dir()

@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import QTimer
 
 from napari_l2gnet._session import same_layer, session_for
-from napari_l2gnet.testing import dock, open_scan, write_scan
+from napari_l2gnet.testing import dock, dock_segment, open_scan, write_scan
 from napari_l2gnet.widgets.explain import bucket_table, vote_texts
 from napari_l2gnet.widgets.segment import SegmentWidget
 
@@ -16,9 +16,7 @@ TIMEOUT_MS = 60_000
 
 
 def _segment(qtbot, viewer, checkpoint, **choices) -> SegmentWidget:
-    widget = dock(viewer, "Segment")
-    widget.set_checkpoint(checkpoint)
-    widget.device_combo.setCurrentText("cpu")
+    widget = dock_segment(viewer, checkpoint)
     widget.batch_spin.setValue(choices.get("batch", 2))
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
@@ -72,9 +70,7 @@ def test_cancel_stops_within_a_batch_and_adds_nothing(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     open_scan(viewer, write_scan(tmp_path / "long.nii.gz",
                                  np.random.default_rng(1).random((60, 32, 32), np.float32)))
-    widget = dock(viewer, "Segment")
-    widget.set_checkpoint(tiny_checkpoint)
-    widget.device_combo.setCurrentText("cpu")
+    widget = dock_segment(viewer, tiny_checkpoint)
     widget.batch_spin.setValue(1)
     batches = []
     widget.run()
@@ -125,9 +121,7 @@ def test_progress_is_the_panels_bar_not_naparis_activity_spinner(make_napari_vie
     viewer = make_napari_viewer()
     open_scan(viewer, write_scan(tmp_path / "ten.nii.gz",
                                  np.random.default_rng(3).random((10, 32, 32), np.float32)))
-    widget = dock(viewer, "Segment")
-    widget.set_checkpoint(tiny_checkpoint)
-    widget.device_combo.setCurrentText("cpu")
+    widget = dock_segment(viewer, tiny_checkpoint)
     widget.batch_spin.setValue(4)
     seen: list[tuple[int, int, int]] = []
     widget.run()
