@@ -207,6 +207,9 @@ class CheckpointMeta(Mapping):
             nnU-Net plans it); ``None``: resize to ``input_size`` whatever the pixel size
             (older checkpoints, and data without a voxel size).
         normalization: the intensity normalisation entry (``training.data.normalization``).
+        slice_context: 0: the grey slice repeated to the 3 input channels (the papers); 1:
+            the channels are the slice before, the slice and the slice after (2.5-D input;
+            docs/design.md, "Slice context"). Older checkpoints mean 0.
         encoder_weights: where the encoder's initial weights came from.
         training: the run's record (command, data, epochs, Dice...), free-form JSON.
         card: the model card (modality, intended use, ...).
@@ -221,6 +224,7 @@ class CheckpointMeta(Mapping):
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     normalization: Mapping[str, Any] = field(default_factory=lambda: {"kind": "none"})
     target_spacing_mm: tuple[float, float] | None = None
+    slice_context: int = 0
     encoder_weights: str | None = "random"
     training: Mapping[str, Any] = field(default_factory=dict)
     card: ModelCard = field(default_factory=ModelCard)
@@ -287,6 +291,9 @@ class CheckpointMeta(Mapping):
                                               MAX_SPACING_MM)) for t in target)
             if min(target) <= 0:
                 check.fail("target_spacing_mm", f"= {list(target)} must be > 0 mm")
+        context = check.integer(data.get("slice_context", 0), "slice_context", 0, 1)
+        if context and int(dict(config).get("in_channels", 3)) != 3:
+            check.fail("slice_context", "= 1 needs a model with 3 input channels")
         weights = data.get("encoder_weights", "random")
         if weights is not None:
             check.text(weights, "encoder_weights", MAX_STRING)
@@ -308,6 +315,7 @@ class CheckpointMeta(Mapping):
             input_size=size,  # type: ignore[arg-type]
             normalization=dict(norm),
             target_spacing_mm=target,  # type: ignore[arg-type]
+            slice_context=context,
             encoder_weights=weights,
             training=dict(training),
             card=card,
@@ -336,6 +344,8 @@ class CheckpointMeta(Mapping):
         )
         if self.target_spacing_mm is not None:  # absent, not null, in older files' JSON
             out["target_spacing_mm"] = [float(t) for t in self.target_spacing_mm]
+        if self.slice_context:  # absent in older files' JSON and where it is 0
+            out["slice_context"] = int(self.slice_context)
         card = self.card.to_dict()
         if card:
             out["card"] = card

@@ -116,6 +116,11 @@ def add_parser(sub) -> None:
                         "drawn among the slices where a class is small (area in its lowest "
                         "quartile over the training slices; the class drawn uniformly): the "
                         "apical and end-systolic slices of a heart; 0 = plain epochs")
+    p.add_argument("--slice-context", type=int, choices=(0, 1),
+                   help="1: the model sees each slice between its neighbours (the slice "
+                        "before and after as input channels 1 and 3; a --from checkpoint "
+                        "trained without them starts predicting exactly as before); 0: the "
+                        "slice alone (the papers). Default: the --from checkpoint's, else 0")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)
@@ -171,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.oversample_small <= 10:
         raise ValueError(f"--oversample-small {args.oversample_small}: give a share between 0 "
                          "and 10 (e.g. 0.5)")
+    if args.slice_context == 0 and args.from_checkpoint:
+        from src_model import read_checkpoint_meta
+
+        if read_checkpoint_meta(args.from_checkpoint).slice_context:
+            raise ValueError(f"{args.from_checkpoint} was trained with slice context and "
+                             "cannot be trained without it: leave --slice-context out")
     preset = resolve_preset(args.model)
     model_name, loss = preset.model, preset.loss_config()
     if args.from_checkpoint:
@@ -190,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, max_steps=args.max_steps, loss=loss,
         out_dir=args.out_dir, resume=args.resume, overwrite=args.overwrite,
         num_workers=args.num_workers, freeze_batchnorm=args.freeze_bn,
+        slice_context=args.slice_context,
     )
     with distributed_session(args.device) as dist:
         setup = prepare_run(

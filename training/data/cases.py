@@ -45,6 +45,25 @@ class Slice:
     label: np.ndarray
     source: str = ""
     spacing: tuple[float, float] | None = None  # in-plane mm (H, W); None: unknown
+    # the slices before and after it in its volume (the slice itself at the volume's ends),
+    # for models that see slice context (docs/design.md, "Slice context"); None: unknown
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def neighbour_slices(volume: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slices ``index - 1`` and ``index + 1`` of a (S, H, W) volume, the slice itself where
+    one is outside it (views, no copies)."""
+    last = volume.shape[0] - 1
+    return volume[max(0, index - 1)], volume[min(last, index + 1)]
+
+
+def with_context(slices: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """(stop - start, 3, H, W): slices ``start..stop`` of a (S, H, W) stack, each between its
+    neighbours (``neighbour_slices``): the input of a model with slice context."""
+    index = np.arange(start, stop)
+    last = slices.shape[0] - 1
+    return np.stack([slices[np.maximum(index - 1, 0)], slices[index],
+                     slices[np.minimum(index + 1, last)]], axis=1)
 
 
 def cases_to_slices(cases: Iterable[Case], only_labelled: bool = False) -> list[Slice]:
@@ -56,7 +75,8 @@ def cases_to_slices(cases: Iterable[Case], only_labelled: bool = False) -> list[
                 continue
             plane = None if case.spacing is None else (float(case.spacing[1]),
                                                        float(case.spacing[2]))
-            out.append(Slice(case.image[i], case.label[i], f"{case.name}:{i}", plane))
+            out.append(Slice(case.image[i], case.label[i], f"{case.name}:{i}", plane,
+                             neighbour_slices(case.image, i)))
     return out
 
 
@@ -88,4 +108,5 @@ def slices_from_arrays(
     bad = [i for i in annotated if not 0 <= i < lab.shape[0]]
     if bad:
         raise ValueError(f"Annotated slice indices {bad} are outside 0..{lab.shape[0] - 1}")
-    return [Slice(image[i], lab[i], f"slice {i}") for i in sorted(annotated)]
+    return [Slice(image[i], lab[i], f"slice {i}", neighbours=neighbour_slices(image, i))
+            for i in sorted(annotated)]

@@ -7,6 +7,11 @@ as inference does) and a window of the input size is cut from it, or it is padde
 (docs/design.md, "Physical scale"). The window is centred on a voxel of a foreground class
 ``foreground_oversample`` of the time (nnU-Net's foreground oversampling; the class drawn
 uniformly among those present, so a rare class is centred as often as a large one).
+
+With ``slice_context`` the input is the slice between its neighbours (channels: the slice
+before, the slice, the slice after; docs/design.md, "Slice context"), every channel
+transformed alike; the neighbours swap places half the time when augmenting, so the model
+does not learn which way the stack runs (scans open with their slices in either order).
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ def fit_window(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
     """A ``size`` window of a slice: cut (around ``focus`` when given, else at random; the
     centre without ``rng``) where the slice is larger, padded with 0 (placed at random; in
     the middle without ``rng``) where it is smaller."""
-    out_img = np.zeros(size, np.float32)
+    out_img = np.zeros((*image.shape[:-2], *size), np.float32)
     out_lab = np.zeros(size, label.dtype)
     src, dst = [], []
-    for n, w, f in zip(image.shape, size, focus or (None, None), strict=True):
+    for n, w, f in zip(label.shape, size, focus or (None, None), strict=True):
         if n <= w:
             start = (w - n) // 2 if rng is None else int(rng.integers(0, w - n + 1))
             src.append(slice(0, n))
@@ -43,7 +48,7 @@ def fit_window(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
                 start = (n - w) // 2 if rng is None else int(rng.integers(0, n - w + 1))
             src.append(slice(start, start + w))
             dst.append(slice(0, w))
-    out_img[tuple(dst)] = image[tuple(src)]
+    out_img[(..., *dst)] = image[(..., *src)]
     out_lab[tuple(dst)] = label[tuple(src)]
     return out_img, out_lab
 
@@ -61,7 +66,8 @@ def foreground_focus(label: np.ndarray, rng: np.random.Generator) -> tuple[int, 
 
 
 class SliceDataset(Dataset):
-    """Augments (optionally), resizes to ``input_size`` and repeats the grey slice to channels.
+    """Augments (optionally), resizes to ``input_size`` and repeats the grey slice to channels
+    (with ``slice_context``: stacks it between its neighbours).
 
     Augmentation draws from a generator seeded by ``(seed, epoch, index)`` so a run is
     reproducible whatever the worker count; call ``set_epoch`` each epoch.
@@ -70,7 +76,7 @@ class SliceDataset(Dataset):
     def __init__(self, slices: Sequence[Slice], input_size: tuple[int, int],
                  augment: str = "transunet", in_channels: int = 3, seed: int = 0,
                  target_spacing: tuple[float, float] | None = None,
-                 foreground_oversample: float = 0.33):
+                 foreground_oversample: float = 0.33, slice_context: bool = False):
         if not slices:
             raise ValueError("No training slices: give at least one annotated slice")
         self.slices = list(slices)
@@ -80,6 +86,10 @@ class SliceDataset(Dataset):
         self.seed = seed
         self.target_spacing = None if target_spacing is None else tuple(target_spacing)
         self.foreground_oversample = foreground_oversample
+        self.slice_context = slice_context
+        if slice_context and in_channels != 3:
+            raise ValueError(f"slice context needs a 3-channel model, this one takes "
+                             f"{in_channels}")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -90,26 +100,39 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.slices[index]
-        image, label = s.image, s.label
+        image, label = self._image(s, index), s.label
         if self.target_spacing is not None and s.spacing is not None:
-            image, label = self._physical(s, index)
+            image, label = self._physical(s, image, index)
         else:
             if self.augment != "none":
                 rng = np.random.default_rng((self.seed, self.epoch, index))
                 image, label = augment_pair(image, label, rng, self.augment)
             image, label = resize_pair(image, label, self.input_size)
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-        return x.expand(self.in_channels, -1, -1).contiguous(), torch.from_numpy(
-            np.ascontiguousarray(label).astype(np.int64))
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        x = x if x.ndim == 3 else x[None].expand(self.in_channels, -1, -1)
+        return x.contiguous(), torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
 
-    def _physical(self, s: Slice, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _image(self, s: Slice, index: int) -> np.ndarray:
+        """The slice, or (with slice context) the (3, H, W) stack around it, the neighbours
+        swapped half the time when augmenting."""
+        if not self.slice_context:
+            return s.image
+        before, after = s.neighbours or (s.image, s.image)
+        if self.augment != "none" and np.random.default_rng(
+                (self.seed, self.epoch, index, 1)).random() < 0.5:
+            before, after = after, before
+        return np.stack([before, s.image, after]).astype(np.float32, copy=False)
+
+    def _physical(self, s: Slice, image: np.ndarray,
+                  index: int) -> tuple[np.ndarray, np.ndarray]:
         """Resample to the target pixel size (times the scale augmentation's zoom), augment,
         and cut or pad an input-sized window (module docstring)."""
         rng = np.random.default_rng((self.seed, self.epoch, index))
         zoom = random_zoom(rng) if self.augment in SCALED and rng.random() > 0.5 else 1.0
         size = resampled_size(s.image.shape, s.spacing, self.target_spacing, zoom)
-        image = resample(torch.from_numpy(np.ascontiguousarray(s.image, np.float32))[None, None],
-                         size)[0, 0].numpy()
+        stack = np.ascontiguousarray(image, np.float32).reshape(-1, *s.image.shape)
+        image = resample(torch.from_numpy(stack)[None], size)[0].numpy()
+        image = image if image.shape[0] > 1 else image[0]
         label = resample(torch.from_numpy(np.ascontiguousarray(s.label).astype(np.int64))[
             None, None], size, labels=True)[0, 0].numpy().astype(s.label.dtype)
         if self.augment != "none":

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,15 +56,40 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return replace_non_finite(image, path), check_labels(label, path)
 
 
+_SLICE_NAME = re.compile(r"^(?P<volume>.+)_slice_(?P<index>\d+)$")
+
+
 def read_acdc_slices(folder: str | Path, list_file: str | Path | None = None) -> list[Slice]:
-    """2-D training slices (``image`` (H, W) in [0, 1], ``label``), e.g. acdc/train_slices."""
+    """2-D training slices (``image`` (H, W) in [0, 1], ``label``), e.g. acdc/train_slices.
+
+    Files named ``<volume>_slice_<n>.h5`` (the ACDC layout) also get their neighbours,
+    slices n - 1 and n + 1 of the same volume among the files read (the slice itself where
+    one is missing), for models with slice context."""
     out = []
     for path in _files(folder, "*.h5", list_file):
         image, label = _read_h5(path)
         if image.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D slice, got shape {image.shape}")
         out.append(Slice(image, label, path.stem))
+    _link_neighbours(out)
     return out
+
+
+def _link_neighbours(slices: list[Slice]) -> None:
+    """Set ``neighbours`` of slices named ``<volume>_slice_<n>`` from their namesakes n +- 1
+    (only a neighbour of the same in-plane shape counts)."""
+    by_key = {}
+    for s in slices:
+        m = _SLICE_NAME.match(s.source)
+        if m:
+            by_key[m["volume"], int(m["index"])] = s
+    for (volume, index), s in by_key.items():
+        pair = []
+        for k in (index - 1, index + 1):
+            other = by_key.get((volume, k))
+            pair.append(other.image if other is not None and other.image.shape == s.image.shape
+                        else s.image)
+        s.neighbours = (pair[0], pair[1])
 
 
 def read_h5_volumes(folder: str | Path, list_file: str | Path | None = None) -> list[Case]:

@@ -2,6 +2,9 @@
 
 Half the time a random rot90 + flip, else half the time a rotation within +-20 degrees; then
 resize to the model input (image cubic, labels nearest). scipy.ndimage does the work.
+
+Images are (H, W) or a (C, H, W) stack (a slice between its neighbours, for models with
+slice context): every channel gets the same in-plane transform.
 """
 
 from __future__ import annotations
@@ -13,24 +16,26 @@ from scipy import ndimage
 def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
     k = int(rng.integers(0, 4))
     axis = int(rng.integers(0, 2))
-    image, label = np.rot90(image, k), np.rot90(label, k)
-    return np.flip(image, axis).copy(), np.flip(label, axis).copy()
+    image, label = np.rot90(image, k, axes=(-2, -1)), np.rot90(label, k)
+    return np.flip(image, axis - 2).copy(), np.flip(label, axis).copy()
 
 
 def random_rotate(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
                   max_degrees: float = 20.0):
     angle = float(rng.uniform(-max_degrees, max_degrees))
-    image = ndimage.rotate(image, angle, order=1, reshape=False, mode="nearest")
+    image = ndimage.rotate(image, angle, axes=(image.ndim - 1, image.ndim - 2), order=1,
+                           reshape=False, mode="nearest")
     label = ndimage.rotate(label, angle, order=0, reshape=False, mode="constant", cval=0)
     return image, label
 
 
 def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]):
     """Image with cubic, labels with nearest interpolation, to ``size`` (H, W)."""
-    if image.shape == tuple(size):
+    if image.shape[-2:] == tuple(size):
         return image, label
-    factors = (size[0] / image.shape[0], size[1] / image.shape[1])
-    image = ndimage.zoom(image, factors, order=3, mode="nearest", grid_mode=True)
+    factors = (size[0] / label.shape[0], size[1] / label.shape[1])
+    image = ndimage.zoom(image, (1,) * (image.ndim - 2) + factors, order=3, mode="nearest",
+                         grid_mode=True)
     label = ndimage.zoom(label, factors, order=0, mode="nearest", grid_mode=True)
     return np.clip(image, 0.0, 1.0), label
 
@@ -47,10 +52,14 @@ def random_zoom(rng: np.random.Generator, low: float = SCALE_RANGE[0],
 def zoom_about_centre(image: np.ndarray, label: np.ndarray, factor: float):
     """Enlarge (``factor`` > 1) or shrink the content about the slice centre, same shape:
     image linear (edges repeated), labels nearest (0 outside)."""
-    centre = (np.asarray(image.shape, float) - 1) / 2
+    centre = (np.asarray(label.shape, float) - 1) / 2
     matrix = np.eye(2) / factor
     offset = centre - matrix @ centre
-    image = ndimage.affine_transform(image, matrix, offset, order=1, mode="nearest")
+    if image.ndim == 3:
+        image = np.stack([ndimage.affine_transform(c, matrix, offset, order=1, mode="nearest")
+                          for c in image])
+    else:
+        image = ndimage.affine_transform(image, matrix, offset, order=1, mode="nearest")
     label = ndimage.affine_transform(label, matrix, offset, order=0, mode="constant", cval=0)
     return image, label
 

@@ -452,7 +452,7 @@ def run_finetune(
     """
     from src_model import load_checkpoint
 
-    from ..data.cases import Slice
+    from ..data.cases import Slice, neighbour_slices
     from ..data.physical_scale import fill_spacing, median_spacing
     from ..data.sampling import balanced_repeats, class_weights
     from ..fitting.run_setup import prepare_run
@@ -529,12 +529,12 @@ def run_finetune(
         overwrite=overwrite, resume=resume)
     slices, pseudo = [], 0
     for v, pred in zip(volumes, before, strict=True):
-        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing)
-                   for i in v.corrected]
+        slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing,
+                         neighbour_slices(v.image, i)) for i in v.corrected]
         count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
         for i in pseudo_slice_indices(v.uncorrected, count):
             slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)",
-                                v.spacing))
+                                v.spacing, neighbour_slices(v.image, i)))
             pseudo += 1
     n_base = len(slices)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from src_model import load_checkpoint, save_checkpoint
+from src_model.slice_context import add_slice_context
 
 from ..data import Case, Slice, SliceDataset
 from ..data.transforms import AUGMENTATIONS
@@ -78,6 +79,9 @@ class TrainConfig:
     a pixel size are resampled to it (``training.data.physical_scale``) and the checkpoints record
     it; None: every slice is resized to ``input_size``. ``foreground_oversample``: the share
     of windows centred on a foreground voxel (when a resampled slice is larger than the input).
+    ``slice_context``: 1 feeds each slice between its neighbours (docs/design.md, "Slice
+    context"; a checkpoint without it is converted so it starts predicting as before), 0 the
+    slice alone; None: the starting checkpoint's (0 for a new model).
     """
 
     epochs: int = 10
@@ -102,6 +106,7 @@ class TrainConfig:
     freeze_batchnorm: bool = False
     target_spacing_mm: tuple[float, float] | None = None
     foreground_oversample: float = 0.33
+    slice_context: int | None = None
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(s) for s in self.input_size)
@@ -113,6 +118,8 @@ class TrainConfig:
         if not 0.0 <= self.foreground_oversample <= 1.0:
             raise ValueError(f"foreground_oversample must be in [0, 1], got "
                              f"{self.foreground_oversample}")
+        if self.slice_context not in (None, 0, 1):
+            raise ValueError(f"slice_context must be 0 or 1, got {self.slice_context}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -188,7 +195,7 @@ def check_training_data(slices: Sequence[Slice], val_cases: Sequence[Case],
 
 def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequence[str],
              input_size: tuple[int, int], device: torch.device, batch_size: int,
-             target_spacing_mm: Sequence[float] | None = None) -> dict:
+             target_spacing_mm: Sequence[float] | None = None, slice_context: int = 0) -> dict:
     """Mean Dice per foreground class over ``cases`` (volumes, already in [0, 1]), segmented
     at ``target_spacing_mm`` where a case has a voxel size (as inference will)."""
     scores: dict[str, list[float]] = {name: [] for name in class_names[1:]}
@@ -196,7 +203,8 @@ def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequenc
         pred = predict_volume(case.image, model, input_size=input_size, device=device,
                               batch_size=batch_size, spacing=case.spacing,
                               metadata={"normalization": {"kind": "none"},
-                                        "target_spacing_mm": target_spacing_mm})
+                                        "target_spacing_mm": target_spacing_mm,
+                                        "slice_context": slice_context})
         for c, name in enumerate(class_names[1:], start=1):
             truth = case.label == c
             if truth.any() or (pred.labels == c).any():
@@ -205,6 +213,21 @@ def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequenc
     valid = [v for v in out.values() if not np.isnan(v)]
     out["mean"] = float(np.mean(valid)) if valid else float("nan")
     return out
+
+
+def _slice_context(model: torch.nn.Module, meta: Mapping[str, Any], wanted: int | None,
+                   from_checkpoint: bool) -> int:
+    """The run's slice context (``TrainConfig.slice_context``); a checkpoint trained without
+    it is converted in place (``src_model.slice_context``) when it is asked for."""
+    start = int(meta.get("slice_context") or 0)
+    if wanted is None:
+        return start
+    if start and not wanted:
+        raise ValueError("This checkpoint was trained with slice context; it cannot be "
+                         "trained without it (leave --slice-context out)")
+    if wanted and not start and from_checkpoint:
+        add_slice_context(model)
+    return int(wanted)
 
 
 def _json_ready(val: dict[str, float] | None) -> dict[str, float | None] | None:
@@ -268,6 +291,8 @@ class Trainer:
             self.inputs.append(str(model_or_checkpoint))
         else:
             model, self.base_meta = model_or_checkpoint, dict(metadata or {})
+        self.slice_context = _slice_context(model, self.base_meta, cfg.slice_context,
+                                            from_checkpoint=bool(self.inputs))
         self.model = model
         num_classes = model.num_classes
         self.class_names = list(self.base_meta.get("class_names") or
@@ -287,7 +312,8 @@ class Trainer:
         self.dataset = SliceDataset(train_slices, cfg.input_size, augment=cfg.augment,
                                     in_channels=model.in_channels, seed=cfg.seed,
                                     target_spacing=cfg.target_spacing_mm,
-                                    foreground_oversample=cfg.foreground_oversample)
+                                    foreground_oversample=cfg.foreground_oversample,
+                                    slice_context=bool(self.slice_context))
         self.sampler = EpochSampler(self.dataset, self.dist, cfg.seed)
         per_rank = self.sampler.num_samples
         self.drop_last = per_rank > cfg.batch_size
@@ -430,7 +456,8 @@ class Trainer:
         val = None
         if self.dist.is_main:
             val = validate(self.model, self.val_cases, self.class_names, cfg.input_size,
-                           self.device, cfg.batch_size, cfg.target_spacing_mm)
+                           self.device, cfg.batch_size, cfg.target_spacing_mm,
+                           self.slice_context)
         self.dist.barrier()
         self._train_mode()
         return val
@@ -443,6 +470,7 @@ class Trainer:
         meta["input_size"] = list(cfg.input_size)
         if cfg.target_spacing_mm is not None:
             meta["target_spacing_mm"] = list(cfg.target_spacing_mm)
+        meta["slice_context"] = self.slice_context
         meta["class_names"] = self.class_names
         meta["training"] = {
             **dict(self.base_meta.get("training") or {}),

@@ -31,6 +31,7 @@ from scan_io.checks import replace_non_finite
 from src_model import CheckpointMeta
 from src_model.checkpoint_meta import DEFAULT_INPUT_SIZE
 
+from ..data.cases import with_context
 from ..data.normalization import IntensityNormalization, normalize
 from ..data.physical_scale import SliceGeometry, in_plane_spacing, plan_geometry
 from .model_handle import open_model
@@ -191,12 +192,14 @@ class SliceForward:
     def __call__(self, batch: np.ndarray, device: torch.device) -> BatchOutput:
         model, size, orig, cfg = self.model, self.size, self.slice_size, self.settings
         geo = self.geometry
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)[:, None]
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+        x = x[:, None] if x.ndim == 3 else x  # (B, H, W) slices, or (B, 3, H, W) with context
         if geo is not None:
             x = geo.windows(geo.to_canvas(x))
         elif tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-        x = x.expand(-1, model.in_channels, -1, -1)
+        if x.shape[1] == 1:
+            x = x.expand(-1, model.in_channels, -1, -1)
         with torch.autocast(device.type, dtype=torch.float16,
                             enabled=cfg.amp and device.type == "cuda"):
             out = model(x)
@@ -393,6 +396,13 @@ class SliceInferer:
                 bs = max(1, bs // len(geometry.tiles))
             model.to(dev)
             forward = SliceForward(model, size, (height, width), cfg, geometry)
+            context = int(_metadata_entry(self.metadata, "slice_context") or 0)
+
+            def batch_of(start: int, stop: int) -> np.ndarray:
+                """Slices start..stop; with slice context each between its neighbours (a
+                lone 2-D slice is its own neighbour)."""
+                return with_context(slices, start, stop) if context else slices[start:stop]
+
             fallback = OutOfMemoryFallback(model, bs, dev)
 
             num_classes = model.num_classes
@@ -407,7 +417,7 @@ class SliceInferer:
                 if cancel is not None and cancel():
                     raise PredictionCancelled(f"Prediction cancelled after {start} of {n} slices")
                 stop, out = fallback.run(lambda b, d, s=start: (
-                    min(n, s + b), forward(slices[s:min(n, s + b)], d)))
+                    min(n, s + b), forward(batch_of(s, min(n, s + b)), d)))
                 labels[start:stop] = out.labels
                 if probs is not None:
                     probs[:, start:stop] = out.probabilities
