@@ -93,9 +93,12 @@ class SegmentWidget(QWidget):
         on_panel_closed(self, self._close)
 
     def _close(self) -> None:
-        """The dock was closed: stop following the session (the image picker lets go of the
-        viewer by itself). The edit marks on result layers stay: they protect the user's
-        corrections whichever panel is open."""
+        """The dock was closed: a run still going is cancelled after its batch in flight (no
+        layer is written by a panel the user closed), and the panel stops following the
+        session (the image picker lets go of the viewer by itself). The edit marks on result
+        layers stay: they protect the user's corrections whichever panel is open."""
+        if self.worker is not None:
+            self.worker.quit()
         self.session.checkpoint_changed.disconnect(self._on_session_checkpoint)
 
     def _build(self) -> None:

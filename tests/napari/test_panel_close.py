@@ -96,3 +96,24 @@ def test_a_closed_panel_stops_following_the_layers(make_napari_viewer, tmp_path,
                        for k in range(other.labels_combo.count())]
     assert "renamed mask" in [other.labels_combo.itemText(k)
                               for k in range(other.labels_combo.count())]
+
+
+def test_closing_segment_mid_run_cancels_it(make_napari_viewer, qtbot, tmp_path,
+                                            tiny_checkpoint) -> None:
+    """A run going when Segment's dock is closed stops after its batch in flight: no labels
+    layer appears from a panel the user closed."""
+    from napari_l2gnet.testing import dock_segment
+
+    viewer = make_napari_viewer()
+    scan = write_scan(tmp_path / "scan.nii.gz", np.random.default_rng(0).integers(
+        -200, 300, (1000, 32, 32)).astype(np.int16))
+    open_scan(viewer, scan)
+    panel = dock_segment(viewer, tiny_checkpoint)
+    panel.batch_spin.setValue(1)
+    panel.run()
+    qtbot.waitUntil(lambda: panel.progress_bar.value() >= 1, timeout=60_000)
+    viewer.window.remove_dock_widget(panel)
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert panel.progress_bar.value() < 1000
+    assert [layer.name for layer in viewer.layers] == ["scan"]
+    assert panel.status.text().startswith("Cancelled")
