@@ -39,18 +39,22 @@ VOXEL_ML = 1.5625 * 1.5625 * 10 / 1000
 
 
 def _indices(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict:
-    """EF/EDV/mass errors over patients (model minus expert)."""
+    """EF/EDV/mass errors over patients (model minus expert), and the EFs' Pearson
+    correlation with the experts' (the agreement figure the ACDC challenge reports)."""
     from training.evaluation.measure import CardiacClasses, cardiac_indices
 
     classes = CardiacClasses(lv=3, rv=1, myo=2)
     patients = sorted({n.split("_")[0] for n in labels})
     errs: dict[str, list[float]] = {k: [] for k in (
         "LV_EF", "RV_EF", "LV_EDV_rel", "LV_ESV_rel", "RV_EDV_rel", "Myo_mass_rel")}
+    pairs: dict[str, list[tuple[float, float]]] = {"LV_EF": [], "RV_EF": []}
     for p in patients:
         got = cardiac_indices(labels[f"{p}_frame01"], labels[f"{p}_frame02"], classes,
                               VOXEL_ML)
         ref = cardiac_indices(truth[f"{p}_frame01"], truth[f"{p}_frame02"], classes,
                               VOXEL_ML)
+        pairs["LV_EF"].append((got.lv.ef_percent, ref.lv.ef_percent))
+        pairs["RV_EF"].append((got.rv.ef_percent, ref.rv.ef_percent))
         errs["LV_EF"].append(got.lv.ef_percent - ref.lv.ef_percent)
         errs["RV_EF"].append(got.rv.ef_percent - ref.rv.ef_percent)
         errs["LV_EDV_rel"].append((got.lv.edv_ml - ref.lv.edv_ml) / ref.lv.edv_ml)
@@ -65,6 +69,8 @@ def _indices(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dic
         unit = "_pct" if key.endswith("_rel") else "_points"
         out[f"{name}_mae{unit}"] = round(float(np.abs(v).mean() * scale), 2)
         out[f"{name}_bias{unit}"] = round(float(v.mean() * scale), 2)
+    for key, values in pairs.items():
+        out[f"{key}_corr"] = round(float(np.corrcoef(np.asarray(values).T)[0, 1]), 3)
     return out
 
 

@@ -1,7 +1,8 @@
 """Make docs/screenshots/acdc_mri.png: the shipped cardiac MRI model on a real ACDC volume.
 
 Opens an ACDC validation volume (a patient the model never saw in training) from
-``../shared/data/acdc/val_volumes`` in napari, docks Segment, picks the shipped
+``../shared/data/acdc/val_volumes`` in napari, docks Segment through the plugin's manifest
+(as *Plugins > L2GNet segmentation* does), picks the shipped
 "ACDC cine MRI" model in its chooser, segments through the widget as a user would, and
 saves the whole window: the model's labels filled, the expert's reference as outlines.
 Prints one JSON line with this volume's Dice per class. From the repository root:
@@ -32,9 +33,7 @@ import napari_l2gnet.widgets  # noqa: F401  (guards triton before any GL context
 from napari_l2gnet._layer_record import read_record
 from napari_l2gnet.demo import show_clearest_organ_bucket
 from napari_l2gnet.models import ACDC_MRI_CHECKPOINT
-from napari_l2gnet.testing import process_events_until
-from napari_l2gnet.widgets.explain import ExplainWidget
-from napari_l2gnet.widgets.segment import SegmentWidget
+from napari_l2gnet.testing import dock, process_events_until
 from training.evaluation.metrics import score_case
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,8 +44,7 @@ OUT_EXPLAIN = Path(__file__).resolve().parent / "acdc_explain.png"
 
 def show_heart_bucket(viewer, pred) -> dict:
     """Dock Explain on ``pred`` and show the plan of its clearest heart bucket."""
-    explain = ExplainWidget(viewer)
-    viewer.window.add_dock_widget(explain, name="Explain", area="right", tabify=True)
+    explain = dock(viewer, "Explain")
     r, j = show_clearest_organ_bucket(explain, pred)
     return {"reference": r, "bucket": j}
 
@@ -67,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1500, 950)
     layer = viewer.add_image(image, name=f"ACDC {args.case}", colormap="gray")
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment", area="right")
+    widget = dock(viewer, "Segment")
     index = widget.model_combo.findData(str(args.checkpoint))
     if index >= 0:  # the shipped model, chosen in the list as a user would
         widget.model_combo.setCurrentIndex(index)
