@@ -234,3 +234,46 @@ def test_fine_tune_keeps_the_start_pixel_size(tmp_path) -> None:
                  FinetuneSettings(**QUICK), tmp_path / "run")
     assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1].target_spacing_mm == \
         (2.0, 2.0)
+
+
+def test_fitted_window_and_epoch_samples() -> None:
+    """The taught model's window holds the corrected slices at the model's pixel size (a
+    3 mm CT of 101 x 122 pixels: 128, not 224); an epoch gets the area saved as samples."""
+    from training.finetuning.finetune import epoch_samples, fitted_window
+
+    ct = CorrectedVolume("ct", np.zeros((30, 101, 122), np.float32),
+                         np.zeros((30, 101, 122), np.uint8), [1], spacing=(3.0, 3.0))
+    assert fitted_window([ct], (3.0, 3.0), (224, 224)) == (128, 128)
+    assert fitted_window([ct], (1.5, 1.5), (224, 224)) == (224, 224)  # 244 px: capped
+    assert fitted_window([ct], (6.0, 6.0), (224, 224)) == (112, 112)  # half the input
+    plain = CorrectedVolume("plain", ct.image, ct.labels, [1])
+    assert fitted_window([ct, plain], (3.0, 3.0), (224, 224)) == (224, 224)
+    assert epoch_samples(128, (224, 224), (128, 128)) == 392
+    assert epoch_samples(128, (224, 224), (224, 224)) == 128
+    assert epoch_samples(100, (224, 224), (96, 96)) == 400  # at most 4x
+
+
+def test_fine_tune_trains_in_the_fitted_window(tmp_path) -> None:
+    """A start with a 64-pixel input, a scan of 32 x 32 pixels at its pixel size: the taught
+    model works in a 32-pixel window with four times the samples an epoch (the area saved);
+    ``window="model"`` keeps the start's input size."""
+    from src_model import build_model, load_checkpoint, save_checkpoint
+    from src_model.testing import tiny_config
+
+    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
+    start = save_checkpoint(tmp_path / "start.safetensors", model,
+                            {"class_names": ["background", "a", "b"], "input_size": [64, 64],
+                             "normalization": {"kind": "none"},
+                             "target_spacing_mm": [1.0, 1.0]})
+    image, labels = two_squares()
+    events = []
+    run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
+                 FinetuneSettings(epochs=1, samples_per_epoch=2, batch_size=2),
+                 tmp_path / "run", callback=events.append)
+    meta = load_checkpoint(tmp_path / "run" / "last.safetensors")[1]
+    assert meta.input_size == (32, 32)
+    assert sum(e.kind == "step" for e in events) == 4  # 2 samples x (64 / 32) ** 2 / batch 2
+    run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
+                 FinetuneSettings(epochs=1, samples_per_epoch=2, batch_size=2, window="model"),
+                 tmp_path / "model")
+    assert load_checkpoint(tmp_path / "model" / "last.safetensors")[1].input_size == (64, 64)

@@ -79,6 +79,10 @@ def add_parser(sub) -> None:
                    help="keep the encoder and bottleneck as they are (only the decoder and "
                    "head learn); default: when --class-names adds classes, or when the "
                    "starting model already agrees with the corrections (Dice >= 0.5)")
+    p.add_argument("--window", choices=("fit", "model"), default=d.window,
+                   help="'fit' (default): train and segment with the smallest window that "
+                        "holds these scans at the model's pixel size, with proportionally "
+                        "more samples an epoch; 'model': the starting model's input size")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-steps", type=int)

@@ -73,6 +73,12 @@ class FinetuneSettings:
     class_weight_cap: float = 10.0  # ... within [1 / cap, cap]
     plan_terms: bool = True  # the bucket and vote loss terms at the checkpoint's weights
     weighted_votes: bool = False  # the vote term weighted by the class weights too
+    window: str = "fit"  # the taught model's input window: "fit" (the smallest stride
+    #   multiple that holds the largest corrected slice at the model's pixel size, at most
+    #   the start's input size; an epoch then has samples_per_epoch x the area saved, at
+    #   most 4x: the same pixels, so about the same time, in more steps) or "model" (the
+    #   start's input size). A 3 mm CT: 128 instead of 224 px, 392 samples an epoch, the
+    #   pancreas learned (docs/results-teaching.md)
     scale: str = "median"  # the pixel size of a model without one: "median" (the
     #   corrected scans' median) or "fill" (``physical_scale.fill_spacing``)
     dice_present_only: bool = False  # the Dice term over the classes present in the batch
@@ -91,6 +97,8 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0")
+        if self.window not in ("fit", "model"):
+            raise ValueError(f"window must be 'fit' or 'model', got {self.window!r}")
         if self.samples_per_epoch < 1:
             raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
         if not self.keep_weight >= 0:
@@ -422,6 +430,34 @@ def finetune_loss(meta: dict[str, Any], class_weights: Sequence[float] | None = 
                       dice_present_only=dice_present_only, weighted_votes=weighted_votes)
 
 
+def fitted_window(volumes, target: Sequence[float], limit: Sequence[int],
+                  stride: int = 16) -> tuple[int, int]:
+    """The smallest square window, a multiple of ``stride``, that holds every corrected
+    volume's slices resampled to ``target`` mm, at least half of ``limit`` and at most
+    ``limit`` (training on windows that are mostly padding costs steps for nothing)."""
+    from ..data.physical_scale import resampled_size
+
+    side = 0
+    for v in volumes:
+        if v.spacing is None:
+            return tuple(limit)  # type: ignore[return-value]
+        side = max(side, *resampled_size(v.image.shape[1:], v.spacing, target))
+    floor = stride * math.ceil(max(limit) / 2 / stride)  # enough tokens for the bottleneck
+    side = stride * math.ceil(max(side, floor) / stride)
+    return (min(side, int(limit[0])), min(side, int(limit[1])))
+
+
+MAX_WINDOW_GAIN = 4.0
+"""At most this many times ``samples_per_epoch`` when the window shrinks (``epoch_samples``)."""
+
+
+def epoch_samples(samples: int, start_size: Sequence[int], window: Sequence[int]) -> int:
+    """Samples an epoch: ``samples`` at the start's input size, times the area a smaller
+    window saves (at most ``MAX_WINDOW_GAIN``), so a round costs about the same time."""
+    gain = (start_size[0] * start_size[1]) / (window[0] * window[1])
+    return int(round(samples * min(MAX_WINDOW_GAIN, max(1.0, gain))))
+
+
 def run_finetune(
     checkpoint: str | Path,
     volumes: Sequence[CorrectedVolume],
@@ -483,12 +519,16 @@ def run_finetune(
                      input_size) if settings.scale == "fill" else
         median_spacing([v.spacing for v in volumes]))
     target = None if target is None else tuple(float(t) for t in target)
+    start_size = input_size
+    if settings.window == "fit" and target is not None:
+        input_size = fitted_window(volumes, target, input_size)
     plain = {"normalization": {"kind": "none"},  # volumes are normalised already
              "target_spacing_mm": target}
 
     def segment(net, targeted: bool = True) -> list[np.ndarray]:
         info = plain if targeted else {**plain, "target_spacing_mm": None}
-        return [predict_volume(v.image, net, input_size=input_size, device=device,
+        size = input_size if net is not model else start_size
+        return [predict_volume(v.image, net, input_size=size, device=device,
                                batch_size=settings.batch_size, metadata=info,
                                spacing=v.spacing).labels
                 for v in volumes]
@@ -539,11 +579,12 @@ def run_finetune(
             pseudo += 1
     n_base = len(slices)
 
+    samples = epoch_samples(settings.samples_per_epoch, start_size, input_size)
     if settings.class_balance:  # every painted class in about as many samples
-        order = balanced_repeats([s.label for s in slices], settings.samples_per_epoch)
+        order = balanced_repeats([s.label for s in slices], samples)
         slices = [slices[i] for i in order]
     else:
-        slices = slices * max(1, math.ceil(settings.samples_per_epoch / len(slices)))
+        slices = slices * max(1, math.ceil(samples / len(slices)))
     per_epoch = (len(slices) // cfg.batch_size if len(slices) > cfg.batch_size
                  else 1)  # as fit's DataLoader counts (drop_last when there is more)
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(
