@@ -5,8 +5,9 @@ What a user meets: the real abdominal CT of ``../shared/data/ct_abdomen`` (122 x
 Segment panel (the demo model was trained on phantoms and misses this scan), six slices
 "corrected" (1, 6, 12, 17, 23, 28, as in docs/results-teaching.md) by copying the reference
 labels beside the scan (TotalSegmentator's, standing in for a radiologist's corrections) into
-the result layer with paint events, then Fine-tune with its default settings (320 steps; about
-5 CPU minutes) and a screenshot of the whole window with the panel scrolled to its result:
+the result layer with paint events, then Fine-tune with its default settings (980 steps
+in 128-pixel windows; about 5 CPU minutes) and a screenshot of the whole window with the
+panel scrolled to its result:
 per-class Dice on the corrected slices before and after (a painted class it did not learn,
 below 0.5, would be red with what to do; on this run none is), and Accept. The panels are
 docked as the Plugins menu does; the annotation store is a temporary folder.

@@ -61,8 +61,8 @@ class FinetuneSettings:
     lr: float = 1e-3
     batch_size: int = 4
     samples_per_epoch: int = 128  # the slices are repeated (augmented anew) to fill an
-    #   epoch: 320 steps in all, however few slices (about 2.5 minutes on 2 CPU cores); 64
-    #   and 32 fitted a real CT worse on every slice choice, the pancreas most
+    #   epoch at the model's input size (more in a smaller window: ``window``); 64 and 32
+    #   fitted a real CT worse on every slice choice, the pancreas most
     #   (docs/results-teaching.md)
     optimizer: str = "adamw"
     augment: str = "rotate_scale_intensity"  # never "transunet": its flips swap left and
