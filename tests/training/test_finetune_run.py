@@ -255,8 +255,8 @@ def test_fitted_window_and_epoch_samples() -> None:
 
 def test_fine_tune_trains_in_the_fitted_window(tmp_path) -> None:
     """A start with a 64-pixel input, a scan of 32 x 32 pixels at its pixel size: the taught
-    model works in a 32-pixel window with four times the samples an epoch (the area saved);
-    ``window="model"`` keeps the start's input size."""
+    model relearns in a 32-pixel window with four times the samples an epoch (the area
+    saved); ``window="model"``, or a body kept frozen, keeps the start's input size."""
     from src_model import build_model, load_checkpoint, save_checkpoint
     from src_model.testing import tiny_config
 
@@ -277,3 +277,8 @@ def test_fine_tune_trains_in_the_fitted_window(tmp_path) -> None:
                  FinetuneSettings(epochs=1, samples_per_epoch=2, batch_size=2, window="model"),
                  tmp_path / "model")
     assert load_checkpoint(tmp_path / "model" / "last.safetensors")[1].input_size == (64, 64)
+    # a start that keeps its body (trusted, or told to) keeps the window it knows
+    run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
+                 FinetuneSettings(epochs=1, samples_per_epoch=2, batch_size=2, freeze_body=True),
+                 tmp_path / "frozen")
+    assert load_checkpoint(tmp_path / "frozen" / "last.safetensors")[1].input_size == (64, 64)

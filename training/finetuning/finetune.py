@@ -73,12 +73,13 @@ class FinetuneSettings:
     class_weight_cap: float = 10.0  # ... within [1 / cap, cap]
     plan_terms: bool = True  # the bucket and vote loss terms at the checkpoint's weights
     weighted_votes: bool = False  # the vote term weighted by the class weights too
-    window: str = "fit"  # the taught model's input window: "fit" (the smallest stride
-    #   multiple that holds the largest corrected slice at the model's pixel size, at most
-    #   the start's input size; an epoch then has samples_per_epoch x the area saved, at
-    #   most 4x: the same pixels, so about the same time, in more steps) or "model" (the
-    #   start's input size). A 3 mm CT: 128 instead of 224 px, 392 samples an epoch, the
-    #   pancreas learned (docs/results-teaching.md)
+    window: str = "fit"  # the taught model's input window: "fit" (when the body relearns,
+    #   i.e. not frozen: the smallest stride multiple that holds the largest corrected slice
+    #   at the model's pixel size, at least half and at most the start's input size; an
+    #   epoch then has samples_per_epoch x the area saved, at most 4x: the same pixels, so
+    #   about the same time, in more steps) or "model" (the start's input size). A 3 mm CT:
+    #   128 instead of 224 px, 392 samples an epoch, the pancreas learned
+    #   (docs/results-teaching.md)
     scale: str = "median"  # the pixel size of a model without one: "median" (the
     #   corrected scans' median) or "fill" (``physical_scale.fill_spacing``)
     dice_present_only: bool = False  # the Dice term over the classes present in the batch
@@ -519,15 +520,13 @@ def run_finetune(
                      input_size) if settings.scale == "fill" else
         median_spacing([v.spacing for v in volumes]))
     target = None if target is None else tuple(float(t) for t in target)
-    start_size = input_size
-    if settings.window == "fit" and target is not None:
-        input_size = fitted_window(volumes, target, input_size)
+    window = input_size  # the taught model's; fitted to the scans below when it relearns
     plain = {"normalization": {"kind": "none"},  # volumes are normalised already
              "target_spacing_mm": target}
 
     def segment(net, targeted: bool = True) -> list[np.ndarray]:
         info = plain if targeted else {**plain, "target_spacing_mm": None}
-        size = input_size if net is not model else start_size
+        size = window if net is not model else input_size
         return [predict_volume(v.image, net, input_size=size, device=device,
                                batch_size=settings.batch_size, metadata=info,
                                spacing=v.spacing).labels
@@ -553,6 +552,10 @@ def run_finetune(
     trusted = trust >= TRUST
     frozen = ((request.growing or trusted) if settings.freeze_body is None
               else settings.freeze_body)
+    if settings.window == "fit" and target is not None and not frozen:
+        # a start that relearns its body trains and segments in a window fitted to the scans;
+        # one that keeps its body (trusted, or adding classes) keeps the window it knows
+        window = fitted_window(volumes, target, input_size)
     # a frozen body keeps its BatchNorm statistics too, or its features would still move
     keep_bn = (trusted or frozen) if settings.keep_bn_stats is None else settings.keep_bn_stats
     weights = None  # CE class weights; a grown model's own classes stay at 1
@@ -563,7 +566,7 @@ def run_finetune(
         if request.growing:  # only the new classes up-weighted
             weights = growth_weights(weights, len(request.model_names))
     cfg = settings.train_config(
-        input_size=input_size, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
+        input_size=window, out_dir=out, freeze_batchnorm=keep_bn, target_spacing_mm=target,
         loss=finetune_loss(meta if settings.plan_terms else {}, weights,
                            dice_present_only=settings.dice_present_only,
                            weighted_votes=settings.weighted_votes),
@@ -579,7 +582,7 @@ def run_finetune(
             pseudo += 1
     n_base = len(slices)
 
-    samples = epoch_samples(settings.samples_per_epoch, start_size, input_size)
+    samples = epoch_samples(settings.samples_per_epoch, input_size, window)
     if settings.class_balance:  # every painted class in about as many samples
         order = balanced_repeats([s.label for s in slices], samples)
         slices = [slices[i] for i in order]
@@ -626,7 +629,7 @@ def run_finetune(
     new_model, _ = load_checkpoint(chosen)
     after = before if chosen_epoch == 0 else segment(new_model)
     dice_after = (dice_before if chosen_epoch == 0 else
-                  present_only(validate(new_model, cases, class_names, input_size, device,
+                  present_only(validate(new_model, cases, class_names, window, device,
                                         settings.batch_size, target)))
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
