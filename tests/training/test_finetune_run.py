@@ -220,15 +220,23 @@ def test_fine_tune_records_the_corrected_scans_pixel_size(finetune_start, tmp_pa
     assert not np.array_equal(pred.probabilities, plain.probabilities)
 
 
-def test_fine_tune_keeps_the_start_pixel_size(tmp_path) -> None:
-    from src_model import build_model, load_checkpoint, save_checkpoint
+def _start_at(tmp_path: Path, input_size: int, spacing_mm: float) -> Path:
+    """An untrained tiny L2GNet start with an input size and a target pixel size."""
+    from src_model import build_model, save_checkpoint
     from src_model.testing import tiny_config
 
     model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
-    start = save_checkpoint(tmp_path / "start.safetensors", model,
-                            {"class_names": ["background", "a", "b"], "input_size": [32, 32],
-                             "normalization": {"kind": "none"},
-                             "target_spacing_mm": [2.0, 2.0]})
+    return save_checkpoint(tmp_path / "start.safetensors", model,
+                           {"class_names": ["background", "a", "b"],
+                            "input_size": [input_size, input_size],
+                            "normalization": {"kind": "none"},
+                            "target_spacing_mm": [spacing_mm, spacing_mm]})
+
+
+def test_fine_tune_keeps_the_start_pixel_size(tmp_path) -> None:
+    from src_model import load_checkpoint
+
+    start = _start_at(tmp_path, 32, 2.0)
     image, labels = two_squares()
     run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
                  FinetuneSettings(**QUICK), tmp_path / "run")
@@ -257,14 +265,9 @@ def test_fine_tune_trains_in_the_fitted_window(tmp_path) -> None:
     """A start with a 64-pixel input, a scan of 32 x 32 pixels at its pixel size: the taught
     model relearns in a 32-pixel window with four times the samples an epoch (the area
     saved); ``window="model"``, or a body kept frozen, keeps the start's input size."""
-    from src_model import build_model, load_checkpoint, save_checkpoint
-    from src_model.testing import tiny_config
+    from src_model import load_checkpoint
 
-    model = build_model("l2gnet", 3, **tiny_config("l2gnet"))
-    start = save_checkpoint(tmp_path / "start.safetensors", model,
-                            {"class_names": ["background", "a", "b"], "input_size": [64, 64],
-                             "normalization": {"kind": "none"},
-                             "target_spacing_mm": [1.0, 1.0]})
+    start = _start_at(tmp_path, 64, 1.0)
     image, labels = two_squares()
     events = []
     run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 4], spacing=(1.0, 1.0))],
