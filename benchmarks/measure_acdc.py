@@ -55,12 +55,12 @@ def _indices(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dic
                               VOXEL_ML)
         pairs["LV_EF"].append((got.lv.ef_percent, ref.lv.ef_percent))
         pairs["RV_EF"].append((got.rv.ef_percent, ref.rv.ef_percent))
-        errs["LV_EF"].append(got.lv.ef_percent - ref.lv.ef_percent)
-        errs["RV_EF"].append(got.rv.ef_percent - ref.rv.ef_percent)
         errs["LV_EDV_rel"].append((got.lv.edv_ml - ref.lv.edv_ml) / ref.lv.edv_ml)
         errs["LV_ESV_rel"].append((got.lv.esv_ml - ref.lv.esv_ml) / ref.lv.esv_ml)
         errs["RV_EDV_rel"].append((got.rv.edv_ml - ref.rv.edv_ml) / ref.rv.edv_ml)
         errs["Myo_mass_rel"].append((got.myo_mass_g - ref.myo_mass_g) / ref.myo_mass_g)
+    for key, values in pairs.items():
+        errs[key] = [g - r for g, r in values]
     out = {"patients": len(patients)}
     for key, values in errs.items():
         v = np.asarray(values)

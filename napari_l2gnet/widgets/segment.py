@@ -97,8 +97,7 @@ class SegmentWidget(QWidget):
         layer is written by a panel the user closed), and the panel stops following the
         session (the image picker lets go of the viewer by itself). The edit marks on result
         layers stay: they protect the user's corrections whichever panel is open."""
-        if self.worker is not None:
-            self.worker.quit()
+        self.cancel()
         self.session.checkpoint_changed.disconnect(self._on_session_checkpoint)
 
     def _build(self) -> None:

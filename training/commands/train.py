@@ -176,12 +176,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.oversample_small <= 10:
         raise ValueError(f"--oversample-small {args.oversample_small}: give a share between 0 "
                          "and 10 (e.g. 0.5)")
-    if args.slice_context == 0 and args.from_checkpoint:
+    if args.slice_context == 0 and args.from_checkpoint:  # refused before any output
         from src_model import read_checkpoint_meta
 
-        if read_checkpoint_meta(args.from_checkpoint).slice_context:
-            raise ValueError(f"{args.from_checkpoint} was trained with slice context and "
-                             "cannot be trained without it: leave --slice-context out")
+        from ..fitting.trainer import resolve_slice_context
+
+        resolve_slice_context(read_checkpoint_meta(args.from_checkpoint).slice_context, 0,
+                              args.from_checkpoint)
     preset = resolve_preset(args.model)
     model_name, loss = preset.model, preset.loss_config()
     if args.from_checkpoint:

@@ -55,12 +55,10 @@ def zoom_about_centre(image: np.ndarray, label: np.ndarray, factor: float):
     centre = (np.asarray(label.shape, float) - 1) / 2
     matrix = np.eye(2) / factor
     offset = centre - matrix @ centre
-    if image.ndim == 3:
-        image = np.stack([ndimage.affine_transform(c, matrix, offset, order=1, mode="nearest")
-                          for c in image])
-    else:
-        image = ndimage.affine_transform(image, matrix, offset, order=1, mode="nearest")
     label = ndimage.affine_transform(label, matrix, offset, order=0, mode="constant", cval=0)
+    lead = image.ndim - 2  # a (C, H, W) stack: the channel axis maps to itself
+    image = ndimage.affine_transform(image, np.diag([1.0] * lead + [1 / factor] * 2),
+                                     np.r_[np.zeros(lead), offset], order=1, mode="nearest")
     return image, label
 
 

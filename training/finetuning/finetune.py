@@ -431,8 +431,8 @@ def finetune_loss(meta: dict[str, Any], class_weights: Sequence[float] | None = 
                       dice_present_only=dice_present_only, weighted_votes=weighted_votes)
 
 
-def fitted_window(volumes, target: Sequence[float], limit: Sequence[int],
-                  stride: int = 16) -> tuple[int, int]:
+def fitted_window(volumes: Sequence[CorrectedVolume], target: Sequence[float],
+                  limit: Sequence[int], stride: int = 16) -> tuple[int, int]:
     """The smallest square window, a multiple of ``stride``, that holds every corrected
     volume's slices resampled to ``target`` mm, at least half of ``limit`` and at most
     ``limit`` (training on windows that are mostly padding costs steps for nothing)."""

@@ -215,19 +215,27 @@ def validate(model: torch.nn.Module, cases: Sequence[Case], class_names: Sequenc
     return out
 
 
+def resolve_slice_context(start: int, wanted: int | None,
+                          source: str = "the starting checkpoint") -> int:
+    """A run's slice context: ``wanted`` (``TrainConfig.slice_context``), or None for the
+    start's. A start trained with it cannot go without it: ValueError naming ``source``."""
+    if wanted is None:
+        return int(start)
+    if start and not wanted:
+        raise ValueError(f"{source} was trained with slice context and cannot be trained "
+                         "without it: leave --slice-context out")
+    return int(wanted)
+
+
 def _slice_context(model: torch.nn.Module, meta: Mapping[str, Any], wanted: int | None,
                    from_checkpoint: bool) -> int:
-    """The run's slice context (``TrainConfig.slice_context``); a checkpoint trained without
-    it is converted in place (``src_model.slice_context``) when it is asked for."""
+    """``resolve_slice_context``; a checkpoint trained without context is converted in place
+    (``src_model.slice_context``) when it is asked for."""
     start = int(meta.get("slice_context") or 0)
-    if wanted is None:
-        return start
-    if start and not wanted:
-        raise ValueError("This checkpoint was trained with slice context; it cannot be "
-                         "trained without it (leave --slice-context out)")
-    if wanted and not start and from_checkpoint:
+    context = resolve_slice_context(start, wanted)
+    if context and not start and from_checkpoint:
         add_slice_context(model)
-    return int(wanted)
+    return context
 
 
 def _json_ready(val: dict[str, float] | None) -> dict[str, float | None] | None:
