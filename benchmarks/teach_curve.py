@@ -98,6 +98,7 @@ def run_ct(args: argparse.Namespace) -> None:
     from scan_io.volume import load_scan
     from src_model import read_metadata
     from training.data.normalization import IntensityNormalization, normalize
+    from training.finetuning.coverage import uncovered_slices
     from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
     from training.inference import predict_volume
 
@@ -131,6 +132,10 @@ def run_ct(args: argparse.Namespace) -> None:
                 shutil.copyfile(report.checkpoint,
                                 Path(args.save_dir) / f"ct_{choice}.safetensors")
         after = class_dice(pred[untouched], truth[untouched], names)
+        beyond = uncovered_slices("example_ct_sm", pred, corrected, names)
+        flagged = list(beyond.slices) if beyond else []
+        rest = [i for i in untouched if i not in set(flagged)]
+        wrong = pred != truth
         painted = [n for c, n in enumerate(names[1:], 1) if (truth[corrected] == c).any()]
         emit({"part": "ct", "choice": choice, "slices": corrected,
               "settings": {k: v for k, v in vars(settings).items()},
@@ -143,6 +148,15 @@ def run_ct(args: argparse.Namespace) -> None:
               "uncorrected_before": class_dice(start[untouched], truth[untouched], names),
               "uncorrected_after": after,
               "painted_classes": painted,
+              "warnings": report.warnings,
+              # the slices the report flags as beyond the corrections: how much of the
+              # error on the uncorrected slices lies there, and Dice there and elsewhere
+              "flagged_slices": flagged,
+              "errors_in_flagged": round(float(wrong[flagged].sum() /
+                                               max(1, wrong[untouched].sum())), 3),
+              "dice_flagged": class_dice(pred[flagged], truth[flagged], names)["mean"]
+              if flagged else None,
+              "dice_unflagged": class_dice(pred[rest], truth[rest], names)["mean"],
               "min_painted": min(after.get(n, 0.0) for n in painted),
               "targets_met": bool(min(after.get(n, 0.0) for n in painted) >= 0.60
                                   and after["mean"] >= 0.80)}, args.out)

@@ -4,6 +4,7 @@
   -> ``FinetuneReport``;
 - ``process``: ``FinetuneProcess``, the same run in a child process the panel can stop;
 - ``class_outcomes``: per painted class, was it learned;
+- ``coverage``: where the taught model labels slices far beyond the corrected ones;
 - ``store_volumes``: the annotation store's cases as fine-tuning volumes.
 
 Re-exported lazily (``lazy_loader``; the panel imports torch-free parts on its main thread).

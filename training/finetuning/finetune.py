@@ -17,8 +17,10 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
 3. **Choose honestly.** ``training.fitting.fit`` validates each epoch on the corrected slices;
    the starting model is a candidate too, so a run that only made things worse returns the
    start.
-4. **Report.** Dice on the corrected slices before and after, and how much the labels on the
-   uncorrected slices changed (``FinetuneReport``, also written to ``out_dir/finetune.json``).
+4. **Report.** Dice on the corrected slices before and after, how much the labels on the
+   uncorrected slices changed, and where the new model labels slices far beyond the
+   corrected ones (``coverage``) (``FinetuneReport``, also written to
+   ``out_dir/finetune.json``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..fitting.new_classes import (
     model_class_names,
     painted_counts,
 )
+from .coverage import coverage_warnings
 
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from ..fitting.losses import LossConfig
@@ -175,7 +178,8 @@ class FinetuneReport:
     history: list[dict[str, Any]] = field(default_factory=list)
     new_classes: list[str] = field(default_factory=list)  # classes added by this run
     froze_body: bool = False  # the encoder and bottleneck kept the start's weights
-    warnings: list[str] = field(default_factory=list)  # e.g. a new class painted too little
+    warnings: list[str] = field(default_factory=list)  # e.g. a new class painted too
+    #   little, labels drawn far beyond the corrected slices (``coverage``)
 
     def describe(self) -> str:
         """A few lines for the widget's result panel and the CLI's log."""
@@ -631,6 +635,11 @@ def run_finetune(
     dice_after = (dice_before if chosen_epoch == 0 else
                   present_only(validate(new_model, cases, class_names, window, device,
                                         settings.batch_size, target)))
+    # labels far from the corrections, of the classes they taught (all, unless the start
+    # already agreed with them: then only the added ones)
+    warnings += coverage_warnings([(v.name, a, v.corrected) for v, a in zip(
+        volumes, after, strict=True)], class_names,
+        classes=request.new_indices if trusted else None)
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected

@@ -1,0 +1,92 @@
+"""Where a taught model labels slices beyond the corrections (training.finetuning.coverage), and
+the warning a fine-tune's report carries about it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.helpers import two_squares
+from training.finetuning.coverage import (
+    MAX_SCANS,
+    coverage_warnings,
+    slice_ranges,
+    uncovered_slices,
+)
+from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+
+NAMES = ["background", "liver", "pancreas"]
+
+
+def _organs(n: int = 12) -> np.ndarray:
+    """A liver on every slice, a pancreas on slices 4-6."""
+    labels = np.zeros((n, 8, 8), np.uint8)
+    labels[:, 1:4, 1:4] = 1
+    labels[4:7, 5:7, 5:7] = 2
+    return labels
+
+
+def test_slice_ranges() -> None:
+    assert slice_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
+    assert slice_ranges([3]) == "3" and slice_ranges([]) == ""
+
+
+def test_uncovered_slices_beyond_the_corrected_span() -> None:
+    labels = _organs()
+    found = uncovered_slices("scan", labels, [5, 6], NAMES)
+    # covered: 4-7 (one slice of margin each side); labelled beyond: 0-3 and 8-11
+    assert found.slices == (0, 1, 2, 3, 8, 9, 10, 11)
+    assert found.classes == (("liver", 8),)  # the pancreas stays within the margin
+    text = found.message()
+    assert "slices 5-6" in text and "8 slices beyond them (0-3, 8-11: liver on 8)" in text
+    labels[0, 5, 5] = 2  # a pancreas far from the corrections is named too
+    assert uncovered_slices("scan", labels, [5, 6], NAMES).classes == (
+        ("liver", 8), ("pancreas", 1))
+    # only the classes asked about: the pancreas is found on one uncovered slice, too few
+    assert uncovered_slices("scan", labels, [5, 6], NAMES, classes=[2]) is None
+    # corrections spread over the scan leave nothing beyond them
+    assert uncovered_slices("scan", labels, [1, 5, 10], NAMES) is None
+    # background beyond the span is not a label
+    empty = labels.copy()
+    empty[:4] = 0
+    empty[8:] = 0
+    assert uncovered_slices("scan", empty, [5, 6], NAMES) is None
+    assert uncovered_slices("scan", labels, [], NAMES) is None
+
+
+def test_coverage_warnings_one_line_per_scan_at_most_max_scans() -> None:
+    labels = _organs()
+    scans = [(f"scan{i}", labels, [5, 6]) for i in range(MAX_SCANS + 2)]
+    lines = coverage_warnings(scans, NAMES)
+    assert len(lines) == MAX_SCANS + 1
+    assert lines[0].startswith("scan0: the corrections cover slices 5-6")
+    assert lines[-1].startswith("... and 2 more scans")
+    assert coverage_warnings(scans, NAMES, classes=[]) == []
+    assert coverage_warnings([("a", labels, [0, 11])], NAMES) == []
+
+
+def test_fine_tune_warns_where_its_labels_lie_beyond_the_corrections(finetune_start,
+                                                                     tmp_path) -> None:
+    """An untrusted start learns every class from the corrections, so labels far from them are
+    flagged; a start that already agrees with the corrections is not flagged for what it
+    knew."""
+    from src_model import read_metadata
+    from training.inference import predict_volume
+
+    image, labels = two_squares(n=12)
+    settings = FinetuneSettings(epochs=4, samples_per_epoch=16, batch_size=2)
+    report = run_finetune(finetune_start, [CorrectedVolume("scan", image, labels, [5, 6])],
+                          settings, tmp_path / "taught")
+    assert report.trust < 0.5 and report.chosen_epoch > 0
+    names = read_metadata(report.checkpoint)["class_names"]
+    plain = {"normalization": {"kind": "none"}}
+    taught = predict_volume(image, report.checkpoint, metadata=plain).labels
+    expected = uncovered_slices("scan", taught, [5, 6], names)
+    assert expected is not None  # the squares are on every slice: so are its labels
+    assert expected.message() in report.warnings
+    assert expected.message() in report.describe()
+
+    # the taught model as a start, corrected where it is already right: nothing to flag
+    kept = run_finetune(report.checkpoint, [CorrectedVolume("scan", image, taught, [5, 6])],
+                        settings, tmp_path / "kept")
+    assert kept.trust >= 0.5
+    assert not [w for w in kept.warnings if "corrections cover" in w]

@@ -1,0 +1,109 @@
+"""Where a taught model draws labels that no correction covers (no torch, no Qt).
+
+A model taught on a few corrected slices is reliable near them and guesses far from them.
+Measured on the real CT (docs/results-teaching.md, "Where the taught model guesses"): taught
+on six adjacent slices in the middle third, 97 % of the wrong voxels on the uncorrected slices
+lay more than one slice beyond the first or last corrected slice (Dice 0.68 there, 0.91
+within); taught on slices spread over the scan, no labelled slice lay beyond them. So after a
+run the user is told, per scan, which labelled slices lie beyond the corrections and which
+classes the model draws there: the slices to check, or to correct one of and teach again.
+Only classes the corrections taught count: all of them when the start did not already agree
+with the corrections, only the added ones when it did (its other classes it knew before).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MARGIN = 1
+"""Slices this far beyond the first or last corrected slice still count as covered."""
+
+MIN_SLICES = 3
+"""Fewer uncovered labelled slices than this in a scan: no warning (an end slice or two)."""
+
+MAX_SCANS = 3
+"""At most this many scans get a warning line each; the rest are counted in one line."""
+
+
+@dataclass(frozen=True)
+class Uncovered:
+    """A scan's labelled slices beyond its corrected span, and the classes drawn there."""
+
+    scan: str
+    first: int  # first corrected slice
+    last: int  # last corrected slice
+    slices: tuple[int, ...]  # labelled slices more than MARGIN beyond [first, last]
+    classes: tuple[tuple[str, int], ...]  # (class name, uncovered slices it is on), most first
+
+    def message(self) -> str:
+        """One line for the result panel and the CLI's log."""
+        n = len(self.slices)
+        drawn = ", ".join(f"{name} on {count}" for name, count in self.classes[:4])
+        return (f"{self.scan}: the corrections cover slices {self.first}-{self.last}; the "
+                f"model labels {n} slices beyond them ({slice_ranges(self.slices)}: {drawn}), "
+                "where nothing taught it: check those, or correct a slice near each end "
+                "and fine-tune again.")
+
+
+def slice_ranges(slices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
+    parts: list[str] = []
+    run: list[int] = []
+    for s in sorted(slices):
+        if run and s != run[-1] + 1:
+            parts.append(_run_text(run))
+            run = []
+        run.append(int(s))
+    if run:
+        parts.append(_run_text(run))
+    return ", ".join(parts)
+
+
+def _run_text(run: list[int]) -> str:
+    return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+
+
+def uncovered_slices(scan: str, labels: np.ndarray, corrected: Sequence[int],
+                     class_names: Sequence[str], *, classes: Collection[int] | None = None,
+                     margin: int = MARGIN, min_slices: int = MIN_SLICES) -> Uncovered | None:
+    """The slices of ``labels`` (S, H, W: the taught model's output) holding any of
+    ``classes`` (None: any foreground) more than ``margin`` slices beyond the corrected span;
+    None when fewer than ``min_slices`` (or nothing was corrected)."""
+    if not len(corrected):
+        return None
+    labels = np.asarray(labels)
+    taught = labels > 0 if classes is None else np.isin(labels, list(classes))
+    first, last = int(min(corrected)), int(max(corrected))
+    beyond = [z for z in range(labels.shape[0])
+              if (z < first - margin or z > last + margin) and taught[z].any()]
+    if len(beyond) < min_slices:
+        return None
+    counts: dict[str, int] = {}
+    for z in beyond:
+        for c in np.unique(labels[z][taught[z]]):
+            if c > 0:
+                name = class_names[c] if c < len(class_names) else f"class {int(c)}"
+                counts[name] = counts.get(name, 0) + 1
+    ranked = tuple(sorted(counts.items(), key=lambda item: -item[1]))
+    return Uncovered(scan, first, last, tuple(beyond), ranked)
+
+
+def coverage_warnings(scans: Sequence[tuple[str, np.ndarray, Sequence[int]]],
+                      class_names: Sequence[str],
+                      classes: Collection[int] | None = None) -> list[str]:
+    """Warning lines for ``(name, taught model's labels, corrected slices)`` per scan: one
+    per scan with uncovered labelled slices of ``classes`` (``uncovered_slices``), at most
+    ``MAX_SCANS``."""
+    if classes is not None and not len(classes):
+        return []
+    found = [u for name, labels, corrected in scans
+             if (u := uncovered_slices(name, labels, corrected, class_names,
+                                       classes=classes)) is not None]
+    lines = [u.message() for u in found[:MAX_SCANS]]
+    if len(found) > MAX_SCANS:
+        lines.append(f"... and {len(found) - MAX_SCANS} more scans with labelled slices "
+                     "beyond their corrections.")
+    return lines
