@@ -13,7 +13,13 @@ errors):
 * ``tta_flip``: the softmax averaged with that of the left-right flipped slices, then the
   post-processing (measured here only; see docs/measure.md);
 * ``nearest_raw`` / ``nearest_default``: ``l2gnet evaluate``'s protocol (argmax at the input
-  size, nearest resize back), without and with the post-processing.
+  size, nearest resize back), without and with the post-processing;
+* ``basal_reviewed``: ``default`` with the experts' labels on the basal slices that ``l2gnet
+  measure`` and the Measure panel ask the reader to check (``basal_slices`` of the model's
+  ED and ES labels, ``--review`` per frame): what a reader who corrects them gets
+  (docs/measure.md);
+* ``ensemble`` (with ``--ensemble-with C2``): the softmax averaged with that of a second
+  checkpoint, then this checkpoint's post-processing (measured only).
 
 Cardiac indices: ED = frame01, ES = frame02 of each patient, voxels of 1.5625 x 1.5625 x 10
 mm (the h5 files store no spacing; ACDC's typical), myocardial mass at ED with 1.05 g/mL;
@@ -111,6 +117,20 @@ def _rv_by_position(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray])
             for part, r in parts.items()}
 
 
+def _basal_reviewed(labels: dict[str, np.ndarray], truth: dict[str, np.ndarray],
+                    count: int) -> dict[str, np.ndarray]:
+    """``labels`` with the experts' labels on the basal slices the reader is pointed to."""
+    from training.evaluation.measure import CardiacClasses, basal_slices
+
+    out = {name: lab.copy() for name, lab in labels.items()}
+    for p in sorted({n.split("_")[0] for n in labels}):
+        ed, es = f"{p}_frame01", f"{p}_frame02"
+        found = basal_slices(labels[ed], labels[es], CardiacClasses(lv=3, rv=1, myo=2), count)
+        for name, slices in ((ed, found.ed if found else ()), (es, found.es if found else ())):
+            out[name][list(slices)] = truth[name][list(slices)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" /
@@ -119,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                    "napari_l2gnet" / "resources" / "acdc_cine_mri_l2gnet.safetensors"))
     p.add_argument("--no-tta", action="store_true", help="skip the flip TTA variant")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--review", type=int, default=2,
+                   help="basal slices per volume replaced by the experts' (basal_reviewed)")
+    p.add_argument("--ensemble-with", help="a second checkpoint to average with")
     args = p.parse_args(argv)
 
     import torch
@@ -134,14 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     cases = read_h5_volumes(args.data)
     truth = {c.name: c.label for c in cases}
     variants: dict[str, dict[str, np.ndarray]] = {k: {} for k in (
-        "raw", "default", "nearest_raw", "nearest_default") + (() if args.no_tta
-                                                               else ("tta_flip",))}
+        "raw", "default", "nearest_raw", "nearest_default", "basal_reviewed")
+        + (() if args.no_tta else ("tta_flip",)) + (("ensemble",) if args.ensemble_with
+                                                    else ())}
+    second = load_checkpoint(args.ensemble_with) if args.ensemble_with else None
     start = time.perf_counter()
     for case in cases:
         run = dict(metadata=meta_none, device=args.device, postprocess=False)
-        raw = predict_volume(case.image, model, return_probabilities=not args.no_tta, **run)
+        raw = predict_volume(case.image, model, return_probabilities=not args.no_tta
+                             or second is not None, **run)
         variants["raw"][case.name] = raw.labels
         variants["default"][case.name] = apply_postprocessing(raw.labels, meta)
+        if second is not None:
+            other = predict_volume(case.image, second[0], return_probabilities=True, **{
+                **run, "metadata": {**second[1], "normalization": {"kind": "none"}}})
+            probs = raw.probabilities.astype(np.float32) + other.probabilities
+            variants["ensemble"][case.name] = apply_postprocessing(
+                probs.argmax(0).astype(np.uint8), meta)
         near = predict_volume(case.image, model, resize_back="nearest", **run).labels
         variants["nearest_raw"][case.name] = near
         variants["nearest_default"][case.name] = apply_postprocessing(near, meta)
@@ -152,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             variants["tta_flip"][case.name] = apply_postprocessing(
                 probs.argmax(0).astype(np.uint8), meta)
     seconds = time.perf_counter() - start
+    variants["basal_reviewed"] = _basal_reviewed(variants["default"], truth, args.review)
     post = meta.postprocessing.largest_component if meta.postprocessing else ()
     for name, labels in variants.items():
         print(json.dumps({"variant": name, "volumes": len(labels), **_scores(labels, truth),

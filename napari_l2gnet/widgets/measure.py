@@ -10,7 +10,9 @@ array) gets voxel counts and a note, no mL.
 Cardiac: the structures are found by class name (LV, RV, Myo; ``find_cardiac_classes``).
 With a cine labels layer (time, slices, rows, columns) the panel plots LV and RV volume over
 time and sets ED and ES to the frames of largest and smallest LV volume (editable); with two
-3-D labels layers, one is ED and the other ES. Copy as text puts both tables on the
+3-D labels layers, one is ED and the other ES. Under the indices, the most basal slices at ED
+and ES are named for the reader to check (``basal_slices``: ventricle or atrium there decides
+most of the RV EF error). Copy as text puts both tables on the
 clipboard; Save CSV writes them. numpy and matplotlib only: no model is run here.
 """
 
@@ -38,8 +40,10 @@ from qtpy.QtWidgets import (
 )
 
 from training.evaluation.measure import (
+    BasalSlices,
     CardiacIndices,
     VolumeTable,
+    basal_slices,
     cardiac_indices,
     class_volumes,
     find_cardiac_classes,
@@ -173,6 +177,8 @@ class MeasureWidget(QWidget):
             QHeaderView.ResizeMode.Stretch)
         self.cardiac_table.setFixedHeight(120)
         self.cardiac = note_label(color="orange")
+        self.basal: BasalSlices | None = None  # the basal slices to check (ED, ES)
+        self.basal_note = note_label(selectable=True)
         self.copy_button = push_button("Copy as text", lambda: self.copy_text(), tips.COPY)
         self.save_button = push_button("Save CSV…", self._save_dialog, tips.SAVE)
 
@@ -203,6 +209,7 @@ class MeasureWidget(QWidget):
         cbox.addWidget(self.plot)
         cbox.addWidget(self.cardiac_table)
         cbox.addWidget(self.cardiac)
+        cbox.addWidget(self.basal_note)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.copy_button)
@@ -335,6 +342,8 @@ class MeasureWidget(QWidget):
 
     def _cardiac_message(self, text: str) -> None:
         self.indices = None
+        self.basal = None
+        self.basal_note.setText("")
         self.cardiac_table.clearContents()
         self.cardiac.setText(text)
         self.cardiac.setVisible(True)
@@ -373,6 +382,8 @@ class MeasureWidget(QWidget):
             self._cardiac_message(str(err))
             return None
         self._show_indices(self.indices)
+        self.basal = basal_slices(ed_labels, es_labels, classes)
+        self.basal_note.setText(self.basal.message() if self.basal else "")
         return self.indices
 
     def _show_indices(self, idx: CardiacIndices) -> None:

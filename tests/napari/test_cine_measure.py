@@ -186,3 +186,31 @@ def test_a_cine_segmentation_saves_as_a_4d_nifti(make_napari_viewer, qtbot, tiny
     saved = load_cine(out, labels=True)
     np.testing.assert_array_equal(saved.frames, np.asarray(layer.data))
     assert read_class_names(out) == ["background", "organ a", "organ b"]
+
+
+def test_measure_points_to_the_basal_slices(make_napari_viewer, tmp_path, patient):
+    """The panel names the most basal heart slices at ED and ES (the stack starts at the
+    base in ACDC; reversed, the same slices counted from the other end)."""
+    ed, es = patient
+    viewer = make_napari_viewer()
+    open_scan(viewer, write_scan(tmp_path / "ed_seg.nii.gz", ed.label, SPACING))
+    open_scan(viewer, write_scan(tmp_path / "es_seg.nii.gz", es.label, SPACING))
+    open_scan(viewer, write_scan(tmp_path / "ed_flip.nii.gz", ed.label[::-1].copy(), SPACING))
+    open_scan(viewer, write_scan(tmp_path / "es_flip.nii.gz", es.label[::-1].copy(), SPACING))
+    panel = dock(viewer, "Measure")
+    panel.names_edit.setText(NAMES)
+    panel.ed_combo.setCurrentText("ed_seg")
+    panel.es_combo.setCurrentText("es_seg")
+    panel.names_edit.editingFinished.emit()
+    heart_ed = np.flatnonzero(ed.label.reshape(len(ed.label), -1).any(1))
+    heart_es = np.flatnonzero(es.label.reshape(len(es.label), -1).any(1))
+    assert (panel.basal.ed, panel.basal.es) == (tuple(heart_ed[:2]), tuple(heart_es[:2]))
+    assert f"slices {heart_ed[0]}, {heart_ed[1]} at ED" in panel.basal_note.text()
+    last = len(ed.label) - 1
+    panel.ed_combo.setCurrentText("ed_flip")
+    panel.es_combo.setCurrentText("es_flip")
+    assert panel.basal.ed == tuple(int(last - z) for z in heart_ed[:2])
+    assert panel.basal.es == tuple(int(last - z) for z in heart_es[:2])
+    panel.ed_combo.setCurrentText("ed_seg")
+    panel.es_combo.setCurrentText("ed_seg")  # no ES chosen: no indices, no slices named
+    assert panel.basal is None and panel.basal_note.text() == ""

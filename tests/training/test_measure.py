@@ -12,6 +12,7 @@ import pytest
 
 from training.evaluation.measure import (
     CardiacClasses,
+    basal_slices,
     cardiac_indices,
     class_volumes,
     find_cardiac_classes,
@@ -117,3 +118,22 @@ def test_no_lv_at_ed_writes_null_ef(tmp_path):
     with pytest.raises(FileExistsError):
         write_json(out, path)
     assert not math.isnan(out["RV"]["SV_ml"])
+
+
+def test_basal_slices_are_found_at_the_wide_end_of_the_lv():
+    """The base is where the ED LV cross-section is larger; ES may start lower."""
+    ed = np.zeros((8, 10, 10), np.uint8)
+    es = np.zeros_like(ed)
+    for z, half in zip(range(1, 7), (4, 4, 3, 2, 1, 1), strict=True):  # base at slice 1
+        ed[z, 5 - half:5 + half, 5 - half:5 + half] = 3
+    ed[1, 0, 0] = 1  # a little RV at the base
+    es[2:6, 4:6, 4:6] = 3
+    classes = CardiacClasses(lv=3, rv=1, myo=2)
+    found = basal_slices(ed, es, classes)
+    assert (found.ed, found.es) == ((1, 2), (2, 3))
+    assert "slices 1, 2 at ED and 2, 3 at ES" in found.message()
+    flipped = basal_slices(ed[::-1], es[::-1], classes)  # the stack runs apex to base
+    assert (flipped.ed, flipped.es) == ((6, 5), (5, 4))
+    assert basal_slices(ed, es, classes, count=1).ed == (1,)
+    assert basal_slices(np.zeros_like(ed), es, classes) is None
+    assert basal_slices(ed, np.zeros_like(es), classes).es == ()

@@ -75,13 +75,19 @@ def test_labels_pair_is_exact(acdc, tmp_path):
     assert report["Myo"]["mass_g"] == pytest.approx((ed == 2).sum() * ML * 1.05, rel=1e-9)
 
 
-def test_cine_labels_pick_ed_es_and_agree_with_the_pair(acdc, tmp_path):
-    files, _, _ = acdc
+def test_cine_labels_pick_ed_es_and_agree_with_the_pair(acdc, tmp_path, capsys):
+    files, ed, es = acdc
     pair, cine, table = tmp_path / "pair.json", tmp_path / "cine.json", tmp_path / "c.csv"
     assert main(["measure", "--ed-labels", str(files["ed_lab"]), "--es-labels",
                  str(files["es_lab"]), "--class-names", NAMES, "--out", str(pair)]) == 0
+    # the printed table ends with the basal slices to check (ACDC stacks start at the base)
+    first = [np.flatnonzero(lab.reshape(len(lab), -1).any(1))[:2] for lab in (ed, es)]
+    basal = (f"Check the basal slices before reading the RV: slices {first[0][0]}, "
+             f"{first[0][1]} at ED and {first[1][0]}, {first[1][1]} at ES")
+    assert basal in capsys.readouterr().out
     assert main(["measure", "--labels", str(files["cine_lab"]), "--class-names", NAMES,
                  "--out", str(cine), "--csv", str(table)]) == 0
+    assert basal in capsys.readouterr().out
     assert _json(cine) == _json(pair)
     rows = table.read_text().splitlines()
     assert rows[0] == "frame,LV_ml,RV_ml,Myo_ml,phase"

@@ -251,7 +251,16 @@ def _pair(args: argparse.Namespace) -> tuple[dict, str, str]:
         ed_labels = _segment(inferer, ed.data, "ED", ed.spacing)
         es_labels = _segment(inferer, es.data, "ES", es.spacing)
     indices = cardiac_indices(ed_labels, es_labels, classes, ml)
-    return indices.to_dict(), indices.to_csv(), indices.to_text()
+    return indices.to_dict(), indices.to_csv(), _with_basal(
+        indices.to_text(), ed_labels, es_labels, classes)
+
+
+def _with_basal(text: str, ed_labels: np.ndarray, es_labels: np.ndarray, classes) -> str:
+    """The printed indices, then the basal slices to check (``basal_slices``)."""
+    from ..evaluation.measure import basal_slices
+
+    basal = basal_slices(ed_labels, es_labels, classes)
+    return text if basal is None else f"{text}\n{basal.message()}"
 
 
 def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
@@ -306,8 +315,9 @@ def _cine(args: argparse.Namespace) -> tuple[dict, str, str]:
     for t in range(len(lv)):
         phase = "ED" if t == ed else "ES" if t == es else ""
         writer.writerow([t, f"{lv[t]:.4f}", f"{rv[t]:.4f}", f"{myo[t]:.4f}", phase])
-    text = (f"{len(lv)} frames; ED = frame {ed} (largest LV volume), ES = frame {es} "
-            f"(smallest); frames counted from 0\n{indices.to_text()}")
+    text = _with_basal(f"{len(lv)} frames; ED = frame {ed} (largest LV volume), ES = frame "
+                       f"{es} (smallest); frames counted from 0\n{indices.to_text()}",
+                       frames[ed], frames[es], classes)
     return indices.to_dict(), out.getvalue(), text
 
 

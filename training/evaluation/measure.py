@@ -14,6 +14,10 @@ What a radiologist reads off a segmentation:
   name (``find_cardiac_classes``: "LV", "RV", "Myo" and their spelled-out names).
 * **Cine.** One volume per frame; ED and ES are the frames of largest and smallest LV volume
   (``pick_ed_es``), as cardiac MRI software picks them when the user does not.
+* **Slices to check** (``basal_slices``). At the valve plane one slice holds ventricle or
+  atrium, the experts' call; on the ACDC validation patients most of the RV EF error sits in
+  the two most basal slices of each frame (docs/measure.md). So the reader is pointed to
+  them at ED and ES, as cardiac MRI packages ask the user to confirm the basal slice.
 
 The JSON of the cardiac indices has exactly the keys
 ``{"LV": {"EDV_ml", "ESV_ml", "SV_ml", "EF_percent"}, "RV": {same}, "Myo": {"mass_g"}}``.
@@ -48,7 +52,7 @@ __all__ = [
     "MYOCARDIAL_DENSITY_G_PER_ML", "ClassVolume", "VolumeTable", "VentricleFunction",
     "CardiacIndices", "CardiacClasses", "voxel_volume_ml", "class_volumes",
     "find_cardiac_classes", "scan_voxel_ml", "labels_on_border", "cardiac_indices",
-    "pick_ed_es", "frame_volumes",
+    "pick_ed_es", "frame_volumes", "BasalSlices", "basal_slices",
     "write_json", "write_text",
 ]
 
@@ -309,6 +313,52 @@ def pick_ed_es(lv_volumes: Sequence[float]) -> tuple[int, int]:
     if vols.size < 2:
         raise ValueError(f"a cine needs at least two frames to pick ED and ES, got {vols.size}")
     return int(np.argmax(vols)), int(np.argmin(vols))
+
+
+BASAL_SLICES = 2
+"""Basal slices per frame the reader is pointed to (``basal_slices``)."""
+
+
+@dataclass(frozen=True)
+class BasalSlices:
+    """The most basal slices (axis 0) holding a cardiac label at ED and at ES."""
+
+    ed: tuple[int, ...]
+    es: tuple[int, ...]
+
+    def message(self) -> str:
+        """One line for the Measure panel and ``l2gnet measure``."""
+        def listed(slices: tuple[int, ...]) -> str:
+            return ", ".join(map(str, slices)) or "none"
+
+        return (f"Check the basal slices before reading the RV: slices {listed(self.ed)} at "
+                f"ED and {listed(self.es)} at ES (slices counted from 0); whether each holds "
+                "ventricle or atrium decides most of the RV EF error (docs/measure.md).")
+
+
+def basal_slices(ed_labels: np.ndarray, es_labels: np.ndarray, classes: CardiacClasses,
+                 count: int = BASAL_SLICES) -> BasalSlices | None:
+    """The ``count`` slices nearest the base holding LV, RV or Myo, at ED and at ES; None
+    when ED has none. The base is the end of the heart's slices where the ED LV
+    cross-section is larger (the LV narrows to the apex), so either stack order works."""
+    ed, es = np.asarray(ed_labels), np.asarray(es_labels)
+    cardiac = [classes.lv, classes.rv, classes.myo]
+
+    def heart(labels: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(np.isin(labels, cardiac).reshape(labels.shape[0], -1).any(1))
+
+    at_ed = heart(ed)
+    if not at_ed.size:
+        return None
+    lv_area = np.count_nonzero((ed == classes.lv).reshape(ed.shape[0], -1), axis=1)
+    quarter = max(1, at_ed.size // 4)
+    base_first = lv_area[at_ed[:quarter]].sum() >= lv_area[at_ed[-quarter:]].sum()
+
+    def nearest_base(slices: np.ndarray) -> tuple[int, ...]:
+        ordered = slices if base_first else slices[::-1]
+        return tuple(int(z) for z in ordered[:count])
+
+    return BasalSlices(nearest_base(at_ed), nearest_base(heart(es)))
 
 
 # ------------------------------------------------------------------------------ writers
