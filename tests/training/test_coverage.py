@@ -37,10 +37,14 @@ def test_uncovered_slices_beyond_the_corrected_span() -> None:
     assert found.slices == (0, 1, 2, 3, 8, 9, 10, 11)
     assert found.classes == (("liver", 8),)  # the pancreas stays within the margin
     text = found.message()
-    assert "slices 5-6" in text and "8 slices beyond them (0-3, 8-11: liver on 8)" in text
+    assert "slices 5-6" in text and "8 slices beyond them (0-3, 8-11: liver)" in text
     labels[0, 5, 5] = 2  # a pancreas far from the corrections is named too
-    assert uncovered_slices("scan", labels, [5, 6], NAMES).classes == (
-        ("liver", 8), ("pancreas", 1))
+    found = uncovered_slices("scan", labels, [5, 6], NAMES)
+    assert found.classes == (("liver", 8), ("pancreas", 1))
+    assert "(0-3, 8-11: liver, pancreas)" in found.message()
+    labels[1, 7, 7], labels[2, 7, 7] = 3, 4
+    many = uncovered_slices("scan", labels, [5, 6], [*NAMES, "x", "y"])
+    assert "(0-3, 8-11: 4 classes)" in many.message()
     # only the classes asked about: the pancreas is found on one uncovered slice, too few
     assert uncovered_slices("scan", labels, [5, 6], NAMES, classes=[2]) is None
     # corrections spread over the scan leave nothing beyond them

@@ -41,7 +41,8 @@ class Uncovered:
     def message(self) -> str:
         """One line for the result panel and the CLI's log."""
         n = len(self.slices)
-        drawn = ", ".join(f"{name} on {count}" for name, count in self.classes[:4])
+        names = [name for name, _ in self.classes]
+        drawn = ", ".join(names) if len(names) <= 3 else f"{len(names)} classes"
         return (f"{self.scan}: the corrections cover slices {self.first}-{self.last}; the "
                 f"model labels {n} slices beyond them ({slice_ranges(self.slices)}: {drawn}), "
                 "where nothing taught it: check those, or correct a slice near each end "
