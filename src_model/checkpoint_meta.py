@@ -38,6 +38,8 @@ MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far belo
 MAX_JSON_DEPTH = 32
 MAX_STRING = 4096
 MAX_TAUGHT = 1000  # card.taught records (one per fine-tune a model went through)
+MAX_SEEN_SCANS = 10_000  # card.taught[].seen: scans one fine-tune was taught on
+MAX_SLICES = 100_000  # ... and slice indices per scan
 
 _LEGACY_DROPPED = frozenset({"slice_axis"})  # written by older versions, read by nothing
 _CARD_TEXT = ("display_name", "modality", "intended_use", "training_data", "training_command")
@@ -99,6 +101,18 @@ class AddedClass:
 
 
 @dataclass(frozen=True)
+class SeenSlices:
+    """The corrected slices of one scan a fine-tune was taught on; the scan is known by a
+    fingerprint of its image (``training.finetuning.seen_slices``), never by its pixels."""
+
+    fingerprint: str
+    slices: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "slices": list(self.slices)}
+
+
+@dataclass(frozen=True)
 class TaughtRecord:
     """How a model was taught from another on a user's corrections (one fine-tune).
 
@@ -108,6 +122,8 @@ class TaughtRecord:
         scans: of how many scans.
         date: when (ISO 8601, UTC).
         derived_from_file: the starting checkpoint's file name.
+        seen: which slices of which scans (``SeenSlices``), so that a later fine-tune judges
+            whether this model already agrees with a user on slices it was not taught on.
 
     The Dice the taught model reached is the training record's ``val_dice``: measured on the
     corrected slices it was taught on, not on held-out data.
@@ -118,10 +134,14 @@ class TaughtRecord:
     scans: int
     date: str
     derived_from_file: str | None = None
+    seen: tuple[SeenSlices, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) is not None}
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if getattr(self, f.name) is not None}
+        if self.seen is not None:
+            out["seen"] = [s.to_dict() for s in self.seen]
+        return out
 
     def describe(self) -> str:
         """``derived from Demo, taught on 6 corrected slices of 1 scan (2026-12-07)``."""
@@ -527,7 +547,23 @@ class _Checker:
         if data.get("derived_from_file") is not None:
             values["derived_from_file"] = self.text(data["derived_from_file"],
                                                     f"{name}.derived_from_file", 500)
+        seen = data.get("seen")
+        if seen is not None:
+            if not isinstance(seen, list | tuple) or len(seen) > MAX_SEEN_SCANS:
+                self.fail(f"{name}.seen", f"must be a list of at most {MAX_SEEN_SCANS} scans")
+            values["seen"] = tuple(self.seen_slices(v, f"{name}.seen[{i}]")
+                                   for i, v in enumerate(seen))
         return TaughtRecord(**values)
+
+    def seen_slices(self, data: Any, name: str) -> SeenSlices:
+        if not isinstance(data, Mapping):
+            self.fail(name, "must be a JSON object (fingerprint, slices)")
+        slices = data.get("slices")
+        if not isinstance(slices, list | tuple) or len(slices) > MAX_SLICES:
+            self.fail(f"{name}.slices", f"must be a list of at most {MAX_SLICES} slice indices")
+        return SeenSlices(self.text(data.get("fingerprint"), f"{name}.fingerprint", 64),
+                          tuple(self.integer(z, f"{name}.slices[{i}]", 0, MAX_SLICES)
+                                for i, z in enumerate(slices)))
 
     def added_class(self, data: Any, name: str) -> AddedClass:
         if not isinstance(data, Mapping):

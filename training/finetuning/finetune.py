@@ -10,7 +10,8 @@ volumes, settings, out_dir)``. The steps (docs/design.md, "Training and fine-tun
    "Fine-tuning on corrections"), the choices are: no flips in the augmentation (left and
    right kidney differ only by side: rot90/flip taught the model to swap them), and two
    measures taken when the start agrees with the corrections (``trust``, its mean Dice on
-   them, >= ``TRUST``): its own labels on ``round(keep_weight x trust x corrected)``
+   them, >= ``TRUST``; on the ones it was not itself taught on, when it was taught on some:
+   ``seen_slices``): its own labels on ``round(keep_weight x trust x corrected)``
    uncorrected slices mixed in as pseudo-labels, its BatchNorm statistics kept, and its
    encoder and bottleneck frozen (only the decoder and head learn). A model that is already
    right keeps what it knows; a model that is wrong there (a new kind of scan) learns freely.
@@ -45,6 +46,7 @@ from ..fitting.new_classes import (
     painted_counts,
 )
 from .coverage import coverage_warnings
+from .seen_slices import seen_records, seen_slices, unseen_corrected
 
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from ..fitting.losses import LossConfig
@@ -178,6 +180,8 @@ class FinetuneReport:
     history: list[dict[str, Any]] = field(default_factory=list)
     new_classes: list[str] = field(default_factory=list)  # classes added by this run
     froze_body: bool = False  # the encoder and bottleneck kept the start's weights
+    trust_slices: int | None = None  # trust judged on only these many corrected slices: the
+    #   ones the start was not taught on (``seen_slices``); None: on all of them
     warnings: list[str] = field(default_factory=list)  # e.g. a new class painted too
     #   little, labels drawn far beyond the corrected slices (``coverage``)
 
@@ -192,6 +196,11 @@ class FinetuneReport:
             lines.append(f"Uncorrected slices: {100 * self.uncorrected_changed:.1f}% of voxels "
                          "changed label; Dice with the labels before "
                          f"{_fmt(self.uncorrected_agreement)}.")
+        if self.trust_slices is not None:
+            taught = self.corrected_slices - self.trust_slices
+            lines.append(f"The starting model was taught on {taught} of these slices before; "
+                         "whether it already agreed with you was judged on the other "
+                         f"{self.trust_slices} (Dice {self.trust:.3f}).")
         if self.pseudo_slices:
             lines.append(f"{self.pseudo_slices} uncorrected slices kept the starting model's "
                          "labels as targets (it agreed with the corrections).")
@@ -549,10 +558,17 @@ def run_finetune(
     cases = corrected_cases(volumes)
     dice_before = present_only(_corrected_dice(before, volumes, class_names))
 
-    # the guards, as much as the start agrees with the corrections (on the classes it knows)
-    old_dice = [d for k, d in dice_before.items() if k in request.model_names[1:]]
+    # the guards, as much as the start agrees with the corrections (on the classes it knows),
+    # judged on the corrected slices it was not already taught on when there are any
+    unseen = unseen_corrected(volumes, seen_slices(meta))
+    judged = sum(len(u) for u in unseen)
+    fresh = 0 < judged < sum(len(v.corrected) for v in volumes)
+    trust_dice = present_only(_corrected_dice(before, [
+        dataclasses.replace(v, corrected=u) for v, u in zip(volumes, unseen, strict=True)],
+        class_names)) if fresh else dice_before
+    old_dice = [d for k, d in trust_dice.items() if k in request.model_names[1:]]
     trust = max(0.0, float(np.mean(old_dice)) if old_dice else
-                (1.0 if request.growing else dice_before["mean"]))
+                (1.0 if request.growing else trust_dice["mean"]))
     trusted = trust >= TRUST
     frozen = ((request.growing or trusted) if settings.freeze_body is None
               else settings.freeze_body)
@@ -660,6 +676,7 @@ def run_finetune(
         history=[{"epoch": 0, "step": 0, "val_dice": dice_before, "seconds": 0.0},
                  *result.history],
         new_classes=list(request.new_names), froze_body=frozen,
+        trust_slices=judged if fresh else None,
         warnings=warnings + ([f"{completed} corrected slice(s) held only new classes: the "
                               "starting model's labels were kept for the rest of them."]
                              if completed else []),
@@ -671,7 +688,8 @@ def run_finetune(
 def taught_records(meta: dict[str, Any], checkpoint: str | Path,
                    volumes: Sequence[CorrectedVolume]) -> list[dict[str, Any]]:
     """The start's ``card.taught`` records plus this run's (``TaughtRecord``): what it was
-    derived from, how many corrected slices of how many scans, when."""
+    derived from, how many corrected slices of how many scans, when, and which slices of
+    which scans (``seen_slices``: fingerprints, no pixels)."""
     import datetime as dt
 
     card = meta.get("card") or {}
@@ -680,7 +698,7 @@ def taught_records(meta: dict[str, Any], checkpoint: str | Path,
     used = [v for v in volumes if v.corrected]
     return [*earlier, {"derived_from": str(name), "derived_from_file": Path(checkpoint).name,
                        "corrected_slices": sum(len(v.corrected) for v in used),
-                       "scans": len(used),
+                       "scans": len(used), "seen": seen_records(used),
                        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}]
 
 
