@@ -59,13 +59,12 @@ def test_uncovered_slices_beyond_the_corrected_span() -> None:
 
 def test_coverage_warnings_one_line_per_scan_at_most_max_scans() -> None:
     labels = _organs()
-    scans = [(f"scan{i}", labels, [5, 6]) for i in range(MAX_SCANS + 2)]
-    lines = coverage_warnings(scans, NAMES)
+    found = [uncovered_slices(f"scan{i}", labels, [5, 6], NAMES) for i in range(MAX_SCANS + 2)]
+    lines = coverage_warnings([None, *found])
     assert len(lines) == MAX_SCANS + 1
     assert lines[0].startswith("scan0: the corrections cover slices 5-6")
     assert lines[-1].startswith("... and 2 more scans")
-    assert coverage_warnings(scans, NAMES, classes=[]) == []
-    assert coverage_warnings([("a", labels, [0, 11])], NAMES) == []
+    assert coverage_warnings([None, None]) == [] and coverage_warnings([]) == []
 
 
 def test_fine_tune_warns_where_its_labels_lie_beyond_the_corrections(finetune_start,
@@ -89,8 +88,17 @@ def test_fine_tune_warns_where_its_labels_lie_beyond_the_corrections(finetune_st
     assert expected.message() in report.warnings
     assert expected.message() in report.describe()
 
-    # the taught model as a start, corrected where it is already right: nothing to flag
-    kept = run_finetune(report.checkpoint, [CorrectedVolume("scan", image, taught, [5, 6])],
+    # the taught model as a start on another scan, corrected where it is already right: it
+    # knew those classes before, nothing to flag
+    other, _ = two_squares(seed=1, n=12)
+    own = predict_volume(other, report.checkpoint, metadata=plain).labels
+    kept = run_finetune(report.checkpoint, [CorrectedVolume("other", other, own, [5, 6])],
                         settings, tmp_path / "kept")
     assert kept.trust >= 0.5
+    assert uncovered_slices("other", own, [5, 6], names) is not None  # labels beyond, yet
     assert not [w for w in kept.warnings if "corrections cover" in w]
+    # on the scan it was taught on, the same corrections: beyond slices 5-6 it still guesses
+    again = run_finetune(report.checkpoint, [CorrectedVolume("scan", image, taught, [5, 6])],
+                         settings, tmp_path / "again")
+    assert again.trust >= 0.5
+    assert [w for w in again.warnings if w.startswith("scan: the corrections cover slices 5-6")]

@@ -8,7 +8,9 @@ within); taught on slices spread over the scan, no labelled slice lay beyond the
 run the user is told, per scan, which labelled slices lie beyond the corrections and which
 classes the model draws there: the slices to check, or to correct one of and teach again.
 Only classes the corrections taught count: all of them when the start did not already agree
-with the corrections, only the added ones when it did (its other classes it knew before).
+with the corrections or was itself taught on the scan (then the slices it was taught on
+count as corrected: ``seen_slices``), only the added ones when it agreed with the
+corrections on a scan it had not been taught on (its other classes it knew before).
 """
 
 from __future__ import annotations
@@ -92,17 +94,10 @@ def uncovered_slices(scan: str, labels: np.ndarray, corrected: Sequence[int],
     return Uncovered(scan, first, last, tuple(beyond), ranked)
 
 
-def coverage_warnings(scans: Sequence[tuple[str, np.ndarray, Sequence[int]]],
-                      class_names: Sequence[str],
-                      classes: Collection[int] | None = None) -> list[str]:
-    """Warning lines for ``(name, taught model's labels, corrected slices)`` per scan: one
-    per scan with uncovered labelled slices of ``classes`` (``uncovered_slices``), at most
-    ``MAX_SCANS``."""
-    if classes is not None and not len(classes):
-        return []
-    found = [u for name, labels, corrected in scans
-             if (u := uncovered_slices(name, labels, corrected, class_names,
-                                       classes=classes)) is not None]
+def coverage_warnings(found: Sequence[Uncovered | None]) -> list[str]:
+    """Warning lines for the scans with uncovered labelled slices (``uncovered_slices``, one
+    per scan, None where there are none): one line each, at most ``MAX_SCANS``."""
+    found = [u for u in found if u is not None]
     lines = [u.message() for u in found[:MAX_SCANS]]
     if len(found) > MAX_SCANS:
         lines.append(f"... and {len(found) - MAX_SCANS} more scans with labelled slices "

@@ -45,8 +45,14 @@ from ..fitting.new_classes import (
     model_class_names,
     painted_counts,
 )
-from .coverage import coverage_warnings
-from .seen_slices import seen_records, seen_slices, unseen_corrected
+from .coverage import coverage_warnings, uncovered_slices
+from .seen_slices import (
+    known_slices,
+    pseudo_label_candidates,
+    seen_records,
+    seen_slices,
+    unseen_corrected,
+)
 
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
     from ..fitting.losses import LossConfig
@@ -560,7 +566,8 @@ def run_finetune(
 
     # the guards, as much as the start agrees with the corrections (on the classes it knows),
     # judged on the corrected slices it was not already taught on when there are any
-    unseen = unseen_corrected(volumes, seen_slices(meta))
+    known = known_slices(volumes, seen_slices(meta))
+    unseen = unseen_corrected(volumes, known)
     judged = sum(len(u) for u in unseen)
     fresh = 0 < judged < sum(len(v.corrected) for v in volumes)
     trust_dice = present_only(_corrected_dice(before, [
@@ -592,11 +599,11 @@ def run_finetune(
                            weighted_votes=settings.weighted_votes),
         overwrite=overwrite, resume=resume)
     slices, pseudo = [], 0
-    for v, pred in zip(volumes, before, strict=True):
+    for v, pred, k in zip(volumes, before, known, strict=True):
         slices += [Slice(v.image[i], v.labels[i].astype(np.uint8), f"{v.name}:{i}", v.spacing,
                          neighbour_slices(v.image, i)) for i in v.corrected]
         count = int(round(settings.keep_weight * trust * len(v.corrected))) if trusted else 0
-        for i in pseudo_slice_indices(v.uncorrected, count):
+        for i in pseudo_slice_indices(pseudo_label_candidates(v, k), count):
             slices.append(Slice(v.image[i], pred[i].astype(np.uint8), f"{v.name}:{i} (start)",
                                 v.spacing, neighbour_slices(v.image, i)))
             pseudo += 1
@@ -651,11 +658,13 @@ def run_finetune(
     dice_after = (dice_before if chosen_epoch == 0 else
                   present_only(validate(new_model, cases, class_names, window, device,
                                         settings.batch_size, target)))
-    # labels far from the corrections, of the classes they taught (all, unless the start
-    # already agreed with them: then only the added ones)
-    warnings += coverage_warnings([(v.name, a, v.corrected) for v, a in zip(
-        volumes, after, strict=True)], class_names,
-        classes=request.new_indices if trusted else None)
+    # labels far from the corrections (and from the slices the start was taught on), of the
+    # classes they taught: all, unless the start agreed with them on a scan it had not been
+    # taught on (then only the added ones)
+    warnings += coverage_warnings([uncovered_slices(
+        v.name, a, sorted(set(v.corrected) | k), class_names,
+        classes=request.new_indices if trusted and not k else None)
+        for v, a, k in zip(volumes, after, known, strict=True)])
     agree, changed, voxels = [], 0, 0
     for v, b, a in zip(volumes, before, after, strict=True):
         idx = v.uncorrected

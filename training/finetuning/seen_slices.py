@@ -6,7 +6,8 @@ these slices agrees with them because it was taught them, not because it knows t
 on the real CT, a model taught on six middle slices, then given two more slices, scored 0.87
 on all eight, was guarded, and learned nothing from the two (docs/results-teaching.md,
 "A second round"). So each taught model records the slices it saw (``SeenSlices`` in its
-card, by scan fingerprint), and trust is judged on the corrected slices it has not seen.
+card, by scan fingerprint), and trust is judged on the corrected slices it has not seen; its
+own labels are kept as targets only near the slices of such a scan it was taught on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .coverage import MARGIN
 
 STRIDE = (2, 4, 4)
 """The fingerprint hashes every 2nd slice, 4th row and 4th column (fast on a large CT)."""
@@ -52,12 +55,23 @@ def seen_slices(meta: Mapping[str, Any]) -> dict[str, set[int]]:
     return seen
 
 
-def unseen_corrected(volumes: Sequence[Any], seen: Mapping[str, set[int]]) -> list[list[int]]:
-    """Per volume, its corrected slices the start was not taught on."""
+def known_slices(volumes: Sequence[Any], seen: Mapping[str, set[int]]) -> list[set[int]]:
+    """Per volume, the slices of it the start was taught on (empty for a scan it never saw)."""
     if not seen:
-        return [list(v.corrected) for v in volumes]
-    out = []
-    for v in volumes:
-        known = seen.get(volume_fingerprint(v.image), set())
-        out.append([i for i in v.corrected if i not in known])
-    return out
+        return [set() for _ in volumes]
+    return [set(seen.get(volume_fingerprint(v.image), set())) for v in volumes]
+
+
+def unseen_corrected(volumes: Sequence[Any], known: Sequence[set[int]]) -> list[list[int]]:
+    """Per volume, its corrected slices the start was not taught on."""
+    return [[i for i in v.corrected if i not in k] for v, k in zip(volumes, known, strict=True)]
+
+
+def pseudo_label_candidates(volume: Any, known: set[int], margin: int = MARGIN) -> list[int]:
+    """The uncorrected slices whose start labels may be kept as targets: all of them for a
+    scan the start was not taught on; for one it was, only those within ``margin`` of the
+    slices it was taught on (beyond them it guessed: ``coverage``)."""
+    if not known:
+        return list(volume.uncorrected)
+    lo, hi = min(known) - margin, max(known) + margin
+    return [i for i in volume.uncorrected if lo <= i <= hi]
