@@ -11,6 +11,9 @@ Three parts, each printing one JSON line per run (``--out FILE`` appends them th
             ``l2gnet finetune``'s path): Dice per class on the uncorrected slices before and
             after, on the corrected slices, seconds per round. ``--save-dir`` keeps each
             taught checkpoint (``ct_<choice>.safetensors``) for the next part.
+            ``--then-add 4,23`` (or ``uncertain``) runs the user's next round: those slices
+            corrected too, fine-tuned from the taught model (``--then-from start``: from the
+            start on all of them), scored on the slices still uncorrected.
 ``second``  Another real CT patient kept aside (../shared/data/ct_dicom/siemens_jpeg2000,
             0.98 mm, JPEG 2000; no labels): the starting and the taught models side by side
             -- volume per organ (mL), agreement between the two (Dice), whether a liver is
@@ -131,6 +134,9 @@ def run_ct(args: argparse.Namespace) -> None:
                 Path(args.save_dir).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(report.checkpoint,
                                 Path(args.save_dir) / f"ct_{choice}.safetensors")
+            if args.then_add:
+                _second_round(args, image, truth, scan.spacing, names, corrected,
+                              report.checkpoint, pred, settings, choice)
         after = class_dice(pred[untouched], truth[untouched], names)
         beyond = uncovered_slices("example_ct_sm", pred, corrected, names)
         flagged = list(beyond.slices) if beyond else []
@@ -163,6 +169,46 @@ def run_ct(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------- second
+def _second_round(args, image, truth, spacing, names, corrected, taught, pred, settings,
+                  choice) -> None:
+    """The user's next round: ``--then-add`` slices corrected as well (``uncertain``: the
+    two the Fine-tune panel's ranking puts first), fine-tuned from the taught model
+    (``--then-from taught``, what Accept then Start again does) or from the start on all
+    of them; Dice on the slices still uncorrected, before and after."""
+    import time as _time
+
+    from training.finetuning.finetune import CorrectedVolume, run_finetune
+    from training.inference import predict_volume
+    from training.inference.uncertainty import rank_scores, slice_entropy
+
+    plain = {"normalization": {"kind": "none"}}
+    if args.then_add == "uncertain":
+        probs = predict_volume(image, taught, metadata=plain, spacing=spacing,
+                               return_probabilities=True).probabilities
+        extra = rank_scores(slice_entropy(probs, 0), 2, corrected, spacing=2)
+    else:
+        extra = [int(v) for v in args.then_add.split(",")]
+    now = sorted(set(corrected) | set(extra))
+    rest = [i for i in range(truth.shape[0]) if i not in set(now)]
+    c0 = _time.process_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = taught if args.then_from == "taught" else CHECKPOINT
+        report = run_finetune(start, [CorrectedVolume("example_ct_sm", image, truth, now,
+                                                      spacing=spacing)],
+                              settings, tmp, taught_on="ct_abdomen/example_ct_sm.nii.gz")
+        after = predict_volume(image, report.checkpoint, metadata=plain,
+                               spacing=spacing).labels
+    emit({"part": "ct_second_round", "choice": choice, "first_slices": corrected,
+          "added": extra, "from": args.then_from, "cpu_seconds": round(_time.process_time()
+                                                                        - c0, 1),
+          "trust": round(report.trust, 3), "trust_slices": report.trust_slices,
+          "froze_body": report.froze_body, "pseudo_slices": report.pseudo_slices,
+          "chosen_epoch": report.chosen_epoch,
+          "before": class_dice(pred[rest], truth[rest], names),
+          "after": class_dice(after[rest], truth[rest], names),
+          "warnings": report.warnings}, args.out)
+
+
 def _ct3slice_liver(scan) -> np.ndarray | None:
     """The real liver label of ct_dicom/ct3slice on ``scan``'s display grid, matching each
     SEG frame to its slice by pixel data (None when the files are absent or do not match)."""
@@ -388,6 +434,10 @@ def main() -> None:
     ct.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="FinetuneSettings override, e.g. --set epochs=12")
     ct.add_argument("--save-dir")
+    ct.add_argument("--then-add", help="a second round: these slices corrected as well "
+                    "(e.g. 4,23, or 'uncertain': the panel's two most uncertain)")
+    ct.add_argument("--then-from", choices=["taught", "start"], default="taught",
+                    help="the second round starts from the taught model or the start")
     second = sub.add_parser("second")
     second.add_argument("--taught", nargs="+", required=True)
     second.add_argument("--screenshot")
