@@ -329,6 +329,34 @@ def test_run_shows_before_after_and_accept_publishes(setup, qtbot, checkpoint,
     widget.shutdown()
 
 
+def test_second_round_is_judged_on_the_new_slices(setup, qtbot, tmp_path) -> None:
+    """Accept, paint one more slice, Start again from the accepted model: it was taught the
+    first two slices, so whether it already agrees is judged on the new one only (before,
+    the round was judged on all three, and a model that agreed with what it had been
+    taught froze and learned nothing)."""
+    viewer, widget, labels = setup
+    _paint(labels, (1, 8, 8), 2)
+    _paint(labels, (2, 8, 8), 2)
+    widget.epochs_spin.setValue(4)
+    widget.lr_spin.setValue(0.01)
+    assert widget.start(), widget.status.text()
+    _wait_done(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert widget.last_report.trust_slices is None  # a start never taught: all slices
+    assert widget.accept()
+    accepted = widget.input_edit.text()
+    _paint(labels, (3, 8, 8), 2)
+    assert widget.start(), widget.status.text()
+    _wait_done(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    report = widget.last_report
+    assert report.corrected_slices == 3 and report.trust_slices == 1
+    assert "taught on 2 of these slices before" in widget.result_label.text()
+    from src_model import read_metadata
+
+    assert read_metadata(accepted)["card"]["taught"][-1]["seen"][0]["slices"] == [1, 2]
+
+
 def test_stop_keeps_a_valid_model(setup, qtbot) -> None:
     from src_model import load_checkpoint
 
