@@ -38,6 +38,10 @@ def test_uncovered_slices_beyond_the_corrected_span() -> None:
     assert found.classes == (("liver", 8),)  # the pancreas stays within the margin
     text = found.message()
     assert "slices 5-6" in text and "8 slices beyond them (0-3, 8-11: liver)" in text
+    assert found.suggested == (2, 10)  # the middle of each side's run
+    assert text.endswith("or correct slices 2 and 10 too and fine-tune again.")
+    one_side = uncovered_slices("scan", labels, [10, 11], NAMES)
+    assert one_side.suggested == (4,) and "correct slice 4 too" in one_side.message()
     labels[0, 5, 5] = 2  # a pancreas far from the corrections is named too
     found = uncovered_slices("scan", labels, [5, 6], NAMES)
     assert found.classes == (("liver", 8), ("pancreas", 1))

@@ -40,29 +40,40 @@ class Uncovered:
     slices: tuple[int, ...]  # labelled slices more than MARGIN beyond [first, last]
     classes: tuple[tuple[str, int], ...]  # (class name, uncovered slices it is on), most first
 
+    @property
+    def suggested(self) -> tuple[int, ...]:
+        """Slices to correct next: the middle of the first and of the last run of uncovered
+        slices (one per side of the corrections; measured in docs/results-teaching.md)."""
+        runs = _runs(self.slices)
+        ends = [runs[0], runs[-1]] if len(runs) > 1 else runs
+        return tuple(run[len(run) // 2] for run in ends)
+
     def message(self) -> str:
         """One line for the result panel and the CLI's log."""
         n = len(self.slices)
         names = [name for name, _ in self.classes]
         drawn = ", ".join(names) if len(names) <= 3 else f"{len(names)} classes"
+        picks = " and ".join(map(str, self.suggested))
         return (f"{self.scan}: the corrections cover slices {self.first}-{self.last}; the "
                 f"model labels {n} slices beyond them ({slice_ranges(self.slices)}: {drawn}), "
-                "where nothing taught it: check those, or correct a slice near each end "
-                "and fine-tune again.")
+                f"where nothing taught it: check those, or correct slice"
+                f"{'s' * (len(self.suggested) > 1)} {picks} too and fine-tune again.")
+
+
+def _runs(slices: Sequence[int]) -> list[list[int]]:
+    """Consecutive runs: ``[0, 1, 2, 5, 7, 8]`` -> ``[[0, 1, 2], [5], [7, 8]]``."""
+    runs: list[list[int]] = []
+    for s in sorted(int(v) for v in slices):
+        if runs and s == runs[-1][-1] + 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
 
 
 def slice_ranges(slices: Sequence[int]) -> str:
     """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
-    parts: list[str] = []
-    run: list[int] = []
-    for s in sorted(slices):
-        if run and s != run[-1] + 1:
-            parts.append(_run_text(run))
-            run = []
-        run.append(int(s))
-    if run:
-        parts.append(_run_text(run))
-    return ", ".join(parts)
+    return ", ".join(_run_text(run) for run in _runs(slices))
 
 
 def _run_text(run: list[int]) -> str:
