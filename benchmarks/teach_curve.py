@@ -175,22 +175,20 @@ def _second_round(args, image, truth, spacing, names, corrected, taught, pred, s
     two the Fine-tune panel's ranking puts first), fine-tuned from the taught model
     (``--then-from taught``, what Accept then Start again does) or from the start on all
     of them; Dice on the slices still uncorrected, before and after."""
-    import time as _time
-
     from training.finetuning.finetune import CorrectedVolume, run_finetune
     from training.inference import predict_volume
-    from training.inference.uncertainty import rank_scores, slice_entropy
+    from training.inference.uncertainty import rank_slices
 
     plain = {"normalization": {"kind": "none"}}
     if args.then_add == "uncertain":
         probs = predict_volume(image, taught, metadata=plain, spacing=spacing,
                                return_probabilities=True).probabilities
-        extra = rank_scores(slice_entropy(probs, 0), 2, corrected, spacing=2)
+        extra = rank_slices(probs, 2, exclude=corrected, spacing=2)
     else:
         extra = [int(v) for v in args.then_add.split(",")]
     now = sorted(set(corrected) | set(extra))
     rest = [i for i in range(truth.shape[0]) if i not in set(now)]
-    c0 = _time.process_time()
+    c0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         start = taught if args.then_from == "taught" else CHECKPOINT
         report = run_finetune(start, [CorrectedVolume("example_ct_sm", image, truth, now,
@@ -199,8 +197,8 @@ def _second_round(args, image, truth, spacing, names, corrected, taught, pred, s
         after = predict_volume(image, report.checkpoint, metadata=plain,
                                spacing=spacing).labels
     emit({"part": "ct_second_round", "choice": choice, "first_slices": corrected,
-          "added": extra, "from": args.then_from, "cpu_seconds": round(_time.process_time()
-                                                                        - c0, 1),
+          "added": extra, "from": args.then_from,
+          "cpu_seconds": round(time.process_time() - c0, 1),
           "trust": round(report.trust, 3), "trust_slices": report.trust_slices,
           "froze_body": report.froze_body, "pseudo_slices": report.pseudo_slices,
           "chosen_epoch": report.chosen_epoch,

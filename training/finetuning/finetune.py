@@ -33,6 +33,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ from .seen_slices import (
     seen_records,
     seen_slices,
     unseen_corrected,
+    volume_fingerprint,
 )
 
 if TYPE_CHECKING:  # torch-importing modules: for annotations only
@@ -160,6 +162,11 @@ class CorrectedVolume:
             from ..data.physical_scale import in_plane_spacing
 
             self.spacing = in_plane_spacing(self.spacing)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """``seen_slices.volume_fingerprint`` of the image, hashed once per volume."""
+        return volume_fingerprint(self.image)
 
     @property
     def uncorrected(self) -> list[int]:

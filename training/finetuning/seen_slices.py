@@ -39,7 +39,7 @@ def volume_fingerprint(image: np.ndarray) -> str:
 def seen_records(volumes: Iterable[Any]) -> list[dict[str, Any]]:
     """The ``seen`` entries of a taught record: fingerprint and corrected slices per volume
     (``CorrectedVolume``) that has corrections."""
-    return [{"fingerprint": volume_fingerprint(v.image), "slices": [int(i) for i in v.corrected]}
+    return [{"fingerprint": v.fingerprint, "slices": [int(i) for i in v.corrected]}
             for v in volumes if v.corrected]
 
 
@@ -59,7 +59,7 @@ def known_slices(volumes: Sequence[Any], seen: Mapping[str, set[int]]) -> list[s
     """Per volume, the slices of it the start was taught on (empty for a scan it never saw)."""
     if not seen:
         return [set() for _ in volumes]
-    return [set(seen.get(volume_fingerprint(v.image), set())) for v in volumes]
+    return [set(seen.get(v.fingerprint, set())) for v in volumes]
 
 
 def unseen_corrected(volumes: Sequence[Any], known: Sequence[set[int]]) -> list[list[int]]:
