@@ -7,12 +7,14 @@ Three parts, each printing one JSON line per run (``--out FILE`` appends them th
             standing in for a radiologist's corrections). From the shipped demo checkpoint,
             6 corrected slices in three choices -- ``even`` (evenly spaced over the labelled
             range), ``fixed`` (1, 6, 12, 17, 23, 28), ``middle`` (clustered in the middle
-            third) -- fine-tuned through ``training.finetuning.run_finetune`` (the panel's and
-            ``l2gnet finetune``'s path): Dice per class on the uncorrected slices before and
-            after, on the corrected slices, seconds per round. ``--save-dir`` keeps each
+            third; ``ranked``: the first six the Fine-tune panel's *Where to correct next*
+            list names on the untouched scan) -- fine-tuned through
+            ``training.finetuning.run_finetune`` (the panel's and ``l2gnet finetune``'s
+            path): Dice per class on the uncorrected slices before and after, on the
+            corrected slices, seconds per round. ``--save-dir`` keeps each
             taught checkpoint (``ct_<choice>.safetensors``) for the next part.
-            ``--then-add 4,23`` (or ``uncertain``) runs the user's next round: those slices
-            corrected too, fine-tuned from the taught model (``--then-from start``: from the
+            ``--then-add 4,23`` (``ranked``, ``uncertain``) runs the user's next round: those
+            slices corrected too, fine-tuned from the taught model (``--then-from start``: from the
             start on all of them), scored on the slices still uncorrected.
 ``second``  Another real CT patient kept aside (../shared/data/ct_dicom/siemens_jpeg2000,
             0.98 mm, JPEG 2000; no labels): the starting and the taught models side by side
@@ -117,7 +119,13 @@ def run_ct(args: argparse.Namespace) -> None:
 
     settings = FinetuneSettings(**parse_set(args.set))
     for choice in args.choices:
-        corrected = slice_choice(truth, choice)
+        if choice == "ranked":  # the first six of the panel's Where to correct next list
+            from training.finetuning.next_slices import slices_to_correct
+
+            corrected = sorted(p.index for p in slices_to_correct(
+                scan.data, CHECKPOINT, spacing=scan.spacing, count=6))
+        else:
+            corrected = slice_choice(truth, choice)
         untouched = [i for i in range(truth.shape[0]) if i not in set(corrected)]
         load0 = machine()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -135,7 +143,7 @@ def run_ct(args: argparse.Namespace) -> None:
                 shutil.copyfile(report.checkpoint,
                                 Path(args.save_dir) / f"ct_{choice}.safetensors")
             if args.then_add:
-                _second_round(args, image, truth, scan.spacing, names, corrected,
+                _second_round(args, scan.data, image, truth, scan.spacing, names, corrected,
                               report.checkpoint, pred, settings, choice)
         after = class_dice(pred[untouched], truth[untouched], names)
         beyond = uncovered_slices("example_ct_sm", pred, corrected, names)
@@ -169,18 +177,23 @@ def run_ct(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------- second
-def _second_round(args, image, truth, spacing, names, corrected, taught, pred, settings,
+def _second_round(args, raw, image, truth, spacing, names, corrected, taught, pred, settings,
                   choice) -> None:
-    """The user's next round: ``--then-add`` slices corrected as well (``uncertain``: the
-    two the Fine-tune panel's ranking puts first), fine-tuned from the taught model
+    """The user's next round: ``--then-add`` slices corrected as well (``ranked``: the two
+    the Fine-tune panel's *Where to correct next* list puts first; ``uncertain``: the two most
+    uncertain, its ranking before coverage came first), fine-tuned from the taught model
     (``--then-from taught``, what Accept then Start again does) or from the start on all
     of them; Dice on the slices still uncorrected, before and after."""
     from training.finetuning.finetune import CorrectedVolume, run_finetune
+    from training.finetuning.next_slices import slices_to_correct
     from training.inference import predict_volume
     from training.inference.uncertainty import rank_slices
 
     plain = {"normalization": {"kind": "none"}}
-    if args.then_add == "uncertain":
+    if args.then_add == "ranked":
+        extra = [p.index for p in slices_to_correct(raw, taught, corrected=corrected,
+                                                    spacing=spacing, count=2)]
+    elif args.then_add == "uncertain":
         probs = predict_volume(image, taught, metadata=plain, spacing=spacing,
                                return_probabilities=True).probabilities
         extra = rank_slices(probs, 2, exclude=corrected, spacing=2)
@@ -428,12 +441,14 @@ def main() -> None:
     sub = p.add_subparsers(dest="part", required=True)
     ct = sub.add_parser("ct")
     ct.add_argument("--choices", nargs="+", default=["even", "fixed", "middle"],
-                    choices=["even", "fixed", "middle"])
+                    choices=["even", "fixed", "middle", "ranked"],
+                    help="ranked: the first six of the Fine-tune panel's list")
     ct.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="FinetuneSettings override, e.g. --set epochs=12")
     ct.add_argument("--save-dir")
     ct.add_argument("--then-add", help="a second round: these slices corrected as well "
-                    "(e.g. 4,23, or 'uncertain': the panel's two most uncertain)")
+                    "(e.g. 4,23; 'ranked': the first two of the panel's Where to correct "
+                    "next list; 'uncertain': the two most uncertain)")
     ct.add_argument("--then-from", choices=["taught", "start"], default="taught",
                     help="the second round starts from the taught model or the start")
     second = sub.add_parser("second")

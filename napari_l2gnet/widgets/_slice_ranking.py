@@ -1,7 +1,8 @@
-""""Where to correct next": the slices the model is least sure of, listed; a click jumps there.
+""""Where to correct next": the slices to correct next, listed; a click jumps there.
 
-The model segments the image in a napari thread worker; ``training.inference.uncertainty``
-scores each slice by its mean probability entropy. Slices already corrected are left out, and
+The model segments the image in a napari thread worker; ``training.finetuning.next_slices``
+lists first the middle of each range of labelled slices beyond the corrected (and taught)
+ones, then the slices the model is least sure of. Slices already corrected are left out, and
 so are the neighbours of a listed slice (they look alike).
 """
 
@@ -15,21 +16,13 @@ from qtpy.QtWidgets import QGroupBox, QListWidget, QListWidgetItem, QPushButton,
 
 from ._tooltips import Finetune as tips
 
-LISTED = 10
 
+def rank_volume(volume: np.ndarray, checkpoint: str, axis: int, exclude: list[int],
+                spacing: tuple[float, ...] | None) -> list:
+    """``next_slices.slices_to_correct`` (in a thread): ``SliceToCorrect`` entries."""
+    from training.finetuning.next_slices import slices_to_correct
 
-def rank_volume(volume: np.ndarray, checkpoint: str, axis: int,
-                exclude: list[int]) -> list[tuple[int, float]]:
-    """(slice, mean entropy) of the most uncertain slices not in ``exclude`` (in a thread)."""
-    from training.inference import predict_volume
-    from training.inference.uncertainty import rank_scores, slice_entropy
-
-    probs = predict_volume(volume, checkpoint, axis=axis,
-                           return_probabilities=True).probabilities
-    if probs.ndim == 3:  # one 2-D slice
-        probs, axis = probs[:, None], 0
-    scores = slice_entropy(probs, axis)
-    return [(i, float(scores[i])) for i in rank_scores(scores, LISTED, exclude, spacing=2)]
+    return slices_to_correct(volume, checkpoint, axis=axis, corrected=exclude, spacing=spacing)
 
 
 class SliceRanking(QGroupBox):
@@ -38,11 +31,11 @@ class SliceRanking(QGroupBox):
     def __init__(self, viewer, request: Callable[[], tuple | None], on_error) -> None:
         super().__init__("Where to correct next")
         self.viewer = viewer
-        self._request = request  # () -> (volume, checkpoint, axis, exclude) or None
+        self._request = request  # () -> (volume, checkpoint, axis, exclude, spacing) or None
         self._on_error = on_error
-        self.ranked: list[tuple[int, float]] = []
+        self.ranked: list = []  # SliceToCorrect entries, in list order
         self.worker = None
-        self.button = QPushButton("Rank slices by uncertainty")
+        self.button = QPushButton("Rank slices to correct next")
         self.button.setToolTip(tips.RANK)
         self.button.clicked.connect(self.rank)
         self.list = QListWidget()
@@ -58,11 +51,12 @@ class SliceRanking(QGroupBox):
         request = self._request()
         if request is None:
             return False
-        volume, checkpoint, axis, exclude = request
+        volume, checkpoint, axis, exclude, spacing = request
         self.button.setEnabled(False)
         self.list.clear()
         self.list.addItem("segmenting…")
-        self.worker = create_worker(rank_volume, volume, checkpoint, axis, exclude)
+        self.worker = create_worker(rank_volume, volume, checkpoint, axis, exclude,
+                                    spacing)
         self.worker.returned.connect(lambda ranked: self._show(ranked, axis))
         self.worker.errored.connect(lambda err: self._on_error(f"Could not rank: {err}"))
         self.worker.finished.connect(self._done)
@@ -73,12 +67,12 @@ class SliceRanking(QGroupBox):
         self.worker = None
         self.button.setEnabled(True)
 
-    def _show(self, ranked: list[tuple[int, float]], axis: int) -> None:
+    def _show(self, ranked: list, axis: int) -> None:
         self.ranked = ranked
         self.list.clear()
-        for index, score in ranked:
-            item = QListWidgetItem(f"slice {index}   uncertainty {score:.3f}")
-            item.setData(Qt.ItemDataRole.UserRole, (axis, index))
+        for entry in ranked:
+            item = QListWidgetItem(entry.text())
+            item.setData(Qt.ItemDataRole.UserRole, (axis, entry.index))
             self.list.addItem(item)
 
     def jump_to(self, item: QListWidgetItem) -> None:

@@ -61,8 +61,10 @@ class Finetune:
     START = "Fine-tune in a separate process; the viewer stays usable"
     STOP = "Stop after the current step and keep the best model so far (press again to end at once)"
     ACCEPT = "Save the fine-tuned checkpoint to the output path; Segment uses it from now on"
-    RANK = ("Segment with the input checkpoint and list the slices whose class probabilities "
-            "are most uncertain")
+    RANK = ("Segment with the input checkpoint and list the slices to correct next: first "
+            "slices spread over the scan (nothing corrected yet) or the middle of each range "
+            "of slices beyond the corrected (and taught) ones, where the model guesses; then "
+            "the slices whose class probabilities are most uncertain")
     PAINTED_ON = "Corrected slices holding the class"
     NEW_CLASSES = ("Label values the model does not have: name them to teach them as new "
                    "classes (the model's own classes are kept)")

@@ -50,7 +50,7 @@ from ._annotations import (
     painted_slices,
     user_finetune_dir,
 )
-from ._finetune_job import JobForm, prepare
+from ._finetune_job import JobForm, prepare, scan_spacing
 from ._finetune_result import ResultView
 from ._finetune_run import NotAccepted, RunController
 from ._forms import (
@@ -131,8 +131,9 @@ class FinetuneWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._data_box())
         layout.addWidget(self.new_classes)
-        layout.addWidget(Section("Where to correct next", self.ranking, expanded=False,
-                                 tip=tips.RANK))
+        self.ranking_section = Section("Where to correct next", self.ranking, expanded=False,
+                                       tip=tips.RANK)
+        layout.addWidget(self.ranking_section)
         layout.addWidget(self.settings)
         layout.addWidget(Section("Earlier corrections (annotation store)", self.store_box,
                                  expanded=False, tip=tips.STORE_INCLUDE))
@@ -360,7 +361,7 @@ class FinetuneWidget(QWidget):
             return None
         axis = layer_axis(labels) if labels is not None and np.ndim(image.data) == 3 else 0
         done = self.annotated_slices(labels) if labels is not None else []
-        return np.asarray(image.data), src, axis, done
+        return np.asarray(image.data), src, axis, done, scan_spacing(image)
 
     def rank_slices(self) -> bool:
         """Segment with the input checkpoint in a thread; list the most uncertain slices."""

@@ -410,14 +410,43 @@ def test_rank_lists_uncertain_slices_and_click_jumps(setup, qtbot) -> None:
     _paint(labels, (1, 8, 8), 2)
     assert widget.rank_slices()
     qtbot.waitUntil(lambda: bool(widget.ranking.ranked), timeout=60000)
-    ranked = [i for i, _ in widget.ranking.ranked]
+    ranked = [entry.index for entry in widget.ranking.ranked]
     assert 1 not in ranked and set(ranked) <= {0, 2, 3}  # painted slice 1 left out
-    scores = [s for _, s in widget.ranking.ranked]
-    assert scores == sorted(scores, reverse=True)
+    scores = [entry.uncertainty for entry in widget.ranking.ranked]
+    assert scores == sorted(scores, reverse=True)  # too few slices beyond: uncertainty only
     item = widget.ranking.list.item(0)
     assert item.text().startswith(f"slice {ranked[0]}")
     widget.ranking.jump_to(item)
     assert viewer.dims.current_step[0] == ranked[0]
+
+
+def test_rank_lists_the_slices_beyond_the_corrections_first(make_napari_viewer, qtbot) -> None:
+    """On the sample scan with the demo model, corrections painted on three middle slices:
+    the list opens with the middle of the labelled slices below them and of those above
+    (where a model taught on them would guess), before the uncertain ones."""
+    from napari_l2gnet._session import DEMO_CHECKPOINT
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-l2gnet", "abdomen_ct")
+    truth = viewer.layers["abdomen_ct truth"]
+    widget = dock(viewer, "Fine-tune")
+    widget.input_edit.setText(str(DEMO_CHECKPOINT))
+    widget.labels_combo.setCurrentText(truth.name)
+    labelled = [z for z in range(truth.data.shape[0]) if np.asarray(truth.data[z]).any()]
+    mid = labelled[len(labelled) // 2]
+    for z in (mid - 1, mid, mid + 1):
+        _paint(truth, (z, *np.argwhere(np.asarray(truth.data[z]) > 0)[0]), 1)
+    assert widget.annotated_slices(widget.labels_combo.layer()) == [mid - 1, mid, mid + 1]
+    assert widget.rank_slices()
+    qtbot.waitUntil(lambda: bool(widget.ranking.ranked), timeout=120000)
+    first, second, *rest = widget.ranking.ranked
+    assert first.index < mid - 2 < mid + 2 < second.index
+    assert first.reason == second.reason == "beyond"
+    assert all(e.reason == "uncertain" for e in rest)
+    assert "not taught near: middle of slices" in widget.ranking.list.item(0).text()
+    widget.ranking.jump_to(widget.ranking.list.item(1))
+    assert viewer.dims.current_step[0] == second.index
+    widget.shutdown()
 
 
 def test_both_widgets_offer_only_grey_images(setup) -> None:

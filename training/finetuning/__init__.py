@@ -5,6 +5,8 @@
 - ``process``: ``FinetuneProcess``, the same run in a child process the panel can stop;
 - ``class_outcomes``: per painted class, was it learned;
 - ``coverage``: where the taught model labels slices far beyond the corrected ones;
+- ``seen_slices``: which slices of which scans a taught model was taught on;
+- ``next_slices``: the slices to correct next (the panel's *Where to correct next* list);
 - ``store_volumes``: the annotation store's cases as fine-tuning volumes.
 
 Re-exported lazily (``lazy_loader``; the panel imports torch-free parts on its main thread).

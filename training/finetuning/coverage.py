@@ -41,12 +41,16 @@ class Uncovered:
     classes: tuple[tuple[str, int], ...]  # (class name, uncovered slices it is on), most first
 
     @property
+    def end_runs(self) -> tuple[tuple[int, ...], ...]:
+        """The first and the last run of consecutive uncovered slices (one if there is one)."""
+        runs = _runs(self.slices)
+        return tuple(tuple(run) for run in ([runs[0], runs[-1]] if len(runs) > 1 else runs))
+
+    @property
     def suggested(self) -> tuple[int, ...]:
         """Slices to correct next: the middle of the first and of the last run of uncovered
         slices (one per side of the corrections; measured in docs/results-teaching.md)."""
-        runs = _runs(self.slices)
-        ends = [runs[0], runs[-1]] if len(runs) > 1 else runs
-        return tuple(run[len(run) // 2] for run in ends)
+        return tuple(run[len(run) // 2] for run in self.end_runs)
 
     def message(self) -> str:
         """One line for the result panel and the CLI's log."""
@@ -76,7 +80,7 @@ def slice_ranges(slices: Sequence[int]) -> str:
     return ", ".join(_run_text(run) for run in _runs(slices))
 
 
-def _run_text(run: list[int]) -> str:
+def _run_text(run: Sequence[int]) -> str:
     return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
 
 
