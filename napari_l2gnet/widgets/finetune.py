@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from training.finetuning.coverage import before_run_note
 from training.finetuning.finetune import FinetuneSettings, change_scores
 
 from .._layer_record import read_record
@@ -46,6 +47,7 @@ from ._annotations import (
     annotated_slices,
     copy_atomically,
     default_output_path,
+    labelled_slices,
     layer_axis,
     painted_slices,
     user_finetune_dir,
@@ -297,6 +299,8 @@ class FinetuneWidget(QWidget):
         else:
             shown = ", ".join(str(i) for i in slices[:12]) + (" …" if len(slices) > 12 else "")
             text = f"{len(slices)} annotated slice{'s' * (len(slices) != 1)}: {shown}"
+            note = before_run_note(labelled_slices(layer.data, layer_axis(layer)), slices)
+            text += f"\n{note}" if note else ""
         self.count_label.setText(text)
         self._refresh_new_classes(layer)
 

@@ -437,6 +437,12 @@ def test_rank_lists_the_slices_beyond_the_corrections_first(make_napari_viewer, 
     for z in (mid - 1, mid, mid + 1):
         _paint(truth, (z, *np.argwhere(np.asarray(truth.data[z]) > 0)[0]), 1)
     assert widget.annotated_slices(widget.labels_combo.layer()) == [mid - 1, mid, mid + 1]
+    # before any run, the count line says where a model taught on them would guess
+    held = [z for z in range(truth.data.shape[0]) if np.asarray(truth.data[z]).any()]
+    below, above = [z for z in held if z < mid - 2], [z for z in held if z > mid + 2]
+    assert (f"lie beyond the corrections, where a model taught on them guesses: correct "
+            f"slices {below[len(below) // 2]} and {above[len(above) // 2]} too"
+            in widget.count_label.text())
     assert widget.rank_slices()
     qtbot.waitUntil(lambda: bool(widget.ranking.ranked), timeout=120000)
     first, second, *rest = widget.ranking.ranked

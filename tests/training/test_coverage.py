@@ -8,8 +8,10 @@ import numpy as np
 from tests.helpers import two_squares
 from training.finetuning.coverage import (
     MAX_SCANS,
+    before_run_note,
     coverage_warnings,
     slice_ranges,
+    slices_beyond,
     uncovered_slices,
 )
 from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
@@ -106,3 +108,18 @@ def test_fine_tune_warns_where_its_labels_lie_beyond_the_corrections(finetune_st
                          settings, tmp_path / "again")
     assert again.trust >= 0.5
     assert [w for w in again.warnings if w.startswith("scan: the corrections cover slices 5-6")]
+
+
+def test_before_run_note_names_the_slices_beyond_and_two_to_add() -> None:
+    """Before a run: corrections on slices 10-15 of labels on 0-29 leave 0-8 and 17-29
+    beyond them; the note asks for their middles (4 and 23, the measured second round)."""
+    labelled = list(range(30))
+    assert slices_beyond(labelled, range(10, 16)) == tuple([*range(0, 9), *range(17, 30)])
+    note = before_run_note(labelled, range(10, 16))
+    assert note.startswith("Labels on slices 0-8, 17-29 lie beyond the corrections")
+    assert "correct slices 4 and 23 too" in note
+    assert before_run_note(labelled, [0, 6, 12, 17, 23, 29]) == ""  # spread: nothing beyond
+    assert before_run_note(labelled, []) == ""
+    assert before_run_note(list(range(12)), [2, 3]) == (
+        "Labels on slices 0, 5-11 lie beyond the corrections, where a model taught on them "
+        "guesses: correct slices 0 and 8 too (Where to correct next).")

@@ -95,9 +95,9 @@ def uncovered_slices(scan: str, labels: np.ndarray, corrected: Sequence[int],
     labels = np.asarray(labels)
     taught = labels > 0 if classes is None else np.isin(labels, list(classes))
     first, last = int(min(corrected)), int(max(corrected))
-    beyond = [z for z in range(labels.shape[0])
-              if (z < first - margin or z > last + margin) and taught[z].any()]
-    if len(beyond) < min_slices:
+    beyond = slices_beyond([z for z in range(labels.shape[0]) if taught[z].any()], corrected,
+                           margin=margin, min_slices=min_slices)
+    if not beyond:
         return None
     counts: dict[str, int] = {}
     for z in beyond:
@@ -107,6 +107,32 @@ def uncovered_slices(scan: str, labels: np.ndarray, corrected: Sequence[int],
                 counts[name] = counts.get(name, 0) + 1
     ranked = tuple(sorted(counts.items(), key=lambda item: -item[1]))
     return Uncovered(scan, first, last, tuple(beyond), ranked)
+
+
+def slices_beyond(labelled: Sequence[int], corrected: Sequence[int], *, margin: int = MARGIN,
+                  min_slices: int = MIN_SLICES) -> tuple[int, ...]:
+    """The ``labelled`` slices more than ``margin`` beyond the first or last ``corrected``
+    slice; () when fewer than ``min_slices`` of them, or nothing is corrected."""
+    if not len(corrected):
+        return ()
+    first, last = int(min(corrected)), int(max(corrected))
+    beyond = tuple(sorted(int(z) for z in labelled
+                          if z < first - margin or z > last + margin))
+    return beyond if len(beyond) >= min_slices else ()
+
+
+def before_run_note(labelled: Sequence[int], corrected: Sequence[int]) -> str:
+    """What the Fine-tune panel says before a run when the corrections leave labelled slices
+    far beyond them ("" when they do not): where the taught model would guess, and the two
+    slices to correct as well (``Uncovered.suggested``)."""
+    beyond = slices_beyond(labelled, corrected)
+    if not beyond:
+        return ""
+    found = Uncovered("", int(min(corrected)), int(max(corrected)), beyond, ())
+    picks = found.suggested
+    return (f"Labels on slices {slice_ranges(beyond)} lie beyond the corrections, where a "
+            f"model taught on them guesses: correct slice{'s' * (len(picks) > 1)} "
+            f"{' and '.join(map(str, picks))} too (Where to correct next).")
 
 
 def coverage_warnings(found: Sequence[Uncovered | None]) -> list[str]:
