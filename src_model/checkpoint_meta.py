@@ -37,6 +37,8 @@ MAX_SPACING_MM = 100.0
 MAX_CONFIG_NUMBER = 65536  # widths, codebook size, heads...: generous, far below an OOM
 MAX_JSON_DEPTH = 32
 MAX_STRING = 4096
+KEPT_FROM = "kept from "
+"""How ``PostProcessing.chosen_on`` starts when the choice was made for the starting model."""
 MAX_TAUGHT = 1000  # card.taught records (one per fine-tune a model went through)
 MAX_SEEN_SCANS = 10_000  # card.taught[].seen: scans one fine-tune was taught on
 MAX_SLICES = 100_000  # ... and slice indices per scan
@@ -202,6 +204,15 @@ class PostProcessing:
         if self.measured:
             out["measured"] = dict(self.measured)
         return out
+
+    def kept_from(self, start: str) -> PostProcessing:
+        """The same choice for a model trained on from ``start``: it was measured on the
+        start, not on the new model, and ``chosen_on`` says so (``measured``, the start's
+        figures, is dropped); a choice already kept from an earlier model stays as it is."""
+        if (self.chosen_on or "").startswith(KEPT_FROM):
+            return PostProcessing(self.largest_component, self.chosen_on)
+        return PostProcessing(self.largest_component, f"{KEPT_FROM}{start} (chosen there on "
+                                                      f"{self.chosen_on or 'unrecorded data'})")
 
     @classmethod
     def from_metadata(cls, data: Any) -> PostProcessing | None:

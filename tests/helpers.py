@@ -76,9 +76,11 @@ def save_tiny_ct_checkpoint(path: Path, num_classes: int) -> Path:
 
 
 def save_finetune_start(path: Path, *, names: list[str] = FINETUNE_NAMES,
-                        plan_vote: bool = False, training: dict | None = None) -> Path:
+                        plan_vote: bool = False, training: dict | None = None,
+                        postprocessing: dict | None = None) -> Path:
     """The model a fine-tune starts from: an untrained tiny L2GNet with ``names`` (3 classes),
-    32 x 32 input, data already in [0, 1]; ``training``: its training record, if any."""
+    32 x 32 input, data already in [0, 1]; ``training``: its training record, if any;
+    ``postprocessing``: its post-processing choice, if any."""
     from src_model import build_model, save_checkpoint
     from src_model.testing import tiny_config
 
@@ -88,6 +90,8 @@ def save_finetune_start(path: Path, *, names: list[str] = FINETUNE_NAMES,
             "normalization": {"kind": "none"}}
     if training is not None:
         meta["training"] = training
+    if postprocessing is not None:
+        meta["postprocessing"] = postprocessing
     return save_checkpoint(path, model, meta)
 
 

@@ -78,3 +78,29 @@ def test_predict_volume_applies_the_shipped_choice_by_default(shared_data):
     raw = predict_volume(case.image, ACDC, device="cpu", postprocess=False).labels
     default = predict_volume(case.image, ACDC, device="cpu").labels
     np.testing.assert_array_equal(default, keep_largest_component(raw, [1, 2, 3]))
+
+
+def test_a_fine_tuned_model_keeps_the_choice_and_says_whose_it_was(tmp_path) -> None:
+    """The start's post-processing choice was measured on the start: a model fine-tuned from
+    it keeps the choice, says it was kept from the start (without the start's figures), and a
+    second fine-tune does not nest the note."""
+    from src_model import read_metadata
+    from tests.helpers import save_finetune_start, two_squares
+    from training.finetuning.finetune import CorrectedVolume, FinetuneSettings, run_finetune
+
+    start = save_finetune_start(tmp_path / "start.safetensors", postprocessing={
+        "largest_component": ["b"], "chosen_on": "val (2 volumes)",
+        "measured": {"b": {"dice": 0.9, "dice_kept": 0.91, "chosen": True}}})
+    image, labels = two_squares(n=6)
+    settings = FinetuneSettings(epochs=6, samples_per_epoch=16, batch_size=2)
+    first = run_finetune(start, [CorrectedVolume("scan", image, labels, [1, 2, 3])],
+                         settings, tmp_path / "first")
+    assert first.chosen_epoch > 0  # a trained model, not the start copied back
+    kept = {"largest_component": ["b"],
+            "chosen_on": "kept from start.safetensors (chosen there on val (2 volumes))"}
+    assert read_metadata(first.checkpoint)["postprocessing"] == kept
+    second = run_finetune(first.checkpoint, [CorrectedVolume("scan", image, labels, [4])],
+                          settings, tmp_path / "second")
+    assert read_metadata(second.checkpoint)["postprocessing"] == kept
+    assert PostProcessing(("b",), None).kept_from("m.safetensors").chosen_on == (
+        "kept from m.safetensors (chosen there on unrecorded data)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from src_model.checkpoint_meta import PostProcessing
 from src_model.class_growth import MAX_NEW_CLASSES
 
 from ..data import Case, Slice
@@ -197,6 +198,9 @@ def prepare_run(
     meta.update(given)
     if base is not None:
         meta.pop("model", None)  # rebuilt from the model by save_checkpoint
+        post = PostProcessing.from_metadata(meta.get("postprocessing"))
+        if post is not None and "postprocessing" not in given:  # measured on the start only
+            meta["postprocessing"] = post.kept_from(Path(str(checkpoint)).name).to_dict()
     return RunSetup(built, model_name, n_classes, slices, val_cases, config, meta, norm,
                     warnings)
 
