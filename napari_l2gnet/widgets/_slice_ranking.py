@@ -1,14 +1,16 @@
 """"Where to correct next": the slices to correct next, listed; a click jumps there.
 
 The model segments the image in a napari thread worker; ``training.finetuning.next_slices``
-lists first the middle of each range of labelled slices beyond the corrected (and taught)
-ones, then the slices the model is least sure of. Slices already corrected are left out, and
+lists first slices spread over the labelled ones (nothing corrected yet) or the middle of each
+range of labelled slices beyond the corrected (and taught) ones, then the slices the model is
+least sure of. Slices already corrected are left out, and
 so are the neighbours of a listed slice (they look alike).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -16,9 +18,12 @@ from qtpy.QtWidgets import QGroupBox, QListWidget, QListWidgetItem, QPushButton,
 
 from ._tooltips import Finetune as tips
 
+if TYPE_CHECKING:
+    from training.finetuning.next_slices import SliceToCorrect
+
 
 def rank_volume(volume: np.ndarray, checkpoint: str, axis: int, exclude: list[int],
-                spacing: tuple[float, ...] | None) -> list:
+                spacing: tuple[float, ...] | None) -> list[SliceToCorrect]:
     """``next_slices.slices_to_correct`` (in a thread): ``SliceToCorrect`` entries."""
     from training.finetuning.next_slices import slices_to_correct
 
@@ -33,7 +38,7 @@ class SliceRanking(QGroupBox):
         self.viewer = viewer
         self._request = request  # () -> (volume, checkpoint, axis, exclude, spacing) or None
         self._on_error = on_error
-        self.ranked: list = []  # SliceToCorrect entries, in list order
+        self.ranked: list[SliceToCorrect] = []  # in list order
         self.worker = None
         self.button = QPushButton("Rank slices to correct next")
         self.button.setToolTip(tips.RANK)
@@ -67,7 +72,7 @@ class SliceRanking(QGroupBox):
         self.worker = None
         self.button.setEnabled(True)
 
-    def _show(self, ranked: list, axis: int) -> None:
+    def _show(self, ranked: list[SliceToCorrect], axis: int) -> None:
         self.ranked = ranked
         self.list.clear()
         for entry in ranked:
