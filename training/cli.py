@@ -16,11 +16,11 @@ from collections.abc import Iterator, Sequence
 
 from src_model import CheckpointError
 
-from .commands import evaluate, finetune, measure, predict, sample, train
+from .commands import evaluate, finetune, measure, next_slices, predict, sample, train
 from .commands.outputs import check_symlink_loops, describe
 from .inference.predict import is_cpu_out_of_memory
 
-COMMANDS = (train, finetune, evaluate, predict, measure, sample)
+COMMANDS = (train, finetune, next_slices, evaluate, predict, measure, sample)
 
 
 def build_parser() -> argparse.ArgumentParser:

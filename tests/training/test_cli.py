@@ -379,7 +379,7 @@ def test_predict_user_errors(checkpoint, tmp_path, capsys):
 # ---------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "sample"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "sample", "next-slices"])
 def test_subcommand_help_exits_zero(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,13 +93,14 @@ def taught_slices(volume: np.ndarray, meta: dict, axis: int) -> set[int]:
 
 def slices_to_correct(volume: np.ndarray, checkpoint: str | Path, *, axis: int = 0,
                       corrected: Sequence[int] = (), spacing: Sequence[float] | None = None,
-                      count: int = LISTED) -> list[SliceToCorrect]:
+                      count: int = LISTED, **predict_options: Any) -> list[SliceToCorrect]:
     """Segment ``volume`` (raw, as opened) with ``checkpoint`` and list up to ``count``
     slices to correct next, never a corrected one: first the middle of each run of labelled
     slices beyond the corrected and taught ones (``coverage``), or, with none of those,
     ``SPREAD`` slices evenly spaced over the labelled ones; then the most uncertain,
     neighbours of a listed slice left out. ``spacing``: the voxel size in mm in the volume's
-    axis order, so a model with a pixel size segments at its scale (as Segment does)."""
+    axis order, so a model with a pixel size segments at its scale (as Segment does).
+    ``predict_options``: ``predict_volume``'s (``device``, ``batch_size``)."""
     from src_model import read_metadata
 
     from ..inference import predict_volume
@@ -106,7 +108,7 @@ def slices_to_correct(volume: np.ndarray, checkpoint: str | Path, *, axis: int =
 
     meta = read_metadata(checkpoint)
     result = predict_volume(np.asarray(volume), str(checkpoint), axis=axis, spacing=spacing,
-                            return_probabilities=True)
+                            return_probabilities=True, **predict_options)
     probs = result.probabilities
     if probs.ndim == 3:  # one 2-D slice
         probs, axis = probs[:, None], 0
