@@ -88,5 +88,7 @@ class Measure:
     ES_LABELS = "End-systole labels: another labels layer on the same grid"
     ED_FRAME = "End-diastole: by default the frame with the largest LV volume"
     ES_FRAME = "End-systole: by default the frame with the smallest LV volume"
+    BASAL_LINKS = ("Click a slice to show it: the ED or ES labels layer (selected, visible) "
+                   "or the cine's ED or ES frame")
     COPY = "Copy both tables as tab-separated text, for a report"
     SAVE = "Save both tables as one CSV file"

@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -179,6 +179,11 @@ class MeasureWidget(QWidget):
         self.cardiac = note_label(color="orange")
         self.basal: BasalSlices | None = None  # the basal slices to check (ED, ES)
         self.basal_note = note_label(selectable=True)
+        self.basal_links = QLabel()  # "Go to: ED 0, 1 · ES 0, 1", each a link to the slice
+        self.basal_links.setTextFormat(Qt.TextFormat.RichText)
+        self.basal_links.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.basal_links.setToolTip(tips.BASAL_LINKS)
+        self.basal_links.linkActivated.connect(self.go_to_basal)
         self.copy_button = push_button("Copy as text", lambda: self.copy_text(), tips.COPY)
         self.save_button = push_button("Save CSV…", self._save_dialog, tips.SAVE)
 
@@ -210,6 +215,7 @@ class MeasureWidget(QWidget):
         cbox.addWidget(self.cardiac_table)
         cbox.addWidget(self.cardiac)
         cbox.addWidget(self.basal_note)
+        cbox.addWidget(self.basal_links)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.copy_button)
@@ -342,8 +348,7 @@ class MeasureWidget(QWidget):
 
     def _cardiac_message(self, text: str) -> None:
         self.indices = None
-        self.basal = None
-        self.basal_note.setText("")
+        self._show_basal(None)
         self.cardiac_table.clearContents()
         self.cardiac.setText(text)
         self.cardiac.setVisible(True)
@@ -382,9 +387,45 @@ class MeasureWidget(QWidget):
             self._cardiac_message(str(err))
             return None
         self._show_indices(self.indices)
-        self.basal = basal_slices(ed_labels, es_labels, classes)
-        self.basal_note.setText(self.basal.message() if self.basal else "")
+        self._show_basal(basal_slices(ed_labels, es_labels, classes))
         return self.indices
+
+    def _show_basal(self, basal: BasalSlices | None) -> None:
+        self.basal = basal
+        self.basal_note.setText(basal.message() if basal else "")
+        if basal is None:
+            self.basal_links.setText("")
+            return
+
+        def links(kind: str, slices: tuple[int, ...]) -> str:
+            return ", ".join(f'<a href="{kind}:{z}">{z}</a>' for z in slices) or "none"
+
+        self.basal_links.setText(f"Go to: ED {links('ed', basal.ed)} · "
+                                 f"ES {links('es', basal.es)}")
+
+    def go_to_basal(self, link: str) -> bool:
+        """Show a named basal slice (``"ed:3"``, ``"es:0"``: the link clicked): that slice of
+        the ED or ES labels layer, selected and visible, or of the cine's ED or ES frame."""
+        kind, _, index = link.partition(":")
+        layer = self.ed_combo.layer()
+        if kind not in ("ed", "es") or not index.isdigit() or layer is None:
+            return False
+        z = int(index)
+        if layer.ndim == 4:  # a cine: (time, slices, rows, columns)
+            frame = (self.ed_frame if kind == "ed" else self.es_frame).value()
+            steps = {0: frame, 1: z}
+        else:
+            layer = layer if kind == "ed" else self.es_combo.layer()
+            if layer is None:
+                return False
+            layer.visible = True
+            self.viewer.layers.selection.active = layer
+            steps = {0: z}
+        first = self.viewer.dims.ndim - layer.ndim  # the layer's axes are the last ones
+        for axis, step in steps.items():
+            self.viewer.dims.set_point(first + axis,
+                                       layer.translate[axis] + step * layer.scale[axis])
+        return True
 
     def _show_indices(self, idx: CardiacIndices) -> None:
         self.cardiac_table.clearContents()

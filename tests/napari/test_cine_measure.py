@@ -134,6 +134,10 @@ def test_measure_cardiac_from_ed_es_layers_and_from_a_cine(make_napari_viewer, t
     assert lv.tolist() == pytest.approx([(es.label == 3).sum() * ML, (ed.label == 3).sum() * ML,
                                          (es.label == 3).sum() * ML])
     assert panel.plot.isVisibleTo(panel) and len(panel.plot.ax.lines) >= 2
+    # a basal slice's link shows the cine at that frame (ES: frame 0) and slice
+    z = panel.basal.es[0]
+    assert panel.go_to_basal(f"es:{z}")
+    assert tuple(viewer.dims.current_step[:2]) == (0, z)
     panel.es_frame.setValue(1)  # the user overrides ES: the indices follow
     assert panel.indices.lv.sv_ml == 0
 
@@ -206,6 +210,16 @@ def test_measure_points_to_the_basal_slices(make_napari_viewer, tmp_path, patien
     heart_es = np.flatnonzero(es.label.reshape(len(es.label), -1).any(1))
     assert (panel.basal.ed, panel.basal.es) == (tuple(heart_ed[:2]), tuple(heart_es[:2]))
     assert f"slices {heart_ed[0]}, {heart_ed[1]} at ED" in panel.basal_note.text()
+    # each named slice is a link that shows it: the ES layer, selected, at that slice
+    assert f'<a href="es:{heart_es[1]}">{heart_es[1]}</a>' in panel.basal_links.text()
+    viewer.layers["es_seg"].visible = False
+    panel.basal_links.linkActivated.emit(f"es:{heart_es[1]}")
+    assert viewer.layers.selection.active.name == "es_seg"
+    assert viewer.layers["es_seg"].visible
+    assert viewer.dims.current_step[0] == heart_es[1]
+    assert panel.go_to_basal(f"ed:{heart_ed[0]}") and viewer.dims.current_step[0] == heart_ed[0]
+    assert viewer.layers.selection.active.name == "ed_seg"
+    assert not panel.go_to_basal("mid:3")
     last = len(ed.label) - 1
     panel.ed_combo.setCurrentText("ed_flip")
     panel.es_combo.setCurrentText("es_flip")
