@@ -140,6 +140,16 @@ class VolumePlot(FigureCanvasQTAgg):
         self.draw_idle()
 
 
+def _text_color(viewer) -> str:
+    """The napari theme's text colour (links are then told apart by their underline)."""
+    from napari.utils.theme import get_theme
+
+    try:
+        return get_theme(viewer.theme).text.as_hex()
+    except (AttributeError, KeyError, ValueError):  # an unknown or custom theme
+        return "#f0f1f2"
+
+
 class MeasureWidget(QWidget):
     """Volumes of a labels layer; cardiac indices from ED/ES layers or a cine."""
 
@@ -397,8 +407,11 @@ class MeasureWidget(QWidget):
             self.basal_links.setText("")
             return
 
+        color = _text_color(self.viewer)  # Qt's default link blue is unreadable on dark
+
         def links(kind: str, slices: tuple[int, ...]) -> str:
-            return ", ".join(f'<a href="{kind}:{z}">{z}</a>' for z in slices) or "none"
+            return ", ".join(f'<a href="{kind}:{z}" style="color: {color}">{z}</a>'
+                             for z in slices) or "none"
 
         self.basal_links.setText(f"Go to: ED {links('ed', basal.ed)} · "
                                  f"ES {links('es', basal.es)}")
