@@ -65,7 +65,7 @@ class ResultView(QWidget):
                     said = (f"Starting model: Dice {mean:.3f} on the corrected slices; "
                             "fine-tuning…")
         if events:
-            self.plot.redraw()
+            self.plot.redraw_soon()
         return said
 
     def show_report(self, report, corrected_labels: list, class_names: list[str]) -> None:
