@@ -44,7 +44,13 @@ def one_round(threads: int | None, redraw_ms: int) -> dict:
 
     import napari_l2gnet.widgets._training_plot as plot_module
     import napari_l2gnet.widgets.finetune as panel_module
-    from napari_l2gnet.testing import dock, open_scan, process_events_until
+    from napari_l2gnet.testing import (
+        dock,
+        dock_segment,
+        open_scan,
+        paint_like,
+        process_events_until,
+    )
     from scan_io.volume import load_scan
 
     plot_module.REDRAW_MS = redraw_ms
@@ -60,18 +66,12 @@ def one_round(threads: int | None, redraw_ms: int) -> dict:
     os.environ["L2GNET_ANNOTATION_STORE"] = tempfile.mkdtemp(prefix="l2gnet-bench-")
     viewer = napari.Viewer(show=True)
     image = open_scan(viewer, DATA / "example_ct_sm.nii.gz")
-    segment = dock(viewer, "Segment")
-    segment.device_combo.setCurrentText("cpu")
-    segment.set_checkpoint(DEMO)
+    segment = dock_segment(viewer, DEMO)
     segment.run_button.click()
     process_events_until(lambda: segment.worker is None, 600)
     labels = viewer.layers[segment.last_layer.name]
-    reference = load_scan(DATA / "example_seg_synapse8.nii.gz", labels=True).data
-    for z in CORRECTED:
-        wrong = np.argwhere(np.asarray(labels.data)[z] != reference[z])
-        for value in np.unique(reference[z][tuple(wrong.T)]):
-            pts = wrong[reference[z][tuple(wrong.T)] == value]
-            labels.data_setitem((np.full(len(pts), z), pts[:, 0], pts[:, 1]), int(value))
+    paint_like(labels, load_scan(DATA / "example_seg_synapse8.nii.gz", labels=True).data,
+               CORRECTED)
     panel = dock(viewer, "Fine-tune")
     panel.image_combo.setCurrentText(image.name)
     panel.labels_combo.setCurrentText(labels.name)

@@ -32,6 +32,19 @@ def dock_segment(viewer, checkpoint: str | Path, device: str = "cpu"):
     return widget
 
 
+def paint_like(labels, reference: np.ndarray, slices: Sequence[int]) -> None:
+    """Correct ``slices`` of the ``labels`` layer to ``reference`` (same shape) through the
+    layer's own paint path (``data_setitem``, one call per value), as a user's strokes would:
+    the Fine-tune panel sees them as painted slices."""
+    for z in slices:
+        current = np.asarray(labels.data)[z]
+        wrong = np.argwhere(current != reference[z])
+        values = reference[z][tuple(wrong.T)]
+        for value in np.unique(values):
+            pts = wrong[values == value]
+            labels.data_setitem((np.full(len(pts), z), pts[:, 0], pts[:, 1]), int(value))
+
+
 def open_scan(viewer, path: str | Path):
     """Open ``path`` with the plugin's reader, as *File > Open* does; the one layer made."""
     [layer] = viewer.open(str(path), plugin=PLUGIN)

@@ -31,7 +31,13 @@ from pathlib import Path
 import napari
 import numpy as np
 
-from napari_l2gnet.testing import dock, open_scan, process_events_until
+from napari_l2gnet.testing import (
+    dock,
+    dock_segment,
+    open_scan,
+    paint_like,
+    process_events_until,
+)
 from scan_io.volume import load_scan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +55,7 @@ def segmented_ct(viewer):
     """Open the real CT, segment it with the demo model through the Segment panel (then
     closed); the image layer and the result labels layer, or None with a message."""
     image = open_scan(viewer, SCAN)
-    segment = dock(viewer, "Segment")
-    segment.device_combo.setCurrentText("cpu")
-    segment.set_checkpoint(DEMO)
+    segment = dock_segment(viewer, DEMO)
     segment.run_button.click()
     if not process_events_until(lambda: segment.worker is None, 600) or segment.last_layer is None:
         print("segment failed:", segment.status.text(), file=sys.stderr)
@@ -68,11 +72,7 @@ def paint_reference(labels, slices) -> bool:
     if reference.shape != np.asarray(labels.data).shape:
         print(f"reference {reference.shape} != result {np.shape(labels.data)}", file=sys.stderr)
         return False
-    for z in slices:
-        wrong = np.argwhere(np.asarray(labels.data)[z] != reference[z])
-        for value in np.unique(reference[z][tuple(wrong.T)]):
-            pts = wrong[reference[z][tuple(wrong.T)] == value]
-            labels.data_setitem((np.full(len(pts), z), pts[:, 0], pts[:, 1]), int(value))
+    paint_like(labels, reference, slices)
     return True
 
 

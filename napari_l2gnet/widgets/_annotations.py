@@ -84,15 +84,6 @@ def copy_atomically(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
-def labelled_slices(data: np.ndarray, axis: int) -> list[int]:
-    """Slice indices along ``axis`` that hold any label."""
-    data = np.asarray(data)
-    if data.ndim != 3:
-        return []
-    return [int(i) for i in np.flatnonzero(data.any(axis=tuple(d for d in range(3)
-                                                                if d != axis)))]
-
-
 def annotated_slices(data: np.ndarray, axis: int, painted: set[int], model_labels=None,
                      non_empty: bool = False) -> list[int]:
     """Slice indices along ``axis`` that count as corrected: every slice with a label

@@ -47,7 +47,6 @@ from ._annotations import (
     annotated_slices,
     copy_atomically,
     default_output_path,
-    labelled_slices,
     layer_axis,
     painted_slices,
     user_finetune_dir,
@@ -299,7 +298,8 @@ class FinetuneWidget(QWidget):
         else:
             shown = ", ".join(str(i) for i in slices[:12]) + (" …" if len(slices) > 12 else "")
             text = f"{len(slices)} annotated slice{'s' * (len(slices) != 1)}: {shown}"
-            note = before_run_note(labelled_slices(layer.data, layer_axis(layer)), slices)
+            labelled = annotated_slices(layer.data, layer_axis(layer), set(), non_empty=True)
+            note = before_run_note(labelled, slices)
             text += f"\n{note}" if note else ""
         self.count_label.setText(text)
         self._refresh_new_classes(layer)

@@ -41,27 +41,22 @@ class Uncovered:
     classes: tuple[tuple[str, int], ...]  # (class name, uncovered slices it is on), most first
 
     @property
-    def end_runs(self) -> tuple[tuple[int, ...], ...]:
-        """The first and the last run of consecutive uncovered slices (one if there is one)."""
-        runs = _runs(self.slices)
-        return tuple(tuple(run) for run in ([runs[0], runs[-1]] if len(runs) > 1 else runs))
-
-    @property
     def suggested(self) -> tuple[int, ...]:
         """Slices to correct next: the middle of the first and of the last run of uncovered
         slices (one per side of the corrections; measured in docs/results-teaching.md)."""
-        return tuple(run[len(run) // 2] for run in self.end_runs)
+        return tuple(run_middle(run) for run in end_runs(self.slices))
 
     def message(self) -> str:
         """One line for the result panel and the CLI's log."""
         n = len(self.slices)
         names = [name for name, _ in self.classes]
         drawn = ", ".join(names) if len(names) <= 3 else f"{len(names)} classes"
-        picks = " and ".join(map(str, self.suggested))
+        suggested = self.suggested
+        picks = " and ".join(map(str, suggested))
         return (f"{self.scan}: the corrections cover slices {self.first}-{self.last}; the "
                 f"model labels {n} slices beyond them ({slice_ranges(self.slices)}: {drawn}), "
                 f"where nothing taught it: check those, or correct slice"
-                f"{'s' * (len(self.suggested) > 1)} {picks} too and fine-tune again.")
+                f"{'s' * (len(suggested) > 1)} {picks} too and fine-tune again.")
 
 
 def _runs(slices: Sequence[int]) -> list[list[int]]:
@@ -73,6 +68,17 @@ def _runs(slices: Sequence[int]) -> list[list[int]]:
         else:
             runs.append([s])
     return runs
+
+
+def end_runs(slices: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """The first and the last run of consecutive ``slices`` (one if there is one)."""
+    runs = _runs(slices)
+    return tuple(tuple(run) for run in ([runs[0], runs[-1]] if len(runs) > 1 else runs))
+
+
+def run_middle(run: Sequence[int]) -> int:
+    """The slice in the middle of a run (the upper one of two middles)."""
+    return int(run[len(run) // 2])
 
 
 def slice_ranges(slices: Sequence[int]) -> str:
@@ -124,12 +130,11 @@ def slices_beyond(labelled: Sequence[int], corrected: Sequence[int], *, margin: 
 def before_run_note(labelled: Sequence[int], corrected: Sequence[int]) -> str:
     """What the Fine-tune panel says before a run when the corrections leave labelled slices
     far beyond them ("" when they do not): where the taught model would guess, and the two
-    slices to correct as well (``Uncovered.suggested``)."""
+    slices to correct as well (the middle of each end run, as ``Uncovered.suggested``)."""
     beyond = slices_beyond(labelled, corrected)
     if not beyond:
         return ""
-    found = Uncovered("", int(min(corrected)), int(max(corrected)), beyond, ())
-    picks = found.suggested
+    picks = [run_middle(run) for run in end_runs(beyond)]
     return (f"Labels on slices {slice_ranges(beyond)} lie beyond the corrections, where a "
             f"model taught on them guesses: correct slice{'s' * (len(picks) > 1)} "
             f"{' and '.join(map(str, picks))} too (Where to correct next).")

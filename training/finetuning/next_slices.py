@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .coverage import slice_ranges, uncovered_slices
+from .coverage import end_runs, run_middle, slice_ranges, uncovered_slices
 from .seen_slices import seen_slices, volume_fingerprint
 
 LISTED = 10
@@ -119,8 +119,8 @@ def slices_to_correct(volume: np.ndarray, checkpoint: str | Path, *, axis: int =
     picks: list[SliceToCorrect] = []
     if covered:
         found = uncovered_slices("scan", labels, covered, list(meta.get("class_names") or []))
-        for run in found.end_runs if found else ():
-            middle = run[len(run) // 2]
+        for run in end_runs(found.slices) if found else ():
+            middle = run_middle(run)
             picks.append(SliceToCorrect(middle, float(scores[middle]), BEYOND, run))
     elif labels.shape[0] > 2:
         labelled = np.flatnonzero(labels.reshape(labels.shape[0], -1).any(1)).tolist()
